@@ -1,0 +1,126 @@
+"""Every error a user can see, each carrying the exit code the CLI returns for it.
+
+    BatchrunnerError (1)               anything operational: API, network, disk
+    ├── InputError (2)                 bad job spec, bad input rows, bad command-line usage;
+    │   │                              raised before anything is sent or written
+    │   ├── SpecError (2)              a job spec problem, located at file:line
+    │   ├── RowError (2)               an input row problem, located at file:line
+    │   └── BudgetExceeded (2)         the worst-case cost is over the spec's budget_usd
+    ├── ApiError (1)                   the API refused or failed a call
+    │   ├── NotFound (1)               the API says the thing does not exist
+    │   └── SubmitUncertain (1)        a create whose outcome is unknown and could not be reconciled
+    ├── StillRunning (4)               the run has batches that have not ended yet
+    └── RunLocked (75)                 another process holds this run's lock
+
+Messages say what went wrong and what to do next; the CLI prints them as they are.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+EXIT_OK = 0
+EXIT_ERROR = 1
+EXIT_INVALID = 2
+EXIT_INCOMPLETE = 3
+EXIT_RUNNING = 4
+EXIT_LOCKED = 75
+
+
+class BatchrunnerError(Exception):
+    """Base of every error batchrunner raises on purpose."""
+
+    exit_code = EXIT_ERROR
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    def to_dict(self) -> dict[str, object]:
+        return {"type": type(self).__name__, "message": self.message, "exit_code": self.exit_code}
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One located problem in a user's file: where it is and how to fix it."""
+
+    path: Path | str
+    line: int | None
+    message: str
+
+    def __str__(self) -> str:
+        where = f"{self.path}:{self.line}" if self.line is not None else f"{self.path}"
+        return f"{where}: {self.message}"
+
+    def to_dict(self) -> dict[str, object]:
+        return {"file": str(self.path), "line": self.line, "message": self.message}
+
+
+class InputError(BatchrunnerError):
+    """The user's input is wrong; nothing was sent and nothing was written.
+
+    Carries every problem found (up to a cap), so one run of `validate` lists them all.
+    """
+
+    exit_code = EXIT_INVALID
+
+    def __init__(self, problems: list[Problem] | str, *, more: int = 0) -> None:
+        if isinstance(problems, str):
+            problems = [Problem("<command line>", None, problems)] if problems else []
+        self.problems = problems
+        self.more = more
+        lines = [str(p) for p in problems]
+        if more:
+            lines.append(f"... and {more} more problem(s)")
+        super().__init__("\n".join(lines))
+
+    def to_dict(self) -> dict[str, object]:
+        out = super().to_dict()
+        out["problems"] = [p.to_dict() for p in self.problems]
+        out["more"] = self.more
+        return out
+
+
+class SpecError(InputError):
+    """A problem in a job spec file."""
+
+
+class RowError(InputError):
+    """A problem in an input rows file."""
+
+
+class BudgetExceeded(InputError):
+    """The job's worst-case cost is above its `budget_usd`."""
+
+
+class ApiError(BatchrunnerError):
+    """The API (real or emulated) refused or failed a call."""
+
+    def __init__(self, message: str, *, status: int | None = None, request_id: str | None = None) -> None:
+        detail = message
+        if status is not None:
+            detail = f"{message} (HTTP {status}" + (f", request {request_id})" if request_id else ")")
+        super().__init__(detail)
+        self.status = status
+        self.request_id = request_id
+
+
+class NotFound(ApiError):
+    """The API says the batch or file does not exist."""
+
+
+class SubmitUncertain(ApiError):
+    """A batch create may or may not have happened, and reconciling did not settle it."""
+
+
+class StillRunning(BatchrunnerError):
+    """Some batches have not ended; come back later with `watch`, `collect` or `resume`."""
+
+    exit_code = EXIT_RUNNING
+
+
+class RunLocked(BatchrunnerError):
+    """Another batchrunner process is working on this run."""
+
+    exit_code = EXIT_LOCKED
