@@ -8,14 +8,24 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 import orjson
 
-from batchrunner.errors import EXIT_ERROR, EXIT_INVALID, BatchrunnerError
+from batchrunner.errors import EXIT_ERROR, EXIT_INCOMPLETE, EXIT_INVALID, EXIT_RUNNING, BatchrunnerError
+
+if TYPE_CHECKING:
+    from batchrunner.compile import CompileReport
+    from batchrunner.ledger import Batch, Run
+    from batchrunner.pipeline import Events, Outcome
+
+# The pipeline (and with it the anthropic SDK) is imported by the commands that use it, so
+# `validate` and `serve` start fast.
+BACKENDS = ("auto", "local", "anthropic")
 
 
 @dataclass
@@ -109,6 +119,356 @@ class BatchrunnerGroup(click.Group):
 def cli(ctx: click.Context, home: Path, as_json: bool, verbose: int, quiet: bool) -> None:
     """Run Claude at scale through Anthropic's Message Batches API."""
     ctx.obj = App(home=home, json=as_json, verbose=verbose, quiet=quiet)
+
+
+# checking a job
+
+
+def _usd(amount: float) -> str:
+    return f"${amount:,.4f}" if amount < 1 else f"${amount:,.2f}"
+
+
+def _validate_text(job: Path, report: CompileReport) -> str:
+    shards = report.shards
+    lines = [f"{job}: valid · {report.requests:,} requests in {len(shards)} shard{'s' if len(shards) != 1 else ''}"]
+    lines += [f"  shard {s.index:03d}: {s.requests:,} requests, {s.bytes:,} bytes" for s in shards[:10]]
+    if len(shards) > 10:
+        lines.append(f"  ... and {len(shards) - 10} more shards")
+    if report.cost_low_usd is None or report.cost_high_usd is None:
+        cost = f"cost unknown for {report.model} (add a pricing: block to the spec)"
+    else:
+        cost = f"{_usd(report.cost_low_usd)} – {_usd(report.cost_high_usd)} at batch prices ({report.model})"
+    lines.append(f"bytes: {report.bytes:,} · estimated input tokens: ~{report.estimated_input_tokens:,}")
+    lines.append(f"cost: {cost}")
+    return "\n".join(lines)
+
+
+@cli.command()
+@click.argument("job", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.pass_context
+def validate(ctx: click.Context, job: Path) -> None:
+    """Compile JOB without sending or writing anything; show its requests, shards, size and cost.
+
+    Exit 0 if the job is valid, 2 with every problem (file:line) if not.
+    """
+    from batchrunner.compile import validate_job
+
+    app: App = ctx.obj
+    report = validate_job(job)
+    app.emit(report.to_dict(), _validate_text(job, report))
+
+
+# running jobs
+
+
+class Progress:
+    """Progress on a terminal: one line, redrawn in place. Silent without a TTY or with -q."""
+
+    def __init__(self, app: App) -> None:
+        self.enabled = not app.quiet and not app.json and sys.stderr.isatty()
+        self.started = time.monotonic()
+        self.drawn = False
+
+    def __call__(self, run: Run, batches: list[Batch]) -> None:
+        if not self.enabled:
+            return
+        ended = sum(1 for batch in batches if batch.state in ("ended", "collected"))
+        counts: dict[str, int] = {}
+        for batch in batches:
+            for status, n in (batch.request_counts or {}).items():
+                counts[status] = counts.get(status, 0) + n
+        shown = " · ".join(f"{n:,} {status}" for status, n in counts.items() if n)
+        elapsed = int(time.monotonic() - self.started)
+        line = f"{run.id}: {ended}/{len(batches)} batches ended · {shown or 'waiting'} · {elapsed // 60}m{elapsed % 60:02d}s"
+        click.echo(f"\r\x1b[2K{line}", nl=False, err=True)
+        self.drawn = True
+
+    def done(self) -> None:
+        if self.drawn:
+            click.echo("", err=True)
+            self.drawn = False
+
+
+def _events(app: App, progress: Progress | None = None) -> Events:
+    from batchrunner.pipeline import Events
+
+    def notice(message: str) -> None:
+        if progress is not None:
+            progress.done()
+        app.notice(message)
+
+    return Events(notice=notice, progress=progress or (lambda run, batches: None))
+
+
+def _summary_text(outcome: Outcome) -> str:
+    s = outcome.summary
+    counts = " · ".join(f"{n:,} {status}" for status, n in s["counts"].items() if n)
+    cost = "cost unknown" if s["cost_usd"] is None else f"${s['cost_usd']:.4f} at batch prices"
+    lines = [
+        f"run {outcome.run.id}: {outcome.state} · {counts or 'no requests'}",
+        f"tokens: {s['input_tokens']:,} in / {s['output_tokens']:,} out · {cost} · "
+        f"{s['api_calls']} API calls ({s['api_calls_per_batch']} per batch)",
+    ]
+    if s["errors_by_type"]:
+        lines.append("errors: " + ", ".join(f"{n:,} {kind}" for kind, n in s["errors_by_type"].items()))
+    if outcome.state == "done":
+        lines.append(f"output: {outcome.run.output_path}")
+    elif outcome.exit_code == EXIT_RUNNING:
+        lines.append(f"still running; come back with `batchrunner watch {outcome.run.id}` or `batchrunner collect {outcome.run.id}`")
+    if outcome.exit_code == EXIT_INCOMPLETE:
+        lines.append(f"some requests did not succeed; `batchrunner retry {outcome.run.id}` sends just those again")
+    return "\n".join(lines)
+
+
+def _finish(ctx: click.Context, outcome: Outcome) -> None:
+    app: App = ctx.obj
+    app.emit(outcome.to_dict(), _summary_text(outcome))
+    ctx.exit(outcome.exit_code)
+
+
+@cli.command()
+@click.argument("job", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--run-id", help="Name the run; submitting again with the same id continues it instead of starting over.")
+@click.option("--detach", is_flag=True, help="Return once the batches are created (exit 4); collect later.")
+@click.option("--timeout", type=click.FloatRange(min=0), help="Stop waiting after this many seconds (exit 4).")
+@click.option(
+    "--backend",
+    type=click.Choice(BACKENDS),
+    envvar="BATCHRUNNER_BACKEND",
+    help="anthropic (the real API), local (the built-in emulator), auto (anthropic if ANTHROPIC_API_KEY is set).",
+)
+@click.option("--force", is_flag=True, help="Submit even if the worst-case cost is over the spec's budget_usd.")
+@click.pass_context
+def submit(
+    ctx: click.Context, job: Path, run_id: str | None, detach: bool, timeout: float | None, backend: str | None, force: bool
+) -> None:
+    """Compile JOB, create its batches, wait for them and write the joined output."""
+    from batchrunner import pipeline
+
+    app: App = ctx.obj
+    progress = Progress(app)
+    try:
+        outcome = pipeline.submit(
+            job,
+            home=app.home,
+            run_id=run_id,
+            backend=backend,
+            detach=detach,
+            timeout=timeout,
+            force=force,
+            events=_events(app, progress),
+        )
+    finally:
+        progress.done()
+    _finish(ctx, outcome)
+
+
+@cli.command()
+@click.argument("run_id", metavar="RUN")
+@click.option("--timeout", type=click.FloatRange(min=0), help="Stop waiting after this many seconds (exit 4).")
+@click.pass_context
+def watch(ctx: click.Context, run_id: str, timeout: float | None) -> None:
+    """Reattach to RUN: wait until its batches end, then collect."""
+    from batchrunner import pipeline
+
+    app: App = ctx.obj
+    progress = Progress(app)
+    try:
+        outcome = pipeline.watch(run_id, home=app.home, timeout=timeout, events=_events(app, progress))
+    finally:
+        progress.done()
+    _finish(ctx, outcome)
+
+
+@cli.command()
+@click.argument("run_id", metavar="RUN", required=False)
+@click.option("--all", "all_runs", is_flag=True, help="Collect every run that is not done.")
+@click.pass_context
+def collect(ctx: click.Context, run_id: str | None, all_runs: bool) -> None:
+    """Download and join the results of every ended batch; exit 4 if some still run."""
+    from batchrunner import pipeline
+
+    app: App = ctx.obj
+    if bool(run_id) == all_runs:
+        raise click.UsageError("name one RUN, or pass --all")
+    if run_id:
+        _finish(ctx, pipeline.collect(run_id, home=app.home, events=_events(app)))
+    _finish_many(ctx, pipeline.collect_all(home=app.home, events=_events(app)), "nothing to collect")
+
+
+@cli.command()
+@click.argument("run_id", metavar="[RUN]", required=False)
+@click.pass_context
+def status(ctx: click.Context, run_id: str | None) -> None:
+    """Show one run (default: the latest): its batches and request counts, as the ledger knows them."""
+    from batchrunner import pipeline
+
+    app: App = ctx.obj
+    outcome = pipeline.status(run_id, home=app.home)
+    rows = [
+        f"  attempt {b.attempt} batch {b.shard + 1}: {b.state:<11} {b.batch_id or '-':<34} "
+        + " ".join(f"{k}={v}" for k, v in (b.request_counts or {}).items() if v)
+        for b in outcome.batches
+    ]
+    app.emit(outcome.to_dict(), _summary_text(outcome) + ("\n" + "\n".join(rows) if rows else ""))
+
+
+@cli.command()
+@click.pass_context
+def runs(ctx: click.Context) -> None:
+    """List the runs in the state home."""
+    from batchrunner import pipeline
+
+    app: App = ctx.obj
+    outcomes = pipeline.list_runs(home=app.home)
+    lines = [
+        f"{o.run.id:<40} {o.run.job_name:<16} {o.run.created_at[:19]}  {o.state:<10} "
+        + " ".join(f"{n} {status}" for status, n in o.summary["counts"].items() if n)
+        for o in outcomes
+    ]
+    app.emit(
+        {"runs": [pipeline.run_info(o.run, o.state) | {"counts": o.summary["counts"]} for o in outcomes]},
+        "\n".join(lines) or "no runs yet",
+    )
+
+
+@cli.command()
+@click.argument("run_id", metavar="RUN")
+@click.pass_context
+def cancel(ctx: click.Context, run_id: str) -> None:
+    """Cancel RUN's running batches; `watch` or `collect` then gathers their partial results."""
+    from batchrunner import pipeline
+
+    app: App = ctx.obj
+    outcome = pipeline.cancel(run_id, home=app.home, events=_events(app))
+    app.emit(outcome.to_dict(), _summary_text(outcome))
+
+
+# the emulator
+
+RATE = click.FloatRange(0.0, 1.0)
+
+
+@cli.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on.")
+@click.option("--port", type=click.IntRange(0, 65535), default=8787, show_default=True, help="Port; 0 picks a free one.")
+@click.option(
+    "--data-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Where batches and files are kept  [default: <home>/emulator]",
+)
+@click.option("--seed", type=int, default=0, show_default=True, help="The same seed and requests give the same results.")
+@click.option(
+    "--processing-seconds", type=click.FloatRange(min=0.0), default=2.0, show_default=True, help="How long a batch takes."
+)
+@click.option("--errored-rate", type=RATE, default=0.0, show_default=True, help="Share of requests ending errored (retryable).")
+@click.option("--expired-rate", type=RATE, default=0.0, show_default=True, help="Share of requests ending expired.")
+@click.option("--fault-rate", type=RATE, default=0.0, show_default=True, help="Share of API calls answered 429, 500 or 529.")
+@click.option("--truncate-rate", type=RATE, default=0.0, show_default=True, help="Share of results downloads cut off.")
+@click.pass_obj
+def serve(
+    app: App, host: str, port: int, data_dir: Path | None, seed: int, processing_seconds: float,
+    errored_rate: float, expired_rate: float, fault_rate: float, truncate_rate: float,
+) -> None:
+    """Run the local Anthropic API emulator in the foreground until Ctrl-C."""
+    from batchrunner.emulator import EmulatorConfig, serve_forever  # only this command pays for loading it
+
+    config = EmulatorConfig(
+        data_dir=data_dir or app.home / "emulator", host=host, port=port, seed=seed,
+        processing_seconds=processing_seconds, errored_rate=errored_rate, expired_rate=expired_rate,
+        fault_rate=fault_rate, truncate_rate=truncate_rate,
+    )
+
+    def ready(base_url: str) -> None:
+        app.notice(f"emulator on {base_url} (data in {config.data_dir}); use it with "
+                   f"ANTHROPIC_BASE_URL={base_url} ANTHROPIC_API_KEY=anything")
+
+    serve_forever(config, on_ready=ready)
+
+
+@cli.command()
+@click.argument("run_id", metavar="[RUN]", required=False)
+@click.option("--all", "all_runs", is_flag=True, help="Resume every run that is not done.")
+@click.option("--detach", is_flag=True, help="Only reconcile and submit; do not wait (exit 4).")
+@click.pass_context
+def resume(ctx: click.Context, run_id: str | None, all_runs: bool, detach: bool) -> None:
+    """Finish whatever was interrupted: reconcile uncertain creates, submit, wait, collect."""
+    from batchrunner import pipeline
+
+    app: App = ctx.obj
+    if bool(run_id) == all_runs:
+        raise click.UsageError("name one RUN, or pass --all")
+    progress = Progress(app)
+    try:
+        if run_id:
+            outcome = pipeline.resume(run_id, home=app.home, detach=detach, events=_events(app, progress))
+        else:
+            outcomes = pipeline.resume_all(home=app.home, detach=detach, events=_events(app, progress))
+    finally:
+        progress.done()
+    if run_id:
+        _finish(ctx, outcome)
+    _finish_many(ctx, outcomes, "nothing to resume")
+
+
+@cli.command()
+@click.argument("run_id", metavar="RUN")
+@click.option(
+    "--status",
+    "statuses",
+    default="errored,expired",
+    show_default=True,
+    help="Comma-separated latest statuses to retry: errored, expired, canceled, pending.",
+)
+@click.option("--error-type", "error_types", multiple=True, help="Only errored requests of this type (repeatable).")
+@click.option("--custom-id", "custom_ids", multiple=True, help="Exactly this request (repeatable).")
+@click.option(
+    "--ids-file", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="A file of custom_ids, one a line."
+)
+@click.option("--detach", is_flag=True, help="Return once the new batches are created (exit 4).")
+@click.option("--timeout", type=click.FloatRange(min=0), help="Stop waiting after this many seconds (exit 4).")
+@click.pass_context
+def retry(
+    ctx: click.Context,
+    run_id: str,
+    statuses: str,
+    error_types: tuple[str, ...],
+    custom_ids: tuple[str, ...],
+    ids_file: Path | None,
+    detach: bool,
+    timeout: float | None,
+) -> None:
+    """Send only RUN's failed requests again; their results merge into the same output.
+
+    invalid_request_error rows are retried only when named with --error-type or --custom-id.
+    """
+    from batchrunner import pipeline
+    from batchrunner.retry import Selection, read_ids_file
+
+    app: App = ctx.obj
+    ids = list(custom_ids) + (read_ids_file(ids_file) if ids_file else [])
+    selection = Selection(
+        statuses=tuple(part.strip() for part in statuses.split(",") if part.strip()),
+        error_types=error_types or None,
+        custom_ids=tuple(ids),
+    )
+    progress = Progress(app)
+    try:
+        outcome = pipeline.retry(
+            run_id, selection, home=app.home, detach=detach, timeout=timeout, events=_events(app, progress)
+        )
+    finally:
+        progress.done()
+    _finish(ctx, outcome)
+
+
+def _finish_many(ctx: click.Context, outcomes: list[Outcome], nothing: str) -> None:
+    app: App = ctx.obj
+    app.emit(
+        {"runs": [outcome.to_dict() for outcome in outcomes]},
+        "\n\n".join(_summary_text(outcome) for outcome in outcomes) or nothing,
+    )
+    ctx.exit(max((outcome.exit_code for outcome in outcomes), default=0))
 
 
 def main() -> None:

@@ -2,9 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+import orjson
 import pytest
+from click.testing import CliRunner, Result
+
+from batchrunner.cli import cli
+
+from batchrunner.emulator import EmulatorConfig, EmulatorServer, start_in_thread
 
 
 @pytest.fixture(autouse=True)
@@ -14,4 +23,58 @@ def isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("BATCHRUNNER_HOME", str(home))
     for name in ("ANTHROPIC_API_KEY", "ANTHROPIC_BASE_URL", "ANTHROPIC_AUTH_TOKEN", "BATCHRUNNER_BACKEND", "BATCHRUNNER_DEBUG"):
         monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("BATCHRUNNER_LOCAL_PROCESSING_SECONDS", "0.3")
     return home
+
+
+@pytest.fixture
+def emulator(tmp_path: Path) -> Iterator[EmulatorServer]:
+    """A fresh emulator on a free loopback port, with fast batches (0.2 s), closed after the test."""
+    with start_in_thread(EmulatorConfig(data_dir=tmp_path / "emulator", processing_seconds=0.2)) as server:
+        yield server
+
+
+@dataclass
+class Job:
+    """A job spec and its rows, written to real files the way a user would."""
+
+    spec: Path
+    rows: Path
+    output: Path
+
+
+@pytest.fixture
+def make_job(tmp_path: Path) -> Callable[..., Job]:
+    """Write `rows` (dicts) as JSONL and a spec over them; extra spec keys as YAML text."""
+
+    def make(rows: list[dict[str, Any]], *, name: str = "job", extra: str = "", batch_size: int = 10000) -> Job:
+        folder = tmp_path / name
+        folder.mkdir()
+        data = folder / "rows.jsonl"
+        data.write_bytes(b"".join(orjson.dumps(row) + b"\n" for row in rows))
+        spec = folder / "job.yaml"
+        spec.write_text(
+            f"name: {name}\n"
+            "model: claude-haiku-4-5\n"
+            "max_tokens: 32\n"
+            "input: rows.jsonl\n"
+            "id_field: id\n"
+            'prompt: "Review: {text}"\n'
+            "output: out/results.jsonl\n"
+            f"batch_size: {batch_size}\n"
+            "poll: {initial_interval: 0.05, max_interval: 0.3}\n" + extra
+        )
+        return Job(spec=spec, rows=data, output=folder / "out" / "results.jsonl")
+
+    return make
+
+
+@pytest.fixture
+def run_cli() -> Callable[..., Result]:
+    """Run the CLI in-process, as a user would type it; stdout and stderr kept apart."""
+    runner = CliRunner()
+
+    def run(*args: str | Path) -> Result:
+        return runner.invoke(cli, [str(a) for a in args], catch_exceptions=False)
+
+    return run

@@ -1,0 +1,230 @@
+"""The one place that builds `anthropic` clients, picks the backend and translates SDK errors.
+
+Every stage talks to the API through `Api` (sync) or `AsyncApi` (for the poller), which take
+and return plain dicts and raise only batchrunner errors. There is one client code path: the
+official SDK over HTTP, to the real API or to the emulator started for the `local` backend.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any, BinaryIO, TypeVar
+
+import anthropic
+import httpx2
+from aiolimiter import AsyncLimiter
+
+from batchrunner.errors import ApiError, InputError, NotFound, SubmitUncertain
+
+BACKENDS = ("auto", "local", "anthropic")
+LOCAL_API_KEY = "batchrunner-local"
+CREATE_TIMEOUT_S = 600.0
+DOWNLOAD_CHUNK = 1 << 20
+T = TypeVar("T")
+
+# Create answers that prove nothing was created; everything else is an unknown outcome.
+_DEFINITE_REFUSALS = (400, 401, 402, 403, 404, 413, 422, 429)
+
+
+@dataclass(frozen=True)
+class Backend:
+    """Where requests go. `base_url` is what a later command on the same run must reuse."""
+
+    name: str
+    base_url: str | None
+
+    @property
+    def label(self) -> str:
+        return self.name if self.base_url is None or self.name == "local" else f"{self.name} ({self.base_url})"
+
+
+def choose_backend(flag: str | None, spec_backend: str | None) -> str:
+    """Flag (or BATCHRUNNER_BACKEND, through click) wins over the spec; `auto` picks by key."""
+    choice = flag or spec_backend or "auto"
+    if choice not in BACKENDS:
+        raise InputError(f"unknown backend {choice!r}; use one of: {', '.join(BACKENDS)}")
+    if choice == "auto":
+        return "anthropic" if os.environ.get("ANTHROPIC_API_KEY") else "local"
+    return choice
+
+
+def _local_processing_seconds() -> float:
+    raw = os.environ.get("BATCHRUNNER_LOCAL_PROCESSING_SECONDS", "3")
+    try:
+        return float(raw)
+    except ValueError:
+        raise InputError(f"BATCHRUNNER_LOCAL_PROCESSING_SECONDS must be a number of seconds, not {raw!r}") from None
+
+
+@contextmanager
+def open_backend(name: str, home: Path, base_url: str | None = None) -> Iterator[tuple[Backend, str]]:
+    """Yield the backend and the URL to reach it; for `local`, run the emulator meanwhile.
+
+    The local emulator keeps its data under the state home, so a run detached today is
+    found again, and has ended, when a later command starts it on another port.
+    """
+    if name == "local":
+        from batchrunner.emulator import EmulatorConfig, start_in_thread
+
+        config = EmulatorConfig(data_dir=home / "emulator", processing_seconds=_local_processing_seconds())
+        server = start_in_thread(config)
+        try:
+            yield Backend("local", None), server.base_url
+        finally:
+            server.close()
+        return
+    if not (os.environ.get("ANTHROPIC_API_KEY") or os.environ.get("ANTHROPIC_AUTH_TOKEN")):
+        raise InputError(
+            "the anthropic backend needs ANTHROPIC_API_KEY in the environment "
+            "(or use --backend local to run on the built-in emulator)"
+        )
+    url = base_url or os.environ.get("ANTHROPIC_BASE_URL") or None
+    yield Backend("anthropic", url), url or "https://api.anthropic.com"
+
+
+def _api_key(backend: Backend) -> str | None:
+    return LOCAL_API_KEY if backend.name == "local" else os.environ.get("ANTHROPIC_API_KEY")
+
+
+def _message(exc: anthropic.APIStatusError) -> str:
+    body = exc.body
+    if isinstance(body, dict):
+        inner = body.get("error")
+        if isinstance(inner, dict) and inner.get("message"):
+            return str(inner["message"])
+    return str(exc.message)
+
+
+@contextmanager
+def map_sdk_errors(what: str) -> Iterator[None]:
+    """Translate SDK exceptions into batchrunner's, most specific first."""
+    try:
+        yield
+    except anthropic.NotFoundError as exc:
+        raise NotFound(f"{what}: not found: {_message(exc)}", status=404, request_id=exc.request_id) from exc
+    except anthropic.AuthenticationError as exc:
+        raise ApiError(
+            f"{what}: the API rejected the key ({_message(exc)}); check ANTHROPIC_API_KEY",
+            status=exc.status_code,
+            request_id=exc.request_id,
+        ) from exc
+    except anthropic.APIStatusError as exc:
+        raise ApiError(f"{what}: {_message(exc)}", status=exc.status_code, request_id=exc.request_id) from exc
+    except anthropic.APIConnectionError as exc:
+        raise ApiError(f"{what}: could not reach the API ({exc.__cause__ or exc})") from exc
+
+
+class Api:
+    """Synchronous API calls, as the stages need them."""
+
+    def __init__(self, backend: Backend, url: str, *, max_retries: int = 4) -> None:
+        self.backend = backend
+        self.sdk = anthropic.Anthropic(api_key=_api_key(backend), base_url=url, max_retries=max_retries)
+
+    def close(self) -> None:
+        self.sdk.close()
+
+    def create_batch(self, body: Iterator[bytes], content_length: int) -> dict[str, Any]:
+        """One create call with SDK retries off: the API has no idempotency key.
+
+        A definite refusal raises ApiError; anything that may have created the batch
+        (timeout, dropped connection, 408, 409, 5xx) raises SubmitUncertain.
+        """
+        client = self.sdk.with_options(max_retries=0, timeout=CREATE_TIMEOUT_S)
+        try:
+            batch = client.post(
+                "/v1/messages/batches",
+                content=body,
+                cast_to=anthropic.types.messages.MessageBatch,
+                options={"headers": {"Content-Type": "application/json", "Content-Length": str(content_length)}},
+            )
+        except anthropic.APIStatusError as exc:
+            if exc.status_code in _DEFINITE_REFUSALS:
+                with map_sdk_errors("create batch"):
+                    raise
+            raise SubmitUncertain(
+                f"create batch: the API answered {exc.status_code} ({_message(exc)}); it may have created the batch",
+                status=exc.status_code,
+                request_id=exc.request_id,
+            ) from exc
+        except anthropic.APIConnectionError as exc:
+            raise SubmitUncertain(f"create batch: the connection failed ({exc.__cause__ or exc})") from exc
+        return batch.model_dump(mode="json")
+
+    def retrieve_batch(self, batch_id: str) -> dict[str, Any]:
+        with map_sdk_errors(f"batch {batch_id}"):
+            return self.sdk.messages.batches.retrieve(batch_id).model_dump(mode="json")
+
+    def batches_created_since(self, since: datetime) -> list[dict[str, Any]]:
+        """Batches newest first, paging back until one was created before `since`."""
+        found = []
+        with map_sdk_errors("list batches"):
+            for batch in self.sdk.messages.batches.list(limit=100):
+                if batch.created_at < since:
+                    break
+                found.append(batch.model_dump(mode="json"))
+        return found
+
+    def cancel_batch(self, batch_id: str) -> dict[str, Any]:
+        with map_sdk_errors(f"cancel batch {batch_id}"):
+            return self.sdk.messages.batches.cancel(batch_id).model_dump(mode="json")
+
+    def download_results(self, results_url: str, out: BinaryIO) -> int:
+        """Stream a results file into `out`; a broken stream raises ApiError so the caller restarts."""
+        written = 0
+        with map_sdk_errors("download results"):
+            response = self.sdk.get(
+                results_url,
+                cast_to=httpx2.Response,
+                stream=True,
+                options={"headers": {"Accept": "application/binary"}},
+            )
+        try:
+            for chunk in response.iter_bytes(DOWNLOAD_CHUNK):
+                out.write(chunk)
+                written += len(chunk)
+        except httpx2.TransportError as exc:
+            raise ApiError(f"download results: the stream broke after {written} bytes ({exc})") from exc
+        finally:
+            response.close()
+        return written
+
+    def upload_file(self, path: Path, *, filename: str, mime_type: str, purpose: str | None) -> dict[str, Any]:
+        """Upload through the Files API, sending `purpose` as a form field when asked."""
+        extra = {"purpose": purpose} if purpose else None
+        with map_sdk_errors(f"upload {path}"), path.open("rb") as handle:
+            meta = self.sdk.files.upload(file=(filename, handle, mime_type), extra_body=extra)
+        return meta.model_dump(mode="json")
+
+    def delete_file(self, file_id: str) -> None:
+        with map_sdk_errors(f"delete file {file_id}"):
+            self.sdk.files.delete(file_id)
+
+
+class Gate:
+    """Every API call of a pipeline passes here: one shared limiter, then the SDK call in a thread.
+
+    The limiter is a leaky bucket over a minute (aiolimiter), shared by submit, poll and
+    collect alike, so the run as a whole stays under the batch endpoints' requests per minute.
+    """
+
+    def __init__(self, api: Api, requests_per_minute: int) -> None:
+        self.api = api
+        self.limiter = AsyncLimiter(requests_per_minute, 60)
+        self.calls = 0
+
+    async def __call__(self, call: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        async with self.limiter:
+            self.calls += 1
+            return await asyncio.to_thread(call, *args, **kwargs)
+
+
+def is_purpose_refusal(error: ApiError) -> bool:
+    """A server that does not know the `purpose` form field says so with a 400 naming it."""
+    return error.status == 400 and "purpose" in error.message.lower()

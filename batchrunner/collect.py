@@ -1,0 +1,224 @@
+"""Collect: download each ended batch's results, join them to the ledger, write the output.
+
+Results are streamed to a temp file and renamed only when whole (a broken download starts
+again), parsed line by line with orjson, and joined into the ledger by custom_id. The output
+is then one ordered scan of the ledger merged with the run's rows file: one line per input
+row, in input order, written atomically. Memory stays flat in the number of rows.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import orjson
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import best_match
+
+from batchrunner.atomic import atomic_writer, fsync_dir
+from batchrunner.client import Gate
+from batchrunner.errors import ApiError, BatchrunnerError, NotFound
+from batchrunner.ledger import Batch, Ledger, ResultRow, Run
+
+DOWNLOAD_ATTEMPTS = 5
+PARSE_CACHE_SIZE = 10_000
+READ_CHUNK = 1 << 20
+CUSTOM_ID_PREFIX = b'{"custom_id":"'
+PENDING_FRAGMENT = b'"text":null,"parsed":null,"stop_reason":null,"usage":null,"error":null'
+
+
+class AnswerParser:
+    """Parses and validates structured answers against the job's output_schema.
+
+    Classification answers repeat (a handful of labels over millions of rows), so outcomes
+    are cached by answer text; validation then costs nothing for all but the first few.
+    """
+
+    def __init__(self, schema: dict[str, Any]) -> None:
+        self.validator = Draft202012Validator(schema)
+        self.cache: dict[str, tuple[Any, dict[str, str] | None]] = {}
+
+    def __call__(self, text: str) -> tuple[Any, dict[str, str] | None]:
+        known = self.cache.get(text)
+        if known is not None:
+            return known
+        outcome: tuple[Any, dict[str, str] | None]
+        try:
+            parsed = orjson.loads(text)
+        except orjson.JSONDecodeError as exc:
+            outcome = (None, {"type": "output_invalid", "message": f"the answer is not JSON: {exc}"})
+        else:
+            problem = best_match(self.validator.iter_errors(parsed))
+            if problem is None:
+                outcome = (parsed, None)
+            else:
+                where = "/".join(str(part) for part in problem.absolute_path) or "the answer"
+                outcome = (None, {"type": "output_invalid", "message": f"{where}: {problem.message}"})
+        if len(self.cache) < PARSE_CACHE_SIZE:
+            self.cache[text] = outcome
+        return outcome
+
+
+def _fragment(
+    text: str | None, parsed: Any, stop_reason: str | None, usage: Any, error: dict[str, Any] | None
+) -> bytes:
+    """The middle of an output line, stored in the ledger so writing the output needs no parsing."""
+    body = orjson.dumps({"text": text, "parsed": parsed, "stop_reason": stop_reason, "usage": usage, "error": error})
+    return body[1:-1]
+
+
+def result_row(line: bytes, parse_answer: AnswerParser | None) -> ResultRow:
+    """One results-file line as the ledger keeps it. Every result type is kept, none dropped."""
+    record = orjson.loads(line)
+    custom_id = record["custom_id"]
+    result = record.get("result") or {}
+    kind = result.get("type")
+    if kind == "succeeded":
+        message = result["message"]
+        text = "".join(block.get("text", "") for block in message.get("content", []) if block.get("type") == "text")
+        usage = message.get("usage") or {}
+        parsed, error = parse_answer(text) if parse_answer is not None else (None, None)
+        fragment = _fragment(text, parsed, message.get("stop_reason"), usage, error)
+        return ResultRow(
+            custom_id,
+            "succeeded",
+            None,
+            int(usage.get("input_tokens") or 0),
+            int(usage.get("output_tokens") or 0),
+            fragment,
+        )
+    if kind == "errored":
+        envelope = result.get("error") or {}
+        inner = envelope.get("error") if isinstance(envelope.get("error"), dict) else envelope
+        error = {"type": inner.get("type", "unknown_error"), "message": inner.get("message", "")}
+        return ResultRow(custom_id, "errored", error["type"], 0, 0, _fragment(None, None, None, None, error))
+    if kind in ("expired", "canceled"):
+        return ResultRow(custom_id, kind, None, 0, 0, _fragment(None, None, None, None, None))
+    error = {"type": "unknown_result_type", "message": f"this version of batchrunner does not know {kind!r}"}
+    return ResultRow(custom_id, "errored", error["type"], 0, 0, _fragment(None, None, None, None, error))
+
+
+def iter_lines(path: Path) -> Iterator[bytes]:
+    """Non-blank lines of a JSONL file, read in large chunks."""
+    with path.open("rb", buffering=READ_CHUNK) as handle:
+        for line in handle:
+            line = line.rstrip(b"\r\n")
+            if line:
+                yield line
+
+
+def count_lines(path: Path) -> int:
+    return sum(1 for _ in iter_lines(path))
+
+
+def request_ids(path: Path) -> set[str]:
+    """The custom_ids of a request file; compile writes each line starting with its custom_id."""
+    ids = set()
+    start = len(CUSTOM_ID_PREFIX)
+    for line in iter_lines(path):
+        ids.add(line[start : line.index(b'"', start)].decode())
+    return ids
+
+
+def _download(gate_api: Any, url: str, dest: Path, expected: int) -> None:
+    """Download into a temp file; keep it only if it holds exactly the expected number of results."""
+    part = dest.with_name(dest.name + ".part")
+    try:
+        with part.open("wb") as out:
+            gate_api.download_results(url, out)
+            out.flush()
+            os.fsync(out.fileno())
+        lines = count_lines(part)
+        if lines != expected:
+            raise ApiError(f"download results: got {lines} results, the batch has {expected}")
+        os.replace(part, dest)
+        fsync_dir(dest.parent)
+    finally:
+        part.unlink(missing_ok=True)
+
+
+async def download_results(gate: Gate, run: Run, batch: Batch, on_event: Callable[[str], None]) -> Path:
+    """The batch's raw results file under the run folder, downloaded once and kept."""
+    assert batch.batch_id is not None and batch.request_counts is not None
+    folder = run.run_dir / "results"
+    folder.mkdir(exist_ok=True, mode=0o700)
+    dest = folder / f"{batch.batch_id}.jsonl"
+    if dest.exists():
+        return dest
+    url = batch.results_url or f"/v1/messages/batches/{batch.batch_id}/results"
+    expected = sum(batch.request_counts.values())
+    for attempt in range(1, DOWNLOAD_ATTEMPTS + 1):
+        try:
+            await gate(_download, gate.api, url, dest, expected)
+            return dest
+        except NotFound:
+            raise
+        except ApiError as exc:
+            if attempt == DOWNLOAD_ATTEMPTS:
+                raise
+            on_event(f"{batch.batch_id}: {exc.message}; downloading again ({attempt + 1}/{DOWNLOAD_ATTEMPTS})")
+    raise AssertionError("unreachable")
+
+
+async def collect_batch(
+    gate: Gate, ledger: Ledger, run: Run, batch: Batch, on_event: Callable[[str], None]
+) -> Batch:
+    """Download an ended batch's results and join them into the ledger; safe to run again."""
+    path = await download_results(gate, run, batch, on_event)
+    schema = run.settings.get("output_schema")
+    parse_answer = AnswerParser(schema) if schema else None
+    if batch.adopted:
+        sent = request_ids(run.run_dir / batch.request_file)
+        foreign = sum(1 for line in iter_lines(path) if orjson.loads(line)["custom_id"] not in sent)
+        if foreign:
+            raise BatchrunnerError(
+                f"adopted batch {batch.batch_id} returned {foreign} results for custom_ids that "
+                f"{batch.request_file} does not contain: it is not this run's batch, and its results were not used. "
+                "Cancel it if it is unwanted, then run `batchrunner resume`"
+            )
+    unknown = ledger.apply_results(run, batch, (result_row(line, parse_answer) for line in iter_lines(path)))
+    if unknown:
+        raise BatchrunnerError(f"batch {batch.batch_id} returned {unknown} results for custom_ids this run never sent")
+    ledger.mark_collected(batch)
+    if batch.file_id and not run.settings.get("keep_request_files") and not batch.file_deleted:
+        try:
+            await gate(gate.api.delete_file, batch.file_id)
+        except NotFound:
+            pass
+        ledger.mark_file_deleted(batch)
+    return ledger.batch(batch.pk)
+
+
+def write_output(ledger: Ledger, run: Run, backend: str) -> Path:
+    """One line per input row, in input order, as in DESIGN §5; atomically replaces the old output."""
+    batch_ids = {batch.pk: batch.batch_id for batch in ledger.batches(run)}
+    tail = b',"backend":' + orjson.dumps(backend) + b"}\n"
+    path = run.output_path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    written = 0
+    with atomic_writer(path) as out, (run.run_dir / "rows.jsonl").open("rb", buffering=READ_CHUNK) as rows:
+        for (custom_id, status, attempt, batch_pk, fragment), row in zip(ledger.output_rows(run), rows, strict=True):
+            out.write(
+                b"".join(
+                    (
+                        b'{"custom_id":"',
+                        custom_id.encode(),
+                        b'","status":"',
+                        status.encode(),
+                        b'","row":',
+                        row.rstrip(b"\r\n"),
+                        b",",
+                        fragment or PENDING_FRAGMENT,
+                        b',"batch_id":',
+                        orjson.dumps(batch_ids.get(batch_pk)),
+                        b',"attempt":',
+                        str(attempt).encode() if attempt is not None else b"null",
+                        tail,
+                    )
+                )
+            )
+            written += 1
+    ledger.mark_output_written(run)
+    return path

@@ -1,0 +1,590 @@
+"""The run state in SQLite, and the per-run lock. The only module that speaks SQL.
+
+One database per state home holds every run: its batches (one per shard and attempt, each
+with the write-ahead state of its create call) and one row per request with its latest
+status and the joined-ready fragment of its result. Every state change is committed with
+`synchronous=FULL` before the action it enables, so a crash at any instant leaves a ledger
+that says exactly what may have happened.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import socket
+import sqlite3
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from batchrunner.errors import BatchrunnerError, NotFound, RunLocked
+
+# Batch states, in the order a batch moves through them.
+PREPARED = "prepared"  # request file written; no create attempted (or the last one was definitely refused)
+CREATING = "creating"  # intent committed; a create call may be in flight
+UNCERTAIN = "uncertain"  # the create call's outcome is unknown: reconcile before anything else
+SUBMITTED = "submitted"  # the API has the batch; poll it
+ENDED = "ended"  # the API says it ended; results not yet joined
+COLLECTED = "collected"  # results downloaded and joined into the ledger
+UNRECOVERABLE = "unrecoverable"  # archived before its results were collected
+
+OPEN_STATES = (PREPARED, CREATING, UNCERTAIN, SUBMITTED, ENDED)
+RESULT_STATUSES = ("succeeded", "errored", "expired", "canceled")
+
+_MIGRATIONS: list[str] = [
+    """
+    CREATE TABLE runs (
+        pk INTEGER PRIMARY KEY,
+        id TEXT NOT NULL UNIQUE,
+        job_name TEXT NOT NULL,
+        spec_path TEXT NOT NULL,
+        output_path TEXT NOT NULL,
+        run_dir TEXT NOT NULL,
+        backend TEXT NOT NULL,
+        base_url TEXT,
+        model TEXT NOT NULL,
+        requests INTEGER NOT NULL,
+        settings BLOB NOT NULL,
+        created_at TEXT NOT NULL,
+        output_written_at TEXT
+    );
+    CREATE TABLE batches (
+        pk INTEGER PRIMARY KEY,
+        run_pk INTEGER NOT NULL REFERENCES runs(pk),
+        attempt INTEGER NOT NULL,
+        shard INTEGER NOT NULL,
+        request_file TEXT NOT NULL,
+        requests INTEGER NOT NULL,
+        bytes INTEGER NOT NULL,
+        state TEXT NOT NULL,
+        file_id TEXT,
+        purpose_accepted INTEGER,
+        intent_at TEXT,
+        batch_id TEXT UNIQUE,
+        processing_status TEXT,
+        request_counts BLOB,
+        created_at TEXT,
+        ended_at TEXT,
+        expires_at TEXT,
+        archived_at TEXT,
+        results_url TEXT,
+        file_deleted INTEGER NOT NULL DEFAULT 0,
+        adopted INTEGER NOT NULL DEFAULT 0,
+        api_calls INTEGER NOT NULL DEFAULT 0,
+        note TEXT,
+        UNIQUE (run_pk, attempt, shard)
+    );
+    CREATE TABLE requests (
+        run_pk INTEGER NOT NULL,
+        seq INTEGER NOT NULL,
+        custom_id TEXT NOT NULL,
+        status TEXT NOT NULL DEFAULT 'pending',
+        attempt INTEGER,
+        batch_pk INTEGER,
+        error_type TEXT,
+        input_tokens INTEGER,
+        output_tokens INTEGER,
+        result BLOB,
+        PRIMARY KEY (run_pk, seq)
+    ) WITHOUT ROWID;
+    CREATE UNIQUE INDEX requests_by_custom_id ON requests (run_pk, custom_id);
+    """,
+]
+
+
+def utcnow() -> str:
+    return datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+@dataclass(frozen=True)
+class Run:
+    pk: int
+    id: str
+    job_name: str
+    spec_path: Path
+    output_path: Path
+    run_dir: Path
+    backend: str
+    base_url: str | None
+    model: str
+    requests: int
+    settings: dict[str, Any]
+    created_at: str
+    output_written_at: str | None
+
+
+@dataclass(frozen=True)
+class Batch:
+    pk: int
+    run_pk: int
+    attempt: int
+    shard: int
+    request_file: str
+    requests: int
+    bytes: int
+    state: str
+    file_id: str | None
+    purpose_accepted: bool | None
+    intent_at: str | None
+    batch_id: str | None
+    processing_status: str | None
+    request_counts: dict[str, int] | None
+    created_at: str | None
+    ended_at: str | None
+    expires_at: str | None
+    archived_at: str | None
+    results_url: str | None
+    file_deleted: bool
+    adopted: bool
+    api_calls: int
+    note: str | None
+
+
+@dataclass(frozen=True)
+class ResultRow:
+    """One request's result, ready to be written to the ledger by `apply_results`."""
+
+    custom_id: str
+    status: str
+    error_type: str | None
+    input_tokens: int
+    output_tokens: int
+    fragment: bytes
+
+
+def _run(row: sqlite3.Row) -> Run:
+    return Run(
+        pk=row["pk"],
+        id=row["id"],
+        job_name=row["job_name"],
+        spec_path=Path(row["spec_path"]),
+        output_path=Path(row["output_path"]),
+        run_dir=Path(row["run_dir"]),
+        backend=row["backend"],
+        base_url=row["base_url"],
+        model=row["model"],
+        requests=row["requests"],
+        settings=orjson.loads(row["settings"]),
+        created_at=row["created_at"],
+        output_written_at=row["output_written_at"],
+    )
+
+
+def _batch(row: sqlite3.Row) -> Batch:
+    counts = row["request_counts"]
+    accepted = row["purpose_accepted"]
+    return Batch(
+        pk=row["pk"],
+        run_pk=row["run_pk"],
+        attempt=row["attempt"],
+        shard=row["shard"],
+        request_file=row["request_file"],
+        requests=row["requests"],
+        bytes=row["bytes"],
+        state=row["state"],
+        file_id=row["file_id"],
+        purpose_accepted=None if accepted is None else bool(accepted),
+        intent_at=row["intent_at"],
+        batch_id=row["batch_id"],
+        processing_status=row["processing_status"],
+        request_counts=orjson.loads(counts) if counts else None,
+        created_at=row["created_at"],
+        ended_at=row["ended_at"],
+        expires_at=row["expires_at"],
+        archived_at=row["archived_at"],
+        results_url=row["results_url"],
+        file_deleted=bool(row["file_deleted"]),
+        adopted=bool(row["adopted"]),
+        api_calls=row["api_calls"],
+        note=row["note"],
+    )
+
+
+class Ledger:
+    """The state home's database. One instance per process; not shared across threads."""
+
+    def __init__(self, home: Path) -> None:
+        self.home = home
+        home.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self.path = home / "ledger.sqlite3"
+        old_umask = os.umask(0o077)
+        try:
+            self.db = sqlite3.connect(self.path, isolation_level=None, timeout=30.0)
+        finally:
+            os.umask(old_umask)
+        self.db.row_factory = sqlite3.Row
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=FULL")
+        self.db.execute("PRAGMA foreign_keys=ON")
+        self._migrate()
+
+    def close(self) -> None:
+        self.db.close()
+
+    def __enter__(self) -> Ledger:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _migrate(self) -> None:
+        with self.transaction():
+            version = self.db.execute("PRAGMA user_version").fetchone()[0]
+            for number, script in enumerate(_MIGRATIONS[version:], start=version + 1):
+                for statement in filter(str.strip, script.split(";")):
+                    self.db.execute(statement)
+                self.db.execute(f"PRAGMA user_version = {number}")
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """BEGIN IMMEDIATE ... COMMIT: the write lock is taken up front, so no deadlock on upgrade."""
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            yield self.db
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        self.db.execute("COMMIT")
+
+    # runs
+
+    def create_run(
+        self,
+        *,
+        run_id: str,
+        job_name: str,
+        spec_path: Path,
+        output_path: Path,
+        run_dir: Path,
+        backend: str,
+        base_url: str | None,
+        model: str,
+        settings: dict[str, Any],
+        shards: Iterable[tuple[int, str, int, int]],
+        custom_ids: Iterable[str],
+    ) -> Run:
+        """Register a compiled run, its first-attempt batches and every request, in one transaction."""
+        with self.transaction() as db:
+            cursor = db.execute(
+                "INSERT INTO runs (id, job_name, spec_path, output_path, run_dir, backend, base_url, model,"
+                " requests, settings, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?)",
+                (
+                    run_id,
+                    job_name,
+                    str(spec_path),
+                    str(output_path),
+                    str(run_dir),
+                    backend,
+                    base_url,
+                    model,
+                    orjson.dumps(settings),
+                    utcnow(),
+                ),
+            )
+            run_pk = cursor.lastrowid
+            db.executemany(
+                "INSERT INTO batches (run_pk, attempt, shard, request_file, requests, bytes, state)"
+                " VALUES (?, 1, ?, ?, ?, ?, 'prepared')",
+                ((run_pk, index, path, count, size) for index, path, count, size in shards),
+            )
+            db.executemany(
+                "INSERT INTO requests (run_pk, seq, custom_id) VALUES (?, ?, ?)",
+                ((run_pk, seq, custom_id) for seq, custom_id in enumerate(custom_ids)),
+            )
+            total = db.execute("SELECT count(*) FROM requests WHERE run_pk = ?", (run_pk,)).fetchone()[0]
+            db.execute("UPDATE runs SET requests = ? WHERE pk = ?", (total, run_pk))
+        return self.run(run_id)
+
+    def run(self, run_id: str) -> Run:
+        row = self.db.execute("SELECT * FROM runs WHERE id = ?", (run_id,)).fetchone()
+        if row is None:
+            raise NotFound(f"no run {run_id!r} in {self.home}; `batchrunner runs` lists the runs there")
+        return _run(row)
+
+    def has_run(self, run_id: str) -> bool:
+        return self.db.execute("SELECT 1 FROM runs WHERE id = ?", (run_id,)).fetchone() is not None
+
+    def latest_run(self) -> Run:
+        row = self.db.execute("SELECT * FROM runs ORDER BY pk DESC LIMIT 1").fetchone()
+        if row is None:
+            raise NotFound(f"there are no runs in {self.home} yet; start one with `batchrunner submit JOB`")
+        return _run(row)
+
+    def runs(self) -> list[Run]:
+        return [_run(row) for row in self.db.execute("SELECT * FROM runs ORDER BY pk")]
+
+    def mark_output_written(self, run: Run) -> None:
+        with self.transaction() as db:
+            db.execute("UPDATE runs SET output_written_at = ? WHERE pk = ?", (utcnow(), run.pk))
+
+    # batches
+
+    def batches(self, run: Run, states: Iterable[str] | None = None) -> list[Batch]:
+        rows = self.db.execute("SELECT * FROM batches WHERE run_pk = ? ORDER BY attempt, shard", (run.pk,))
+        wanted = set(states) if states is not None else None
+        return [_batch(row) for row in rows if wanted is None or row["state"] in wanted]
+
+    def batch(self, pk: int) -> Batch:
+        return _batch(self.db.execute("SELECT * FROM batches WHERE pk = ?", (pk,)).fetchone())
+
+    def claimed_batch_ids(self) -> set[str]:
+        return {row[0] for row in self.db.execute("SELECT batch_id FROM batches WHERE batch_id IS NOT NULL")}
+
+    def add_attempt(self, run: Run, attempt: int, shards: Iterable[tuple[int, str, int, int]]) -> None:
+        with self.transaction() as db:
+            db.executemany(
+                "INSERT INTO batches (run_pk, attempt, shard, request_file, requests, bytes, state)"
+                " VALUES (?, ?, ?, ?, ?, ?, 'prepared')",
+                ((run.pk, attempt, index, path, count, size) for index, path, count, size in shards),
+            )
+
+    def next_attempt(self, run: Run) -> int:
+        row = self.db.execute("SELECT max(attempt) FROM batches WHERE run_pk = ?", (run.pk,)).fetchone()
+        return (row[0] or 0) + 1
+
+    def record_upload(self, batch: Batch, file_id: str, purpose_accepted: bool) -> None:
+        with self.transaction() as db:
+            db.execute(
+                "UPDATE batches SET file_id = ?, purpose_accepted = ? WHERE pk = ?",
+                (file_id, int(purpose_accepted), batch.pk),
+            )
+
+    def forget_upload(self, batch: Batch) -> None:
+        with self.transaction() as db:
+            db.execute("UPDATE batches SET file_id = NULL WHERE pk = ?", (batch.pk,))
+
+    def record_intent(self, batch: Batch) -> Batch:
+        """Committed before the create call: from here on, the batch may exist on the server."""
+        with self.transaction() as db:
+            db.execute(
+                "UPDATE batches SET state = 'creating', intent_at = ?, note = NULL WHERE pk = ? AND state = 'prepared'",
+                (utcnow(), batch.pk),
+            )
+        return self.batch(batch.pk)
+
+    def record_created(self, batch: Batch, remote: dict[str, Any], *, adopted: bool = False) -> Batch:
+        with self.transaction() as db:
+            db.execute(
+                "UPDATE batches SET state = 'submitted', batch_id = ?, processing_status = ?, request_counts = ?,"
+                " created_at = ?, expires_at = ?, adopted = ?, note = ? WHERE pk = ?",
+                (
+                    remote["id"],
+                    remote["processing_status"],
+                    orjson.dumps(remote["request_counts"]),
+                    remote["created_at"],
+                    remote["expires_at"],
+                    int(adopted),
+                    "adopted after an uncertain create" if adopted else None,
+                    batch.pk,
+                ),
+            )
+        return self.batch(batch.pk)
+
+    def record_uncertain(self, batch: Batch, why: str) -> Batch:
+        with self.transaction() as db:
+            db.execute("UPDATE batches SET state = 'uncertain', note = ? WHERE pk = ?", (why, batch.pk))
+        return self.batch(batch.pk)
+
+    def record_not_created(self, batch: Batch, why: str) -> Batch:
+        """The create was refused, or reconciling proved it never happened: it may be tried again."""
+        with self.transaction() as db:
+            db.execute(
+                "UPDATE batches SET state = 'prepared', intent_at = NULL, note = ? WHERE pk = ?", (why, batch.pk)
+            )
+        return self.batch(batch.pk)
+
+    def record_status(self, batch: Batch, remote: dict[str, Any], api_calls: int = 1) -> Batch:
+        """Store what a retrieve said; `ended` moves the batch on to collection."""
+        ended = remote["processing_status"] == "ended"
+        with self.transaction() as db:
+            db.execute(
+                "UPDATE batches SET processing_status = ?, request_counts = ?, ended_at = ?, archived_at = ?,"
+                " results_url = ?, api_calls = api_calls + ?,"
+                " state = CASE WHEN ? AND state = 'submitted' THEN 'ended' ELSE state END WHERE pk = ?",
+                (
+                    remote["processing_status"],
+                    orjson.dumps(remote["request_counts"]),
+                    remote.get("ended_at"),
+                    remote.get("archived_at"),
+                    remote.get("results_url"),
+                    api_calls,
+                    ended,
+                    batch.pk,
+                ),
+            )
+        return self.batch(batch.pk)
+
+    def count_api_calls(self, batch: Batch, calls: int) -> None:
+        with self.transaction() as db:
+            db.execute("UPDATE batches SET api_calls = api_calls + ? WHERE pk = ?", (calls, batch.pk))
+
+    def mark_unrecoverable(self, batch: Batch, why: str) -> None:
+        with self.transaction() as db:
+            db.execute("UPDATE batches SET state = 'unrecoverable', note = ? WHERE pk = ?", (why, batch.pk))
+
+    def mark_file_deleted(self, batch: Batch) -> None:
+        with self.transaction() as db:
+            db.execute("UPDATE batches SET file_deleted = 1 WHERE pk = ?", (batch.pk,))
+
+    # requests
+
+    def apply_results(self, run: Run, batch: Batch, results: Iterable[ResultRow], chunk: int = 50_000) -> int:
+        """Join results into the request rows; returns how many were unknown to this run.
+
+        A newer attempt replaces an older failure and never a success; re-applying the same
+        file is harmless, so a crash halfway through is repaired by applying it again.
+        """
+        query = (
+            "UPDATE requests SET status = ?, attempt = ?, batch_pk = ?, error_type = ?, input_tokens = ?,"
+            " output_tokens = ?, result = ? WHERE run_pk = ? AND custom_id = ? AND status != 'succeeded'"
+            " AND (attempt IS NULL OR attempt <= ? OR ? = 'succeeded')"
+        )
+        unknown_query = "SELECT count(*) FROM requests WHERE run_pk = ? AND custom_id = ?"
+        unknown = 0
+        pending: list[tuple[Any, ...]] = []
+        attempt = batch.attempt
+
+        def flush() -> None:
+            nonlocal unknown
+            with self.transaction() as db:
+                before = db.total_changes
+                db.executemany(query, pending)
+                if db.total_changes - before != len(pending):
+                    for params in pending:
+                        if db.execute(unknown_query, (run.pk, params[8])).fetchone()[0] == 0:
+                            unknown += 1
+            pending.clear()
+
+        for r in results:
+            pending.append(
+                (
+                    r.status,
+                    attempt,
+                    batch.pk,
+                    r.error_type,
+                    r.input_tokens,
+                    r.output_tokens,
+                    r.fragment,
+                    run.pk,
+                    r.custom_id,
+                    attempt,
+                    r.status,
+                )
+            )
+            if len(pending) >= chunk:
+                flush()
+        if pending:
+            flush()
+        return unknown
+
+    def mark_collected(self, batch: Batch) -> None:
+        with self.transaction() as db:
+            db.execute("UPDATE batches SET state = 'collected' WHERE pk = ?", (batch.pk,))
+
+    def output_rows(self, run: Run) -> Iterator[tuple[str, str, int | None, int | None, bytes | None]]:
+        """(custom_id, status, attempt, batch_pk, fragment) for every request, in input order."""
+        return iter(
+            self.db.execute(
+                "SELECT custom_id, status, attempt, batch_pk, result FROM requests WHERE run_pk = ? ORDER BY seq",
+                (run.pk,),
+            )
+        )
+
+    def summary(self, run: Run) -> dict[str, Any]:
+        counts = {status: 0 for status in ("pending", *RESULT_STATUSES)}
+        input_tokens = output_tokens = 0
+        for row in self.db.execute(
+            "SELECT status, count(*), coalesce(sum(input_tokens), 0), coalesce(sum(output_tokens), 0)"
+            " FROM requests WHERE run_pk = ? GROUP BY status",
+            (run.pk,),
+        ):
+            counts[row[0]] = row[1]
+            input_tokens += row[2]
+            output_tokens += row[3]
+        errors = {
+            row[0]: row[1]
+            for row in self.db.execute(
+                "SELECT error_type, count(*) FROM requests WHERE run_pk = ? AND status = 'errored' GROUP BY error_type",
+                (run.pk,),
+            )
+        }
+        return {
+            "requests": run.requests,
+            "counts": counts,
+            "errors_by_type": errors,
+            "input_tokens": input_tokens,
+            "output_tokens": output_tokens,
+        }
+
+    def select_requests(
+        self,
+        run: Run,
+        *,
+        statuses: Iterable[str],
+        error_types: Iterable[str] | None,
+        exclude_error_types: Iterable[str],
+    ) -> list[tuple[int, str]]:
+        """(seq, custom_id) of the requests whose latest outcome matches, in input order."""
+        status_list = list(statuses)
+        marks = ",".join("?" * len(status_list))
+        rows = self.db.execute(
+            f"SELECT seq, custom_id, status, error_type FROM requests WHERE run_pk = ? AND status IN ({marks})"
+            " ORDER BY seq",
+            (run.pk, *status_list),
+        )
+        wanted = set(error_types) if error_types is not None else None
+        excluded = set(exclude_error_types)
+        picked = []
+        for seq, custom_id, status, error_type in rows:
+            if status == "errored":
+                if wanted is not None and error_type not in wanted:
+                    continue
+                if wanted is None and error_type in excluded:
+                    continue
+            picked.append((seq, custom_id))
+        return picked
+
+    def requests_by_custom_id(self, run: Run, custom_ids: Iterable[str]) -> list[tuple[int, str, str]]:
+        """(seq, custom_id, status) for the given ids; unknown ids are left out."""
+        query = "SELECT seq, custom_id, status FROM requests WHERE run_pk = ? AND custom_id = ?"
+        found = []
+        for custom_id in custom_ids:
+            row = self.db.execute(query, (run.pk, custom_id)).fetchone()
+            if row is not None:
+                found.append((row[0], row[1], row[2]))
+        return sorted(found)
+
+    def integrity_check(self) -> str:
+        return str(self.db.execute("PRAGMA integrity_check").fetchone()[0])
+
+
+@contextmanager
+def run_lock(home: Path, run_id: str) -> Iterator[None]:
+    """Hold the exclusive lock of one run, or fail at once naming the process that has it.
+
+    The lock is on a separate file (never the database: closing any descriptor of a file drops
+    POSIX locks on it), and the kernel releases it when the holder dies, even by SIGKILL.
+    """
+    locks = home / "locks"
+    locks.mkdir(parents=True, exist_ok=True, mode=0o700)
+    path = locks / f"{run_id}.lock"
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 200, 0).decode("utf-8", "replace").strip() or "another process"
+            raise RunLocked(
+                f"run {run_id} is being worked on by {holder}; wait for it to finish, or stop it first"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"pid {os.getpid()} on {socket.gethostname()}\n".encode(), 0)
+        yield
+    finally:
+        os.close(fd)
+

@@ -1,0 +1,486 @@
+"""The order of the stages: compile → submit → poll → collect, and what each command runs of it.
+
+Every command is a function here that a test or a scheduler can call directly; the CLI only
+parses and renders. Each one takes the run's lock, opens the run's backend, and drives the
+stages through one event loop whose API calls all share one rate limiter. Ctrl-C detaches
+(the batches keep running on the server); nothing here ever cancels on its own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import shutil
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from batchrunner.client import Api, Gate, choose_backend, open_backend
+from batchrunner.collect import CUSTOM_ID_PREFIX, collect_batch, iter_lines, write_output
+from batchrunner.compile import CompileReport, check_budget, compile_job
+from batchrunner.errors import (
+    EXIT_INCOMPLETE,
+    EXIT_OK,
+    EXIT_RUNNING,
+    BudgetExceeded,
+    InputError,
+    RunLocked,
+    SpecError,
+    StillRunning,
+)
+from batchrunner.ledger import (
+    COLLECTED,
+    CREATING,
+    ENDED,
+    OPEN_STATES,
+    PREPARED,
+    SUBMITTED,
+    UNCERTAIN,
+    Batch,
+    Ledger,
+    Run,
+    run_lock,
+)
+from batchrunner.poll import PollSettings, wait_until_ended
+from batchrunner.pricing import batch_cost_usd
+from batchrunner.retry import Selection, prepare_attempt, select
+from batchrunner.spec import JobSpec, Pricing, load_spec
+from batchrunner.submit import SubmitSettings, submit_pending
+
+RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
+
+
+@dataclass
+class Events:
+    """How the library talks to whoever runs it: notices, and a progress callback for the poller."""
+
+    notice: Callable[[str], None] = lambda message: None
+    progress: Callable[[Run, list[Batch]], None] = lambda run, batches: None
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What a command did to a run, and the exit code that says so."""
+
+    run: Run
+    state: str
+    exit_code: int
+    summary: dict[str, Any]
+    batches: list[Batch] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "run": run_info(self.run, self.state),
+            "summary": self.summary,
+            "batches": [batch_info(b) for b in self.batches],
+            "exit_code": self.exit_code,
+        }
+
+
+def run_info(run: Run, state: str) -> dict[str, Any]:
+    return {
+        "id": run.id,
+        "job": run.job_name,
+        "spec": str(run.spec_path),
+        "output": str(run.output_path),
+        "backend": run.backend,
+        "base_url": run.base_url,
+        "model": run.model,
+        "created_at": run.created_at,
+        "state": state,
+        "requests": run.requests,
+        "output_written_at": run.output_written_at,
+    }
+
+
+def batch_info(batch: Batch) -> dict[str, Any]:
+    return {
+        "attempt": batch.attempt,
+        "shard": batch.shard,
+        "state": batch.state,
+        "batch_id": batch.batch_id,
+        "requests": batch.requests,
+        "processing_status": batch.processing_status,
+        "request_counts": batch.request_counts,
+        "file_id": batch.file_id,
+        "created_at": batch.created_at,
+        "ended_at": batch.ended_at,
+        "expires_at": batch.expires_at,
+        "archived_at": batch.archived_at,
+        "api_calls": batch.api_calls,
+        "note": batch.note,
+    }
+
+
+def run_state(run: Run, batches: list[Batch]) -> str:
+    """One word for a run: submitting, running, ended (to collect), done."""
+    states = {batch.state for batch in batches}
+    if states & {PREPARED, CREATING, UNCERTAIN}:
+        return "submitting"
+    if SUBMITTED in states:
+        return "running"
+    if ENDED in states or run.output_written_at is None:
+        return "ended"
+    return "done"
+
+
+def summarize(ledger: Ledger, run: Run) -> Outcome:
+    batches = ledger.batches(run)
+    summary = ledger.summary(run)
+    pricing = run.settings.get("pricing")
+    summary["cost_usd"] = batch_cost_usd(
+        run.model,
+        summary["input_tokens"],
+        summary["output_tokens"],
+        Pricing(**pricing) if pricing else None,
+    )
+    summary["api_calls"] = sum(batch.api_calls for batch in batches)
+    summary["api_calls_per_batch"] = round(summary["api_calls"] / len(batches), 1) if batches else 0
+    state = run_state(run, batches)
+    if state != "done":
+        code = EXIT_RUNNING
+    elif summary["counts"]["succeeded"] == run.requests:
+        code = EXIT_OK
+    else:
+        code = EXIT_INCOMPLETE
+    return Outcome(run=run, state=state, exit_code=code, summary=summary, batches=batches)
+
+
+# preparing a run
+
+
+def _new_run_id(ledger: Ledger, name: str) -> str:
+    base = f"{name}-{datetime.now(UTC).strftime('%Y%m%dT%H%M%SZ')}"
+    candidate, n = base, 1
+    while ledger.has_run(candidate):
+        n += 1
+        candidate = f"{base}-{n}"
+    return candidate
+
+
+def _check_output_writable(spec: JobSpec) -> None:
+    """Refuse before anything is sent if the output could never be written."""
+    out = spec.output_path
+    if out.is_dir():
+        raise SpecError(f"{spec.path}: output {out} is a folder; name a file such as {out / (spec.name + '.jsonl')}")
+    parent = out.parent
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
+        raise SpecError(f"{spec.path}: cannot write the output {out}: {parent} is not a writable folder")
+
+
+def _settings(spec: JobSpec) -> dict[str, Any]:
+    """What later commands need from the spec, frozen with the run so editing the spec cannot change it."""
+    return {
+        "output_schema": spec.output_schema,
+        "keep_request_files": spec.keep_request_files,
+        "pricing": spec.pricing.model_dump() if spec.pricing else None,
+        "retry": spec.retry.model_dump(),
+        "poll": spec.poll.model_dump(),
+        "max_tokens": spec.max_tokens,
+    }
+
+
+def _check_budget(spec: JobSpec, report: CompileReport, force: bool) -> None:
+    if force:
+        return
+    try:
+        check_budget(spec, report)
+    except BudgetExceeded as exc:
+        raise BudgetExceeded([replace(p, message=f"{p.message}; or pass --force") for p in exc.problems]) from None
+
+
+def _shard_custom_ids(run_dir: Path, report: CompileReport) -> Iterator[str]:
+    start = len(CUSTOM_ID_PREFIX)
+    for shard in report.shards:
+        assert shard.path is not None
+        for line in iter_lines(run_dir / shard.path.name):
+            yield line[start : line.index(b'"', start)].decode()
+
+
+def _prepare_run(
+    ledger: Ledger, spec: JobSpec, run_id: str, backend: str, base_url: str | None, force: bool
+) -> Run:
+    """Compile into a scratch folder, check budget and output, then register the run in one step."""
+    runs = ledger.home / "runs"
+    runs.mkdir(parents=True, exist_ok=True, mode=0o700)
+    scratch, run_dir = runs / f".{run_id}.compiling", runs / run_id
+    for stale in (scratch, run_dir):
+        shutil.rmtree(stale, ignore_errors=True)
+    scratch.mkdir(mode=0o700)
+    try:
+        report = compile_job(spec, scratch)
+        _check_budget(spec, report, force)
+        _check_output_writable(spec)
+    except BaseException:
+        shutil.rmtree(scratch, ignore_errors=True)
+        raise
+    scratch.rename(run_dir)
+    return ledger.create_run(
+        run_id=run_id,
+        job_name=spec.name,
+        spec_path=spec.path,
+        output_path=spec.output_path,
+        run_dir=run_dir,
+        backend=backend,
+        base_url=base_url,
+        model=spec.model,
+        settings=_settings(spec),
+        shards=[(s.index, s.path.name, s.requests, s.bytes) for s in report.shards if s.path is not None],
+        custom_ids=_shard_custom_ids(run_dir, report),
+    )
+
+
+# driving a run
+
+
+def _submit_settings(run: Run) -> SubmitSettings:
+    default = "5" if run.backend == "local" else "600"
+    return SubmitSettings(reconcile_wait_s=float(os.environ.get("BATCHRUNNER_RECONCILE_WAIT", default)))
+
+
+def _poll_settings(run: Run) -> PollSettings:
+    poll = run.settings["poll"]
+    return PollSettings(initial_interval=poll["initial_interval"], max_interval=poll["max_interval"])
+
+
+async def _drive(ledger: Ledger, run: Run, api: Api, *, detach: bool, timeout: float | None, events: Events) -> None:
+    """Submit what is not submitted; unless detaching, wait for every batch, collect it, and
+    apply the spec's automatic retry policy until it is spent."""
+    gate = Gate(api, run.settings["poll"]["requests_per_minute"])
+    submit_settings, poll_settings = _submit_settings(run), _poll_settings(run)
+
+    def report_progress(_: Batch | None = None) -> None:
+        events.progress(run, ledger.batches(run))
+
+    async def finish(batch: Batch) -> None:
+        if batch.state == SUBMITTED:
+            batch = await wait_until_ended(gate, ledger, batch, poll_settings, report_progress, events.notice)
+        await collect_batch(gate, ledger, run, batch, events.notice)
+        report_progress()
+
+    async def until_done() -> None:
+        while True:
+            await submit_pending(gate, ledger, run, submit_settings, events.notice)
+            if detach:
+                return
+            report_progress()
+            await asyncio.gather(*(finish(batch) for batch in ledger.batches(run, states=(SUBMITTED, ENDED))))
+            if not _retry_automatically(ledger, run, events):
+                return
+
+    try:
+        await asyncio.wait_for(until_done(), timeout)
+    except TimeoutError:
+        events.notice(f"--timeout reached; run {run.id} is still running")
+
+
+def _retry_automatically(ledger: Ledger, run: Run, events: Events) -> bool:
+    """Prepare the next attempt if the spec's retry policy asks for one and there is something to retry."""
+    policy = run.settings["retry"]
+    attempt = ledger.next_attempt(run)
+    if attempt > policy["max_attempts"]:
+        return False
+    error_types = tuple(policy["error_types"]) if policy.get("error_types") is not None else None
+    seqs = select(ledger, run, Selection(statuses=tuple(policy["statuses"]), error_types=error_types))
+    if not seqs:
+        return False
+    prepare_attempt(ledger, run, seqs)
+    events.notice(f"retry policy: attempt {attempt} sends {len(seqs)} failed request(s) again")
+    return True
+
+
+async def _collect_ended(ledger: Ledger, run: Run, api: Api, events: Events) -> None:
+    """One look at each unfinished batch, then collect whatever has ended; never waits."""
+    gate = Gate(api, run.settings["poll"]["requests_per_minute"])
+    for batch in ledger.batches(run, states=(SUBMITTED,)):
+        assert batch.batch_id is not None
+        ledger.record_status(batch, await gate(api.retrieve_batch, batch.batch_id))
+    for batch in ledger.batches(run, states=(ENDED,)):
+        await collect_batch(gate, ledger, run, batch, events.notice)
+
+
+def _run_loop(step: Callable[[], Awaitable[None]], run: Run) -> None:
+    try:
+        asyncio.run(step())  # type: ignore[arg-type]
+    except KeyboardInterrupt:
+        raise StillRunning(
+            f"detached from run {run.id}; its batches keep running. Come back with `batchrunner watch {run.id}`"
+        ) from None
+
+
+@contextmanager
+def _session(home: Path, run_id: str) -> Iterator[tuple[Ledger, Run, Api]]:
+    """Lock the run and open its backend: what every command that changes a run needs."""
+    with Ledger(home) as ledger, run_lock(home, run_id):
+        run = ledger.run(run_id)
+        with open_backend(run.backend, home, run.base_url) as (backend, url):
+            api = Api(backend, url)
+            try:
+                yield ledger, run, api
+            finally:
+                api.close()
+
+
+def _finish(ledger: Ledger, run: Run) -> Outcome:
+    run = ledger.run(run.id)
+    batches = ledger.batches(run)
+    if not any(batch.state in OPEN_STATES for batch in batches) and batches:
+        write_output(ledger, run, run.backend)
+        run = ledger.run(run.id)
+    return summarize(ledger, run)
+
+
+# commands
+
+
+def submit(
+    spec_path: Path,
+    *,
+    home: Path,
+    run_id: str | None = None,
+    backend: str | None = None,
+    detach: bool = False,
+    timeout: float | None = None,
+    force: bool = False,
+    events: Events | None = None,
+) -> Outcome:
+    """Compile, submit, and unless detached wait and collect. With an existing --run-id, continue that run."""
+    events = events or Events()
+    spec = load_spec(spec_path)
+    chosen = choose_backend(backend, spec.backend)
+    if chosen == "local" and (backend or spec.backend or "auto") == "auto":
+        events.notice("no ANTHROPIC_API_KEY: running on the built-in emulator; the answers are simulated")
+    if run_id is not None and not RUN_ID.match(run_id):
+        raise InputError(f"--run-id {run_id!r}: use letters, digits, '_', '-' and '.', at most 100 characters")
+    with Ledger(home) as ledger:
+        run_id = run_id or _new_run_id(ledger, spec.name)
+        with run_lock(home, run_id):
+            if ledger.has_run(run_id):
+                run = ledger.run(run_id)
+                if run.spec_path != spec.path:
+                    raise InputError(f"--run-id {run_id} belongs to {run.spec_path}, not {spec.path}")
+                events.notice(f"run {run_id} exists; continuing it")
+            else:
+                base_url = os.environ.get("ANTHROPIC_BASE_URL") if chosen == "anthropic" else None
+                run = _prepare_run(ledger, spec, run_id, chosen, base_url, force)
+                events.notice(f"run {run.id}: {run.requests} requests in {len(ledger.batches(run))} batch(es)")
+            with open_backend(run.backend, home, run.base_url) as (backend_info, url):
+                api = Api(backend_info, url)
+                try:
+                    _run_loop(lambda: _drive(ledger, run, api, detach=detach, timeout=timeout, events=events), run)
+                finally:
+                    api.close()
+            return _finish(ledger, run)
+
+
+def resume(
+    run_id: str, *, home: Path, detach: bool = False, timeout: float | None = None, events: Events | None = None
+) -> Outcome:
+    """Finish whatever was interrupted: reconcile uncertain creates, submit what is unsent,
+    then unless detached poll, collect and write the output, like `submit`."""
+    events = events or Events()
+    with _session(home, run_id) as (ledger, run, api):
+        _run_loop(lambda: _drive(ledger, run, api, detach=detach, timeout=timeout, events=events), run)
+        return _finish(ledger, run)
+
+
+def resume_all(*, home: Path, detach: bool = False, events: Events | None = None) -> list[Outcome]:
+    """`resume` for every run that is not done; a run another process holds is reported and skipped."""
+    events = events or Events()
+    return [outcome for run_id in _unfinished(home) if (outcome := _unless_locked(resume, run_id, home, events, detach=detach))]
+
+
+def watch(run_id: str, *, home: Path, timeout: float | None = None, events: Events | None = None) -> Outcome:
+    """Reattach to a run and stay until it is done: `resume` without detaching."""
+    return resume(run_id, home=home, timeout=timeout, events=events)
+
+
+def retry(
+    run_id: str,
+    selection: Selection,
+    *,
+    home: Path,
+    detach: bool = False,
+    timeout: float | None = None,
+    events: Events | None = None,
+) -> Outcome:
+    """A new attempt with only the selected requests; its results merge into the same output."""
+    events = events or Events()
+    with _session(home, run_id) as (ledger, run, api):
+        busy = ledger.batches(run, states=OPEN_STATES)
+        if busy:
+            raise StillRunning(
+                f"run {run.id} still has {len(busy)} unfinished batch(es); let them end first "
+                f"(`batchrunner watch {run.id}`), then retry"
+            )
+        seqs = select(ledger, run, selection)
+        if not seqs:
+            events.notice(f"run {run.id}: nothing matches; no new attempt")
+            return _finish(ledger, run)
+        attempt = prepare_attempt(ledger, run, seqs)
+        events.notice(f"run {run.id}: attempt {attempt} sends {len(seqs)} request(s) again")
+        _run_loop(lambda: _drive(ledger, run, api, detach=detach, timeout=timeout, events=events), run)
+        return _finish(ledger, run)
+
+
+def collect(run_id: str, *, home: Path, events: Events | None = None) -> Outcome:
+    """Collect every ended batch of a run and write its output; never waits for running ones."""
+    events = events or Events()
+    with _session(home, run_id) as (ledger, run, api):
+        _run_loop(lambda: _collect_ended(ledger, run, api, events), run)
+        return _finish(ledger, run)
+
+
+def collect_all(*, home: Path, events: Events | None = None) -> list[Outcome]:
+    """`collect` for every run that is not done; a run another process holds is reported and skipped."""
+    events = events or Events()
+    return [outcome for run_id in _unfinished(home) if (outcome := _unless_locked(collect, run_id, home, events))]
+
+
+def _unfinished(home: Path) -> list[str]:
+    with Ledger(home) as ledger:
+        return [run.id for run in ledger.runs() if run_state(run, ledger.batches(run)) != "done"]
+
+
+def _unless_locked(command: Callable[..., Outcome], run_id: str, home: Path, events: Events, **options: Any) -> Outcome | None:
+    try:
+        return command(run_id, home=home, events=events, **options)
+    except RunLocked as exc:
+        events.notice(f"skipped: {exc.message}")
+        return None
+
+
+def status(run_id: str | None, *, home: Path) -> Outcome:
+    """What the ledger knows of a run (default: the latest), without calling the API."""
+    with Ledger(home) as ledger:
+        run = ledger.run(run_id) if run_id else ledger.latest_run()
+        return summarize(ledger, run)
+
+
+def list_runs(*, home: Path) -> list[Outcome]:
+    with Ledger(home) as ledger:
+        return [summarize(ledger, run) for run in ledger.runs()]
+
+
+def cancel(run_id: str, *, home: Path, events: Events | None = None) -> Outcome:
+    """Ask the API to cancel the run's running batches. They end as `canceling` → `ended`;
+    `watch` or `collect` then gathers their partial results."""
+    events = events or Events()
+    with Ledger(home) as ledger:
+        run = ledger.run(run_id)
+        with open_backend(run.backend, home, run.base_url) as (backend, url):
+            api = Api(backend, url)
+            try:
+                for batch in ledger.batches(run, states=(SUBMITTED,)):
+                    assert batch.batch_id is not None
+                    ledger.record_status(batch, api.cancel_batch(batch.batch_id))
+                    events.notice(f"{batch.batch_id}: cancel requested")
+            finally:
+                api.close()
+        return summarize(ledger, run)

@@ -1,0 +1,73 @@
+"""Poll: watch submitted batches until they end, gently.
+
+Each batch is polled on its own schedule, starting short and backing off with jitter to a
+cap, through the gate every API call shares. Statuses are mapped exhaustively: only `ended`
+ends a batch; `in_progress`, `canceling` and any status this version does not know yet mean
+"still running". Transient failures (429, 5xx, network) wait and try again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from batchrunner.client import Gate
+from batchrunner.errors import ApiError, NotFound
+from batchrunner.ledger import Batch, Ledger
+
+ENDED = "ended"
+RUNNING_STATUSES = ("in_progress", "canceling")
+
+
+@dataclass(frozen=True)
+class PollSettings:
+    initial_interval: float = 2.0
+    max_interval: float = 60.0
+    backoff: float = 1.5
+    not_found_grace_s: float = 120.0
+
+
+def is_transient(error: ApiError) -> bool:
+    return error.status is None or error.status in (408, 409, 429) or error.status >= 500
+
+
+def _seconds_since(timestamp: str | None) -> float:
+    if not timestamp:
+        return 0.0
+    created = datetime.fromisoformat(timestamp.replace("Z", "+00:00"))
+    return (datetime.now(UTC) - created).total_seconds()
+
+
+async def wait_until_ended(
+    gate: Gate,
+    ledger: Ledger,
+    batch: Batch,
+    settings: PollSettings,
+    on_update: Callable[[Batch], None],
+    on_event: Callable[[str], None],
+) -> Batch:
+    """Poll one batch until the API says `ended`; returns the batch as last recorded."""
+    assert batch.batch_id is not None
+    interval = settings.initial_interval
+    while True:
+        try:
+            remote = await gate(gate.api.retrieve_batch, batch.batch_id)
+        except NotFound:
+            if _seconds_since(batch.created_at) > settings.not_found_grace_s:
+                raise
+            ledger.count_api_calls(batch, 1)
+        except ApiError as exc:
+            if not is_transient(exc):
+                raise
+            ledger.count_api_calls(batch, 1)
+            on_event(f"{batch.batch_id}: {exc.message}; trying again")
+        else:
+            batch = ledger.record_status(batch, remote)
+            on_update(batch)
+            if remote["processing_status"] == ENDED:
+                return batch
+        await asyncio.sleep(interval * random.uniform(0.8, 1.2))
+        interval = min(interval * settings.backoff, settings.max_interval)

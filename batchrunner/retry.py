@@ -1,0 +1,115 @@
+"""Retry: a new attempt made of exactly the selected requests, copied from the original lines.
+
+Selection is by latest status, error type or custom_id. The new attempt's request files are
+byte-for-byte the validated lines of the first attempt (nothing is re-rendered, so a spec
+edited since cannot change what is retried), sharded as the originals were, so every shard
+stays under the limits its original met.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from batchrunner.atomic import atomic_writer
+from batchrunner.collect import iter_lines
+from batchrunner.errors import InputError, Problem
+from batchrunner.ledger import Ledger, Run
+
+NEVER_RETRIED_BY_DEFAULT = ("invalid_request_error",)
+DEFAULT_STATUSES = ("errored", "expired")
+RETRYABLE_STATUSES = ("errored", "expired", "canceled", "pending")
+
+
+@dataclass(frozen=True)
+class Selection:
+    """Which requests to send again. Named custom_ids win over status and error type."""
+
+    statuses: tuple[str, ...] = DEFAULT_STATUSES
+    error_types: tuple[str, ...] | None = None
+    custom_ids: tuple[str, ...] = ()
+
+
+def read_ids_file(path: Path) -> list[str]:
+    """One custom_id per line; blank lines and `#` comments are skipped."""
+    ids = []
+    with path.open("rb") as handle:
+        for number, raw in enumerate(handle, start=1):
+            try:
+                line = raw.decode("utf-8").strip()
+            except UnicodeDecodeError:
+                raise InputError([Problem(path, number, "is not UTF-8 text; write one custom_id per line")]) from None
+            if line and not line.startswith("#"):
+                ids.append(line)
+    return ids
+
+
+def select(ledger: Ledger, run: Run, selection: Selection) -> list[int]:
+    """The seqs to retry, in input order; an unknown or already-succeeded custom_id is an error."""
+    if selection.custom_ids:
+        found = {custom_id: (seq, status) for seq, custom_id, status in ledger.requests_by_custom_id(run, selection.custom_ids)}
+        problems = []
+        for custom_id in selection.custom_ids:
+            if custom_id not in found:
+                problems.append(Problem("--custom-id", None, f"{custom_id!r} is not a request of run {run.id}"))
+            elif found[custom_id][1] == "succeeded":
+                problems.append(
+                    Problem("--custom-id", None, f"{custom_id!r} already succeeded; a retry never replaces a success")
+                )
+        if problems:
+            raise InputError(problems[:20], more=max(0, len(problems) - 20))
+        return sorted(seq for seq, _ in found.values())
+    unknown = set(selection.statuses) - set(RETRYABLE_STATUSES)
+    if unknown:
+        raise InputError(f"--status {','.join(sorted(unknown))}: choose from {', '.join(RETRYABLE_STATUSES)}")
+    return [
+        seq
+        for seq, _ in ledger.select_requests(
+            run,
+            statuses=selection.statuses,
+            error_types=selection.error_types,
+            exclude_error_types=NEVER_RETRIED_BY_DEFAULT,
+        )
+    ]
+
+
+def _pick(lines: Iterable[bytes], first_seq: int, wanted: Iterator[int], next_wanted: int | None) -> Iterator[bytes]:
+    seq = first_seq
+    for line in lines:
+        if next_wanted is None:
+            return
+        if seq == next_wanted:
+            yield line
+            next_wanted = next(wanted, None)
+        seq += 1
+
+
+def prepare_attempt(ledger: Ledger, run: Run, seqs: list[int]) -> int:
+    """Write the new attempt's request files and register its batches; returns the attempt number."""
+    attempt = ledger.next_attempt(run)
+    folder = run.run_dir / f"attempt-{attempt}"
+    folder.mkdir(exist_ok=True, mode=0o700)
+    shards = []
+    first_seq = 0
+    position = 0
+    for original in ledger.batches(run):
+        if original.attempt != 1:
+            continue
+        end = first_seq + original.requests
+        chosen = []
+        while position < len(seqs) and seqs[position] < end:
+            chosen.append(seqs[position])
+            position += 1
+        if chosen:
+            name = f"attempt-{attempt}/requests-{original.shard:03d}.jsonl"
+            wanted = iter(chosen)
+            size = 0
+            with atomic_writer(run.run_dir / name) as out:
+                for line in _pick(iter_lines(run.run_dir / original.request_file), first_seq, wanted, next(wanted)):
+                    out.write(line + b"\n")
+                    size += len(line) + 1
+            shards.append((original.shard, name, len(chosen), size))
+        first_seq = end
+    ledger.add_attempt(run, attempt, shards)
+    return attempt

@@ -1,0 +1,160 @@
+"""Submit: upload each request file, then create its message batch exactly once.
+
+The API has no idempotency key, so a create is made safe by the ledger instead: the intent
+is committed before the call, the SDK's retries are off for it, and a call whose outcome is
+unknown (timeout, dropped connection, 408, 409, 5xx) is reconciled by listing recent
+batches — adopt exactly one match, re-create only once the list proves there is none, and
+stop and ask when two match.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from batchrunner.client import Gate, is_purpose_refusal
+from batchrunner.errors import ApiError, SubmitUncertain
+from batchrunner.ledger import CREATING, PREPARED, UNCERTAIN, Batch, Ledger, Run
+
+BODY_CHUNK = 1 << 20
+CLOCK_SKEW = timedelta(minutes=2)
+MAX_CREATES = 3
+
+Notify = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class SubmitSettings:
+    """How long an unknown create may take to show up in the batch list before it counts as not made."""
+
+    reconcile_wait_s: float = 600.0
+    reconcile_poll_s: float = 5.0
+
+
+def request_body(path: Path) -> tuple[int, Iterator[bytes]]:
+    """The create body `{"requests":[...]}` streamed from the validated JSONL, never re-encoded.
+
+    Request lines hold no raw newlines (JSON escapes them), so each line break becomes a comma.
+    """
+    size = path.stat().st_size
+    prefix, suffix = b'{"requests":[', b"]}"
+
+    def chunks() -> Iterator[bytes]:
+        yield prefix
+        with path.open("rb") as handle:
+            previous = handle.read(BODY_CHUNK)
+            while previous:
+                current = handle.read(BODY_CHUNK)
+                if not current:
+                    previous = previous[:-1] if previous.endswith(b"\n") else previous
+                yield previous.replace(b"\n", b",")
+                previous = current
+        yield suffix
+
+    trailing_newline = 1 if size else 0
+    return len(prefix) + size - trailing_newline + len(suffix), chunks()
+
+
+async def upload_request_file(gate: Gate, ledger: Ledger, run: Run, batch: Batch) -> Batch:
+    """Upload the shard's JSONL with purpose="batch"; a server that refuses the field gets it without."""
+    if batch.file_id:
+        return batch
+    path = run.run_dir / batch.request_file
+    filename = f"{run.id}-{Path(batch.request_file).name}"
+    upload = gate.api.upload_file
+    try:
+        meta = await gate(upload, path, filename=filename, mime_type="application/jsonl", purpose="batch")
+        accepted = True
+    except ApiError as exc:
+        if not is_purpose_refusal(exc):
+            raise
+        meta = await gate(upload, path, filename=filename, mime_type="application/jsonl", purpose=None)
+        accepted = False
+    ledger.record_upload(batch, meta["id"], accepted)
+    return ledger.batch(batch.pk)
+
+
+async def create_batch(gate: Gate, ledger: Ledger, run: Run, batch: Batch, settings: SubmitSettings, on_event: Notify) -> Batch:
+    """Create the batch for one prepared request file: submitted, back to prepared (proven not made), or raise."""
+    batch = ledger.record_intent(batch)
+    size, body = request_body(run.run_dir / batch.request_file)
+    try:
+        remote = await gate(gate.api.create_batch, body, size)
+    except SubmitUncertain as exc:
+        batch = ledger.record_uncertain(batch, exc.message)
+        on_event(f"{describe(batch)}: {exc.message}; reconciling")
+        return await reconcile(gate, ledger, batch, settings, on_event)
+    except ApiError as exc:
+        ledger.record_not_created(batch, exc.message)
+        raise
+    return ledger.record_created(batch, remote)
+
+
+def _parse_time(value: str) -> datetime:
+    return datetime.fromisoformat(value.replace("Z", "+00:00"))
+
+
+async def _candidates(gate: Gate, ledger: Ledger, batch: Batch) -> list[dict[str, Any]]:
+    """Unclaimed batches created since just before the intent, with this batch's request count."""
+    assert batch.intent_at is not None
+    recent = await gate(gate.api.batches_created_since, _parse_time(batch.intent_at) - CLOCK_SKEW)
+    claimed = ledger.claimed_batch_ids()
+    return [
+        remote
+        for remote in recent
+        if sum(remote["request_counts"].values()) == batch.requests and remote["id"] not in claimed
+    ]
+
+
+async def reconcile(gate: Gate, ledger: Ledger, batch: Batch, settings: SubmitSettings, on_event: Notify) -> Batch:
+    """Settle a create whose outcome is unknown, without ever creating twice.
+
+    Exactly one matching batch: adopt it (its custom_ids are checked when its results come).
+    None: keep looking until the wait has passed since the intent; then it may be created again.
+    Two or more: stop, name them, and leave the decision to a person.
+    """
+    assert batch.state in (CREATING, UNCERTAIN) and batch.intent_at is not None
+    deadline = _parse_time(batch.intent_at).timestamp() + settings.reconcile_wait_s
+    while True:
+        found = await _candidates(gate, ledger, batch)
+        if len(found) == 1:
+            on_event(f"{describe(batch)}: adopted {found[0]['id']}, created by the uncertain call")
+            return ledger.record_created(batch, found[0], adopted=True)
+        if len(found) > 1:
+            names = ", ".join(f"{remote['id']} (created {remote['created_at']})" for remote in found)
+            raise SubmitUncertain(
+                f"the create for {batch.request_file} had an unknown outcome and {len(found)} batches match it: "
+                f"{names}. Cancel all but one (`batchrunner cancel` does not know them; use the console or the API), "
+                "then run `batchrunner resume` again"
+            )
+        if time.time() >= deadline:
+            on_event(f"{describe(batch)}: no batch appeared for the uncertain create; it will be created again")
+            return ledger.record_not_created(batch, "an uncertain create was proven not to have happened")
+        await asyncio.sleep(min(settings.reconcile_poll_s, max(0.0, deadline - time.time())))
+
+
+async def submit_pending(gate: Gate, ledger: Ledger, run: Run, settings: SubmitSettings, on_event: Notify) -> None:
+    """Bring every batch of the run to `submitted`: reconcile the uncertain first, then create the rest."""
+    for batch in ledger.batches(run, states=(CREATING, UNCERTAIN)):
+        await reconcile(gate, ledger, batch, settings, on_event)
+    for batch in ledger.batches(run, states=(PREPARED,)):
+        batch = await upload_request_file(gate, ledger, run, batch)
+        for _ in range(MAX_CREATES):
+            batch = await create_batch(gate, ledger, run, batch, settings, on_event)
+            if batch.state != PREPARED:
+                break
+        else:
+            raise SubmitUncertain(
+                f"{describe(batch)}: {MAX_CREATES} creates in a row had unknown outcomes and none of them appeared; "
+                "the API may be failing. Run `batchrunner resume` later"
+            )
+        on_event(f"{describe(batch)}: created {batch.batch_id} with {batch.requests} requests")
+
+
+def describe(batch: Batch) -> str:
+    return f"batch {batch.shard + 1} of attempt {batch.attempt}"

@@ -1,0 +1,233 @@
+"""`submit`, `collect`, `status`, `runs`: a job from spec to joined output, as a user runs it."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+import anthropic
+import orjson
+import pytest
+from helpers import read_rows, reviews
+
+from batchrunner.emulator import EmulatorServer
+
+OUTPUT_KEYS = [
+    "custom_id",
+    "status",
+    "row",
+    "text",
+    "parsed",
+    "stop_reason",
+    "usage",
+    "error",
+    "batch_id",
+    "attempt",
+    "backend",
+]
+SENTIMENT = """output_schema:
+  type: object
+  properties: {label: {enum: [positive, negative, neutral]}}
+  required: [label]
+"""
+
+
+def use_server(monkeypatch: pytest.MonkeyPatch, server: EmulatorServer) -> None:
+    monkeypatch.setenv("ANTHROPIC_BASE_URL", server.base_url)
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-test-key")
+
+
+def test_submit_on_the_local_emulator_writes_one_row_per_input_row_in_order(make_job, run_cli):
+    rows = reviews(25)
+    job = make_job(rows, extra=SENTIMENT, batch_size=10)
+
+    result = run_cli("submit", job.spec)
+
+    assert result.exit_code == 0, result.output + result.stderr
+    assert "running on the built-in emulator" in result.stderr
+    out = read_rows(job.output)
+    assert [r["custom_id"] for r in out] == [r["id"] for r in rows]
+    assert [r["row"] for r in out] == rows
+    first = out[0]
+    assert list(first) == OUTPUT_KEYS
+    assert first["status"] == "succeeded" and first["error"] is None
+    assert first["parsed"]["label"] in ("positive", "negative", "neutral")
+    assert orjson.loads(first["text"]) == first["parsed"]
+    assert first["usage"]["input_tokens"] > 0 and first["stop_reason"]
+    assert first["backend"] == "local" and first["attempt"] == 1
+    assert len({r["batch_id"] for r in out}) == 3, "25 rows at batch_size 10 are three batches"
+    assert "25 succeeded" in result.output
+
+
+def test_submit_reaches_a_separately_started_server_through_the_anthropic_backend(
+    make_job, run_cli, emulator, monkeypatch
+):
+    use_server(monkeypatch, emulator)
+    job = make_job(reviews(5))
+
+    result = run_cli("submit", job.spec, "--backend", "anthropic")
+
+    assert result.exit_code == 0, result.stderr
+    assert "simulated" not in result.stderr
+    out = read_rows(job.output)
+    assert {r["backend"] for r in out} == {"anthropic"}
+    stats = emulator.stats()
+    assert stats["batches_created"] == 1
+
+
+def test_the_request_file_is_uploaded_with_purpose_batch_and_deleted_after_collection(
+    make_job, run_cli, emulator, monkeypatch
+):
+    use_server(monkeypatch, emulator)
+    job = make_job(reviews(3))
+
+    assert run_cli("submit", job.spec).exit_code == 0
+
+    status = orjson.loads(run_cli("--json", "status").stdout)
+    (batch,) = status["batches"]
+    assert batch["file_id"].startswith("file_")
+    client = anthropic.Anthropic(base_url=emulator.base_url, api_key="k")
+    with pytest.raises(anthropic.NotFoundError):
+        client.files.retrieve_metadata(batch["file_id"])
+
+
+def test_keep_request_files_keeps_the_upload_with_its_purpose(make_job, run_cli, emulator, monkeypatch):
+    use_server(monkeypatch, emulator)
+    job = make_job(reviews(3), extra="keep_request_files: true\n")
+
+    assert run_cli("submit", job.spec).exit_code == 0
+
+    file_id = orjson.loads(run_cli("--json", "status").stdout)["batches"][0]["file_id"]
+    meta = anthropic.Anthropic(base_url=emulator.base_url, api_key="k").files.retrieve_metadata(file_id)
+    assert meta.model_dump().get("purpose") == "batch"
+    assert meta.filename.endswith("requests-000.jsonl")
+
+
+def test_detach_returns_4_and_a_later_collect_finishes_the_output(make_job, run_cli):
+    job = make_job(reviews(12), batch_size=5)
+
+    detached = run_cli("--json", "submit", job.spec, "--detach")
+
+    assert detached.exit_code == 4
+    run_id = orjson.loads(detached.stdout)["run"]["id"]
+    assert not job.output.exists()
+    time.sleep(0.5)
+    collected = run_cli("collect", run_id)
+    assert collected.exit_code == 0, collected.stderr
+    assert [r["custom_id"] for r in read_rows(job.output)] == [f"r-{i}" for i in range(1, 13)]
+    again = run_cli("collect", run_id)
+    assert again.exit_code == 0
+    assert "nothing to collect" in run_cli("collect", "--all").output
+
+
+def test_collect_before_the_batches_end_says_still_running(make_job, run_cli, monkeypatch):
+    monkeypatch.setenv("BATCHRUNNER_LOCAL_PROCESSING_SECONDS", "30")
+    job = make_job(reviews(3))
+    run_id = orjson.loads(run_cli("--json", "submit", job.spec, "--detach").stdout)["run"]["id"]
+
+    result = run_cli("collect", run_id)
+
+    assert result.exit_code == 4
+    assert f"batchrunner watch {run_id}" in result.output
+    assert not job.output.exists()
+
+
+def test_timeout_stops_waiting_with_exit_4_and_watch_finishes_later(make_job, run_cli, monkeypatch):
+    monkeypatch.setenv("BATCHRUNNER_LOCAL_PROCESSING_SECONDS", "1.5")
+    job = make_job(reviews(4))
+
+    first = run_cli("--json", "submit", job.spec, "--timeout", "0.2")
+
+    assert first.exit_code == 4
+    run_id = orjson.loads(first.stdout)["run"]["id"]
+    watched = run_cli("watch", run_id)
+    assert watched.exit_code == 0, watched.stderr
+    assert len(read_rows(job.output)) == 4
+
+
+def test_json_status_and_runs_describe_the_run(make_job, run_cli):
+    job = make_job(reviews(4))
+    assert run_cli("submit", job.spec).exit_code == 0
+
+    status = orjson.loads(run_cli("--json", "status").stdout)
+    runs = orjson.loads(run_cli("--json", "runs").stdout)
+
+    assert status["run"]["state"] == "done"
+    assert status["summary"]["counts"]["succeeded"] == 4
+    assert status["summary"]["cost_usd"] > 0
+    assert status["summary"]["input_tokens"] > 0
+    assert status["batches"][0]["api_calls"] >= 1
+    assert [r["id"] for r in runs["runs"]] == [status["run"]["id"]]
+    assert runs["runs"][0]["counts"]["succeeded"] == 4
+
+
+def test_submitting_again_with_the_same_run_id_continues_instead_of_paying_twice(make_job, run_cli, emulator, monkeypatch):
+    use_server(monkeypatch, emulator)
+    job = make_job(reviews(3))
+
+    assert run_cli("submit", job.spec, "--run-id", "nightly-1").exit_code == 0
+    again = run_cli("submit", job.spec, "--run-id", "nightly-1")
+
+    assert again.exit_code == 0
+    assert "exists; continuing" in again.stderr
+    assert emulator.stats()["batches_created"] == 1
+
+
+def test_a_budget_below_the_worst_case_stops_before_anything_is_sent(make_job, run_cli, emulator, monkeypatch, isolated_env):
+    use_server(monkeypatch, emulator)
+    job = make_job(reviews(50), extra="budget_usd: 0.00001\n")
+
+    result = run_cli("submit", job.spec)
+
+    assert result.exit_code == 2
+    assert "budget_usd" in result.stderr and "--force" in result.stderr
+    assert emulator.stats()["batches_created"] == 0
+    assert not any((isolated_env / "runs").glob("*")), "no run folder is left behind"
+    assert run_cli("submit", job.spec, "--force").exit_code == 0
+
+
+def test_an_output_path_that_is_a_folder_is_refused_before_sending(make_job, run_cli, emulator, monkeypatch):
+    use_server(monkeypatch, emulator)
+    job = make_job(reviews(2))
+    job.output.mkdir(parents=True)
+
+    result = run_cli("submit", job.spec)
+
+    assert result.exit_code == 2
+    assert "is a folder" in result.stderr
+    assert emulator.stats()["batches_created"] == 0
+
+
+def test_unknown_run_is_a_clear_error(run_cli):
+    result = run_cli("status", "nope")
+    assert result.exit_code == 1
+    assert "no run 'nope'" in result.stderr
+    assert "Traceback" not in result.output + result.stderr
+
+
+def test_the_anthropic_backend_without_a_key_says_how_to_fix_it(make_job, run_cli):
+    job = make_job(reviews(2))
+    result = run_cli("submit", job.spec, "--backend", "anthropic")
+    assert result.exit_code == 2
+    assert "ANTHROPIC_API_KEY" in result.stderr
+
+
+def test_the_cli_runs_as_a_real_process(make_job, tmp_path):
+    job = make_job(reviews(3))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ANTHROPIC_")}
+    proc = subprocess.run(
+        [sys.executable, "-m", "batchrunner", "--home", str(tmp_path / "h"), "submit", str(job.spec)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert len(read_rows(job.output)) == 3
+
+
+def test_output_is_not_world_readable(make_job, run_cli):
+    job = make_job(reviews(2))
+    assert run_cli("submit", job.spec).exit_code == 0
+    assert job.output.stat().st_mode & 0o077 == 0

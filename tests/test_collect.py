@@ -1,0 +1,160 @@
+"""The join: results in any order, of every type, come back as one row per input row in input order."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import orjson
+import pytest
+from helpers import read_rows
+
+from batchrunner.collect import AnswerParser, result_row, write_output
+from batchrunner.ledger import Ledger, Run
+
+SCHEMA = {"type": "object", "properties": {"label": {"enum": ["positive", "negative"]}}, "required": ["label"]}
+
+
+def succeeded(custom_id: str, text: str) -> bytes:
+    message = {
+        "id": "msg_1",
+        "type": "message",
+        "role": "assistant",
+        "model": "claude-haiku-4-5",
+        "content": [{"type": "text", "text": text}],
+        "stop_reason": "end_turn",
+        "stop_sequence": None,
+        "usage": {"input_tokens": 12, "output_tokens": 3},
+    }
+    return orjson.dumps({"custom_id": custom_id, "result": {"type": "succeeded", "message": message}})
+
+
+def errored(custom_id: str, kind: str = "overloaded_error") -> bytes:
+    error = {"type": "error", "error": {"type": kind, "message": "try later"}, "request_id": None}
+    return orjson.dumps({"custom_id": custom_id, "result": {"type": "errored", "error": error}})
+
+
+def ended(custom_id: str, kind: str) -> bytes:
+    return orjson.dumps({"custom_id": custom_id, "result": {"type": kind}})
+
+
+def make_run(ledger: Ledger, tmp_path: Path, n: int, shards: int = 1) -> Run:
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    rows = [{"id": f"c{i}", "n": i} for i in range(n)]
+    (run_dir / "rows.jsonl").write_bytes(b"".join(orjson.dumps(r) + b"\n" for r in rows))
+    per = -(-n // shards)
+    shard_rows = []
+    for index in range(shards):
+        part = rows[index * per : (index + 1) * per]
+        name = f"requests-{index:03d}.jsonl"
+        body = b"".join(orjson.dumps({"custom_id": r["id"], "params": {}}) + b"\n" for r in part)
+        (run_dir / name).write_bytes(body)
+        shard_rows.append((index, name, len(part), len(body)))
+    return ledger.create_run(
+        run_id="r1",
+        job_name="t",
+        spec_path=tmp_path / "job.yaml",
+        output_path=tmp_path / "out.jsonl",
+        run_dir=run_dir,
+        backend="local",
+        base_url=None,
+        model="claude-haiku-4-5",
+        settings={},
+        shards=shard_rows,
+        custom_ids=(r["id"] for r in rows),
+    )
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_results_in_any_order_join_back_in_input_order(tmp_path, seed):
+    rng = random.Random(seed)
+    n = rng.randint(1, 300)
+    shards = rng.randint(1, 4)
+    with Ledger(tmp_path / "home") as ledger:
+        run = make_run(ledger, tmp_path, n, shards)
+        outcomes = {}
+        for batch in ledger.batches(run):
+            ids = [orjson.loads(line)["custom_id"] for line in (run.run_dir / batch.request_file).read_bytes().splitlines()]
+            lines = []
+            for cid in ids:
+                kind = rng.choice(["succeeded", "errored", "expired", "canceled"])
+                outcomes[cid] = kind
+                lines.append(
+                    succeeded(cid, "ok") if kind == "succeeded" else errored(cid) if kind == "errored" else ended(cid, kind)
+                )
+            rng.shuffle(lines)
+            ledger.apply_results(run, batch, (result_row(line, None) for line in lines), chunk=rng.randint(1, 50))
+            ledger.mark_collected(batch)
+
+        write_output(ledger, run, "local")
+
+    out = read_rows(run.output_path)
+    assert [r["custom_id"] for r in out] == [f"c{i}" for i in range(n)]
+    assert [r["row"]["n"] for r in out] == list(range(n))
+    assert {r["custom_id"]: r["status"] for r in out} == outcomes
+
+
+def test_a_newer_attempt_replaces_a_failure_but_never_a_success(tmp_path):
+    with Ledger(tmp_path / "home") as ledger:
+        run = make_run(ledger, tmp_path, 3)
+        (first,) = ledger.batches(run)
+        ledger.apply_results(run, first, [result_row(b, None) for b in (succeeded("c0", "a"), errored("c1"), ended("c2", "expired"))])
+        ledger.add_attempt(run, 2, [(0, "requests-000.jsonl", 3, 0)])
+        second = ledger.batches(run)[-1]
+        ledger.apply_results(run, second, [result_row(b, None) for b in (errored("c0"), succeeded("c1", "b"), errored("c2"))])
+        ledger.apply_results(run, first, [result_row(errored("c1"), None)])
+        write_output(ledger, run, "local")
+
+    out = {r["custom_id"]: r for r in read_rows(run.output_path)}
+    assert (out["c0"]["status"], out["c0"]["attempt"], out["c0"]["text"]) == ("succeeded", 1, "a")
+    assert (out["c1"]["status"], out["c1"]["attempt"], out["c1"]["text"]) == ("succeeded", 2, "b")
+    assert (out["c2"]["status"], out["c2"]["attempt"]) == ("errored", 2)
+
+
+def test_rows_without_a_result_are_written_as_pending(tmp_path):
+    with Ledger(tmp_path / "home") as ledger:
+        run = make_run(ledger, tmp_path, 2)
+        write_output(ledger, run, "local")
+    out = read_rows(run.output_path)
+    assert [r["status"] for r in out] == ["pending", "pending"]
+    assert out[0]["batch_id"] is None and out[0]["attempt"] is None
+
+
+def test_results_for_ids_the_run_never_sent_are_counted_not_applied(tmp_path):
+    with Ledger(tmp_path / "home") as ledger:
+        run = make_run(ledger, tmp_path, 2)
+        (batch,) = ledger.batches(run)
+        unknown = ledger.apply_results(run, batch, [result_row(succeeded("zz", "x"), None), result_row(succeeded("c0", "y"), None)])
+    assert unknown == 1
+
+
+def test_every_result_type_keeps_its_error():
+    row = result_row(errored("a", "invalid_request_error"), None)
+    assert (row.status, row.error_type) == ("errored", "invalid_request_error")
+    assert orjson.loads(b"{" + row.fragment + b"}")["error"] == {"type": "invalid_request_error", "message": "try later"}
+    assert result_row(ended("b", "expired"), None).status == "expired"
+    assert result_row(ended("c", "canceled"), None).status == "canceled"
+    odd = result_row(ended("d", "vaporized"), None)
+    assert (odd.status, odd.error_type) == ("errored", "unknown_result_type")
+
+
+@pytest.mark.parametrize(
+    ("text", "parsed", "problem"),
+    [
+        ('{"label": "positive"}', {"label": "positive"}, None),
+        ('{"label": "meh"}', None, "label"),
+        ("{}", None, "label"),
+        ("positive", None, "not JSON"),
+    ],
+)
+def test_structured_answers_are_parsed_or_marked_never_dropped(text, parsed, problem):
+    row = result_row(succeeded("a", text), AnswerParser(SCHEMA))
+    fields = orjson.loads(b"{" + row.fragment + b"}")
+    assert row.status == "succeeded"
+    assert fields["text"] == text
+    assert fields["parsed"] == parsed
+    if problem is None:
+        assert fields["error"] is None
+    else:
+        assert fields["error"]["type"] == "output_invalid" and problem in fields["error"]["message"]
