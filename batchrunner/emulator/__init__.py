@@ -1,0 +1,133 @@
+"""A local stand-in for Anthropic's Message Batches and Files APIs, for the official SDK over loopback.
+
+    with start_in_thread(EmulatorConfig(data_dir=tmp)) as server:
+        client = anthropic.Anthropic(base_url=server.base_url, api_key="anything")
+
+Layout, like a moto service: `routes` (HTTP in and out), `engine` (the time-based lifecycle),
+`store` (SQLite + blobs), `responder` (deterministic answers and trigger strings), `faults`
+(injected failures), `errors` (wire errors). It imports nothing else from batchrunner.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+from dataclasses import dataclass
+from http.server import ThreadingHTTPServer
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Callable
+
+from batchrunner.emulator.engine import Engine, Settings
+from batchrunner.emulator.faults import Faults
+from batchrunner.emulator.routes import App, RequestHandler
+from batchrunner.emulator.store import Store
+
+__all__ = ["EmulatorConfig", "EmulatorServer", "serve_forever", "start_in_thread"]
+
+
+@dataclass
+class EmulatorConfig:
+    data_dir: Path
+    host: str = "127.0.0.1"
+    port: int = 0  # 0 = a free port
+    seed: int = 0
+    processing_seconds: float = 2.0  # how long a batch takes
+    errored_rate: float = 0.0
+    expired_rate: float = 0.0
+    fault_rate: float = 0.0
+    truncate_rate: float = 0.0
+    api_key: str | None = None  # None: accept any non-empty key; else require it (401 otherwise)
+
+
+class HTTPServer(ThreadingHTTPServer):
+    """Tracks open connections, so closing the server also ends idle keep-alive connections."""
+
+    daemon_threads = True
+    block_on_close = False
+    request_queue_size = 128
+
+    def __init__(self, address: tuple[str, int], app: App) -> None:
+        self.app = app
+        self.connections: set[socket.socket] = set()
+        self.connections_lock = threading.Lock()
+        super().__init__(address, RequestHandler)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        with self.connections_lock:
+            self.connections.add(request)
+        super().process_request(request, client_address)
+
+    def shutdown_request(self, request: Any) -> None:
+        with self.connections_lock:
+            self.connections.discard(request)
+        super().shutdown_request(request)
+
+    def drop_connections(self) -> None:
+        with self.connections_lock:
+            open_connections = list(self.connections)
+        for connection in open_connections:
+            try:
+                connection.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+
+class EmulatorServer:
+    """A running emulator: its base URL, its stats, and `close()`. Also a context manager."""
+
+    def __init__(self, config: EmulatorConfig) -> None:
+        config.data_dir.mkdir(parents=True, exist_ok=True)
+        self.config = config
+        self._closing = threading.Event()
+        self._store = Store(config.data_dir)
+        settings = Settings(config.seed, config.processing_seconds, config.errored_rate, config.expired_rate)
+        faults = Faults(config.seed, config.fault_rate, config.truncate_rate)
+        self._app = App(Engine(self._store, settings), faults, config.api_key, self._closing)
+        self._http = HTTPServer((config.host, config.port), self._app)
+        host, port = self._http.server_address[:2]
+        self.base_url = f"http://{host}:{port}"
+        self._thread: threading.Thread | None = None
+
+    def stats(self) -> dict[str, Any]:
+        """The same document as GET /_emulator/stats."""
+        return self._app.snapshot()
+
+    def serve(self) -> None:
+        self._http.serve_forever(poll_interval=0.1)
+
+    def close(self) -> None:
+        self._closing.set()
+        if self._thread is not None:
+            self._http.shutdown()
+            self._thread.join()
+        self._http.server_close()
+        self._http.drop_connections()
+        self._store.close()
+
+    def __enter__(self) -> EmulatorServer:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None) -> None:
+        self.close()
+
+
+def start_in_thread(config: EmulatorConfig) -> EmulatorServer:
+    """Start a server on a background thread; it is listening when this returns."""
+    server = EmulatorServer(config)
+    server._thread = threading.Thread(target=server.serve, name=f"emulator {server.base_url}", daemon=True)
+    server._thread.start()
+    return server
+
+
+def serve_forever(config: EmulatorConfig, on_ready: Callable[[str], None] | None = None) -> None:
+    """Serve in this thread until Ctrl-C; `on_ready` gets the base URL once the port is bound."""
+    server = EmulatorServer(config)
+    if on_ready is not None:
+        on_ready(server.base_url)
+    try:
+        server.serve()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.close()

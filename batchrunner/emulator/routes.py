@@ -1,0 +1,407 @@
+"""HTTP in and out: match a route, check auth and version, call the engine, serialize the answer.
+
+Nothing here decides what happens to a batch; that is the engine's job. This module only speaks the
+wire: both SDK dialects (2.x: Bearer, `page`/`next_page`; 0.x: `x-api-key`, `?beta=true`,
+`before_id`/`after_id`), the error envelope, the `request-id` header on every answer, multipart
+uploads, and files streamed from disk with sendfile.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+import threading
+import time
+import traceback
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from email.message import Message
+from http.server import BaseHTTPRequestHandler
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import orjson
+
+from batchrunner.emulator.engine import MAX_FILE_BYTES, Engine, new_id
+from batchrunner.emulator.errors import ApiFailure, AuthenticationFailed, InvalidRequest, NotFound, RequestTooLarge, WireError
+from batchrunner.emulator.faults import Faults, rejection
+
+API_VERSIONS = ("2023-06-01", "2026-10-21")
+MAX_BATCH_BODY = 256 * 1024 * 1024
+MAX_UPLOAD_BODY = MAX_FILE_BYTES + 1024 * 1024
+MAX_OTHER_BODY = 1024 * 1024
+SEND_CHUNK = 1024 * 1024
+
+
+@dataclass
+class Request:
+    method: str
+    path: str
+    query: dict[str, list[str]]
+    headers: Message
+    body: bytes
+    params: dict[str, str] = field(default_factory=dict)
+
+    def arg(self, name: str) -> str | None:
+        values = self.query.get(name)
+        return values[-1] if values else None
+
+
+@dataclass
+class Response:
+    """A JSON body, or a file streamed from disk; `drop` closes the connection without an answer."""
+
+    status: int = 200
+    body: bytes = b""
+    content_type: str = "application/json"
+    headers: dict[str, str] = field(default_factory=dict)
+    file: Path | None = None
+    truncate: bool = False
+    drop: bool = False
+
+
+def json_response(document: Any, status: int = 200) -> Response:
+    return Response(status, orjson.dumps(document))
+
+
+@dataclass
+class Stats:
+    """What GET /_emulator/stats reports: calls per "METHOD /path-template", and create outcomes."""
+
+    calls: Counter[str] = field(default_factory=Counter)
+    create_attempts: int = 0
+    batches_created: int = 0
+    faults_injected: int = 0
+    truncated_downloads: int = 0
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def bump(self, name: str, key: str | None = None) -> None:
+        with self.lock:
+            if key is None:
+                setattr(self, name, getattr(self, name) + 1)
+            else:
+                self.calls[key] += 1
+
+
+Handler = Callable[["App", Request], Response]
+ROUTES: list[tuple[str, str, str]] = [
+    ("POST", "/v1/messages/batches", "create_batch"),
+    ("GET", "/v1/messages/batches", "list_batches"),
+    ("GET", "/v1/messages/batches/{message_batch_id}", "retrieve_batch"),
+    ("DELETE", "/v1/messages/batches/{message_batch_id}", "delete_batch"),
+    ("POST", "/v1/messages/batches/{message_batch_id}/cancel", "cancel_batch"),
+    ("GET", "/v1/messages/batches/{message_batch_id}/results", "batch_results"),
+    ("POST", "/v1/files", "upload_file"),
+    ("GET", "/v1/files", "list_files"),
+    ("GET", "/v1/files/{file_id}", "file_metadata"),
+    ("DELETE", "/v1/files/{file_id}", "delete_file"),
+    ("GET", "/v1/files/{file_id}/content", "download_file"),
+    ("GET", "/_emulator/health", "emulator_health"),
+    ("GET", "/_emulator/stats", "emulator_stats"),
+    ("GET", "/_emulator/faults", "emulator_faults"),
+    ("POST", "/_emulator/faults", "set_emulator_faults"),
+]
+COMPILED = [
+    (method, re.compile("^" + re.sub(r"\{(\w+)\}", r"(?P<\1>[^/]+)", template) + "$"), template, name)
+    for method, template, name in ROUTES
+]
+
+
+def match(method: str, path: str) -> tuple[str, str, dict[str, str]] | None:
+    for route_method, pattern, template, name in COMPILED:
+        found = pattern.match(path)
+        if found and route_method == method:
+            return template, name, found.groupdict()
+    return None
+
+
+def body_limit(method: str, path: str) -> int:
+    if method == "POST" and path == "/v1/messages/batches":
+        return MAX_BATCH_BODY
+    if method == "POST" and path == "/v1/files":
+        return MAX_UPLOAD_BODY
+    return MAX_OTHER_BODY
+
+
+class App:
+    """One emulator's state behind the routes: engine, faults, stats, and the key it demands."""
+
+    def __init__(self, engine: Engine, faults: Faults, api_key: str | None, closing: threading.Event) -> None:
+        self.engine = engine
+        self.faults = faults
+        self.api_key = api_key
+        self.closing = closing
+        self.stats = Stats()
+        self.started = time.time()
+
+    def handle(self, request: Request) -> Response:
+        found = match(request.method, request.path)
+        if found is None:
+            self.stats.bump("calls", f"{request.method} <unknown>")
+            raise NotFound(f"Not found: {request.method} {request.path}")
+        template, name, request.params = found
+        self.stats.bump("calls", f"{request.method} {template}")
+        if template.startswith("/v1/"):
+            fault = self.faults.for_call()
+            if fault is not None:
+                self.stats.bump("faults_injected")
+                raise fault
+            self.authorize(request)
+        handler: Handler = getattr(App, name)
+        return handler(self, request)
+
+    def authorize(self, request: Request) -> None:
+        key = request.headers.get("x-api-key")
+        authorization = request.headers.get("authorization", "")
+        if not key and authorization.lower().startswith("bearer "):
+            key = authorization[7:].strip()
+        if not key:
+            raise AuthenticationFailed("x-api-key header is required")
+        if self.api_key is not None and key != self.api_key:
+            raise AuthenticationFailed("invalid x-api-key")
+        version = request.headers.get("anthropic-version")
+        if not version:
+            raise InvalidRequest("anthropic-version: header is required")
+        if version not in API_VERSIONS:
+            raise InvalidRequest(f'anthropic-version: "{version}" is not a valid version')
+
+    def snapshot(self) -> dict[str, Any]:
+        with self.stats.lock:
+            return {
+                "calls": dict(sorted(self.stats.calls.items())),
+                "create_attempts": self.stats.create_attempts,
+                "batches_created": self.stats.batches_created,
+                "files_stored": self.engine.store.count_files(),
+                "faults_injected": self.stats.faults_injected,
+                "truncated_downloads": self.stats.truncated_downloads,
+                "uptime_seconds": round(time.time() - self.started, 3),
+            }
+
+    # message batches
+
+    def create_batch(self, request: Request) -> Response:
+        self.stats.bump("create_attempts")
+        scripted = self.faults.next_create()
+        if scripted is not None and not scripted.applies:
+            self.stats.bump("faults_injected")
+            raise rejection(scripted.mode)
+        batch = self.engine.create_batch(request.body, self.faults.list_lag_seconds)
+        self.stats.bump("batches_created")
+        if scripted is None:
+            return json_response(batch)
+        self.stats.bump("faults_injected")
+        if scripted.mode == "apply_then_500":
+            raise ApiFailure("Internal server error (injected by the emulator after creating the batch)")
+        if scripted.mode == "apply_then_drop":
+            return Response(drop=True)
+        self.closing.wait(scripted.stall_seconds)
+        return json_response(batch)
+
+    def list_batches(self, request: Request) -> Response:
+        after_id, before_id = cursors(request)
+        data, has_more = self.engine.list_batches(page_limit(request), after_id, before_id)
+        return json_response(page_document(data, has_more, before_id is not None and after_id is None))
+
+    def retrieve_batch(self, request: Request) -> Response:
+        return json_response(self.engine.batch(request.params["message_batch_id"]))
+
+    def cancel_batch(self, request: Request) -> Response:
+        return json_response(self.engine.cancel_batch(request.params["message_batch_id"]))
+
+    def delete_batch(self, request: Request) -> Response:
+        return json_response(self.engine.delete_batch(request.params["message_batch_id"]))
+
+    def batch_results(self, request: Request) -> Response:
+        batch_id = request.params["message_batch_id"]
+        path = self.engine.results_path(batch_id)
+        truncate = self.faults.truncates_download()
+        if truncate:
+            self.stats.bump("truncated_downloads")
+        disposition = f"attachment; filename*=utf-8''{batch_id}_results.jsonl"
+        return Response(content_type="application/x-jsonl", file=path, truncate=truncate,
+                        headers={"content-disposition": disposition})
+
+    # files
+
+    def upload_file(self, request: Request) -> Response:
+        parts = parse_multipart(request.headers.get("content-type", ""), request.body)
+        upload = parts.get("file")
+        if upload is None:
+            raise InvalidRequest("file: Field required")
+        text = {name: part.content.decode("utf-8", "replace") for name, part in parts.items() if name != "file"}
+        return json_response(self.engine.upload_file(
+            upload.filename, upload.content_type, upload.content, text.get("purpose"), text.get("expires_in_seconds")
+        ))
+
+    def list_files(self, request: Request) -> Response:
+        ids = request.query.get("ids[]") or request.query.get("ids")
+        after_id, before_id = cursors(request)
+        data, has_more = self.engine.list_files(page_limit(request), after_id, before_id, ids)
+        return json_response(page_document(data, has_more, before_id is not None and after_id is None))
+
+    def file_metadata(self, request: Request) -> Response:
+        return json_response(self.engine.file(request.params["file_id"]))
+
+    def delete_file(self, request: Request) -> Response:
+        return json_response(self.engine.delete_file(request.params["file_id"]))
+
+    def download_file(self, request: Request) -> Response:
+        path, mime_type = self.engine.file_content(request.params["file_id"])
+        return Response(content_type=mime_type, file=path)
+
+    # control plane
+
+    def emulator_health(self, request: Request) -> Response:
+        return json_response({"status": "ok"})
+
+    def emulator_stats(self, request: Request) -> Response:
+        return json_response(self.snapshot())
+
+    def emulator_faults(self, request: Request) -> Response:
+        return json_response(self.faults.describe())
+
+    def set_emulator_faults(self, request: Request) -> Response:
+        try:
+            document = orjson.loads(request.body or b"{}")
+        except orjson.JSONDecodeError:
+            raise InvalidRequest("faults: the body must be JSON") from None
+        return json_response(self.faults.configure(document))
+
+
+def cursors(request: Request) -> tuple[str | None, str | None]:
+    """`after_id`/`before_id` (0.x and batches) or an opaque `page` token (2.x files), as cursors."""
+    after_id, before_id, page = request.arg("after_id"), request.arg("before_id"), request.arg("page")
+    if page:
+        if not page.startswith("page_after_"):
+            raise InvalidRequest(f"page: {page!r} is not a page token from this API")
+        after_id = page.removeprefix("page_after_")
+    return after_id, before_id
+
+
+def page_limit(request: Request) -> int:
+    raw = request.arg("limit")
+    if raw is None:
+        return 20
+    if not raw.isdigit() or not 1 <= int(raw) <= 1000:
+        raise InvalidRequest("limit: Input should be an integer between 1 and 1000")
+    return int(raw)
+
+
+def page_document(data: list[dict[str, Any]], has_more: bool, backwards: bool) -> dict[str, Any]:
+    """Both pagination dialects at once; each SDK reads its own keys and ignores the others."""
+    first_id = data[0]["id"] if data else None
+    last_id = data[-1]["id"] if data else None
+    next_page = f"page_after_{last_id}" if has_more and not backwards and last_id else None
+    return {"data": data, "has_more": has_more, "first_id": first_id, "last_id": last_id, "next_page": next_page}
+
+
+@dataclass(frozen=True)
+class Part:
+    filename: str | None
+    content_type: str | None
+    content: bytes
+
+
+DISPOSITION_PARAM = re.compile(r'(\w+)=(?:"([^"]*)"|([^;\s]*))')
+
+
+def parse_multipart(content_type: str, body: bytes) -> dict[str, Part]:
+    """Form parts by name; a `file` part counts whether or not it has a filename (SDK 2.x sends none)."""
+    boundary = re.search(r'boundary="?([^";]+)"?', content_type)
+    if not content_type.startswith("multipart/form-data") or boundary is None:
+        raise InvalidRequest("Content-Type must be multipart/form-data with a boundary")
+    delimiter = b"--" + boundary.group(1).encode()
+    parts: dict[str, Part] = {}
+    for chunk in body.split(delimiter)[1:]:
+        if chunk.startswith(b"--"):
+            break
+        head, _, content = chunk.removeprefix(b"\r\n").partition(b"\r\n\r\n")
+        headers = {}
+        for line in head.decode("utf-8", "replace").split("\r\n"):
+            name, _, value = line.partition(":")
+            headers[name.strip().lower()] = value.strip()
+        params = {m[1]: m[2] if m[2] is not None else m[3] for m in DISPOSITION_PARAM.finditer(headers.get("content-disposition", ""))}
+        if "name" in params:
+            parts[params["name"]] = Part(params.get("filename"), headers.get("content-type"), content.removesuffix(b"\r\n"))
+    return parts
+
+
+class RequestHandler(BaseHTTPRequestHandler):
+    """HTTP/1.1 keep-alive with Nagle off: without it every small answer stalls about 40 ms."""
+
+    protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True
+    server_version = "batchrunner-emulator"
+    timeout = 300
+
+    def do_GET(self) -> None:
+        self.dispatch()
+
+    do_POST = do_DELETE = do_PUT = do_PATCH = do_GET
+
+    def log_message(self, format: str, *args: Any) -> None:
+        """Quiet: a benchmark makes thousands of calls a second."""
+
+    def dispatch(self) -> None:
+        app: App = self.server.app  # type: ignore[attr-defined]
+        request_id = new_id("req_011C", 20)
+        url = urlsplit(self.path)
+        try:
+            body = self.read_body(body_limit(self.command, url.path))
+            request = Request(self.command, url.path, parse_qs(url.query, keep_blank_values=True), self.headers, body)
+            response = app.handle(request)
+        except WireError as error:
+            response = Response(error.status, orjson.dumps(error.envelope(request_id)), headers=error.headers)
+        except Exception as error:  # a bug in the emulator: answer like the API would, and say so on stderr
+            traceback.print_exc(file=sys.stderr)
+            failure = ApiFailure(f"Internal server error in the emulator: {type(error).__name__}")
+            response = Response(500, orjson.dumps(failure.envelope(request_id)))
+        self.send(response, request_id)
+
+    def read_body(self, limit: int) -> bytes:
+        if self.headers.get("transfer-encoding", "").lower() == "chunked":
+            return self.read_chunked(limit)
+        length = int(self.headers.get("content-length") or 0)
+        if length > limit:
+            self.close_connection = True
+            raise RequestTooLarge(f"Request body is {length} bytes; the limit for this endpoint is {limit} bytes")
+        return self.rfile.read(length) if length else b""
+
+    def read_chunked(self, limit: int) -> bytes:
+        chunks, size = [], 0
+        while True:
+            chunk_size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
+            if chunk_size == 0:
+                while self.rfile.readline().strip():
+                    pass
+                return b"".join(chunks)
+            size += chunk_size
+            if size > limit:
+                self.close_connection = True
+                raise RequestTooLarge(f"Request body is over the limit of {limit} bytes for this endpoint")
+            chunks.append(self.rfile.read(chunk_size))
+            self.rfile.readline()
+
+    def send(self, response: Response, request_id: str) -> None:
+        if response.drop:
+            self.close_connection = True
+            return
+        size = response.file.stat().st_size if response.file is not None else len(response.body)
+        self.send_response(response.status)
+        self.send_header("content-type", response.content_type)
+        self.send_header("content-length", str(size))
+        self.send_header("request-id", request_id)
+        for name, value in response.headers.items():
+            self.send_header(name, value)
+        if self.close_connection:
+            self.send_header("connection", "close")
+        self.end_headers()
+        if response.file is None:
+            self.wfile.write(response.body)
+            return
+        with open(response.file, "rb") as source:
+            self.connection.sendfile(source, 0, size // 2 if response.truncate else None)
+        if response.truncate:
+            self.close_connection = True

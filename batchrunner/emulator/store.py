@@ -1,0 +1,267 @@
+"""The emulator's state: one SQLite database plus blobs under the data dir.
+
+Every write is committed with `synchronous=FULL` (and blobs fsynced and renamed into place) before
+the HTTP answer goes out, so a `kill -9` loses nothing that a client saw acknowledged. This is the
+only module that speaks SQL or touches the data dir.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import threading
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS batches (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    id TEXT NOT NULL UNIQUE,
+    created_at REAL NOT NULL,
+    visible_at REAL NOT NULL,
+    request_count INTEGER NOT NULL,
+    ends_at REAL NOT NULL,
+    seed INTEGER NOT NULL,
+    processing_seconds REAL NOT NULL,
+    errored_rate REAL NOT NULL,
+    expired_rate REAL NOT NULL,
+    cancel_initiated_at REAL,
+    ended_at REAL,
+    counts TEXT,
+    deleted_at REAL
+);
+CREATE TABLE IF NOT EXISTS files (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    id TEXT NOT NULL UNIQUE,
+    filename TEXT NOT NULL,
+    mime_type TEXT NOT NULL,
+    size_bytes INTEGER NOT NULL,
+    created_at REAL NOT NULL,
+    purpose TEXT,
+    downloadable INTEGER NOT NULL,
+    expires_at REAL,
+    deleted_at REAL
+);
+"""
+
+BATCH_COLUMNS = (
+    "seq, id, created_at, visible_at, request_count, ends_at, seed, processing_seconds, "
+    "errored_rate, expired_rate, cancel_initiated_at, ended_at, counts"
+)
+FILE_COLUMNS = "seq, id, filename, mime_type, size_bytes, created_at, purpose, downloadable, expires_at"
+
+
+@dataclass(frozen=True)
+class BatchRow:
+    """A batch as stored: the simulation settings it was created with travel with it across restarts."""
+
+    seq: int
+    id: str
+    created_at: float
+    visible_at: float
+    request_count: int
+    ends_at: float
+    seed: int
+    processing_seconds: float
+    errored_rate: float
+    expired_rate: float
+    cancel_initiated_at: float | None
+    ended_at: float | None
+    counts: dict[str, int] | None
+
+    @classmethod
+    def from_db(cls, row: tuple) -> BatchRow:
+        *head, counts = row
+        return cls(*head, orjson.loads(counts) if counts else None)
+
+
+@dataclass(frozen=True)
+class FileRow:
+    seq: int
+    id: str
+    filename: str
+    mime_type: str
+    size_bytes: int
+    created_at: float
+    purpose: str | None
+    downloadable: bool
+    expires_at: float | None
+
+    @classmethod
+    def from_db(cls, row: tuple) -> FileRow:
+        values = list(row)
+        values[7] = bool(values[7])
+        return cls(*values)
+
+
+@dataclass(frozen=True)
+class Page:
+    """One page of a newest-first listing; `has_more` looks in the direction that was asked for."""
+
+    rows: list
+    has_more: bool
+
+
+def write_atomically(path: Path, chunks: Iterable[bytes]) -> int:
+    """Write, fsync and rename into place, so a crash leaves the old file or the whole new one."""
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    size = 0
+    with open(tmp, "wb") as out:
+        for chunk in chunks:
+            out.write(chunk)
+            size += len(chunk)
+        out.flush()
+        os.fsync(out.fileno())
+    os.replace(tmp, path)
+    directory = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(directory)
+    finally:
+        os.close(directory)
+    return size
+
+
+class Store:
+    """SQLite (WAL, synchronous=FULL) for metadata; request bodies, results and files as blobs."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self.data_dir = data_dir
+        for sub in ("requests", "results", "files"):
+            (data_dir / sub).mkdir(parents=True, exist_ok=True)
+        self._lock = threading.RLock()
+        self._db = sqlite3.connect(data_dir / "emulator.sqlite3", check_same_thread=False, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.execute("PRAGMA busy_timeout=10000")
+        self._db.executescript(SCHEMA)
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    def requests_path(self, batch_id: str) -> Path:
+        return self.data_dir / "requests" / f"{batch_id}.json"
+
+    def results_path(self, batch_id: str) -> Path:
+        return self.data_dir / "results" / f"{batch_id}.jsonl"
+
+    def file_path(self, file_id: str) -> Path:
+        return self.data_dir / "files" / file_id
+
+    # batches
+
+    def insert_batch(self, row: BatchRow, body: bytes) -> None:
+        write_atomically(self.requests_path(row.id), [body])
+        with self._lock:
+            self._db.execute(
+                "INSERT INTO batches (id, created_at, visible_at, request_count, ends_at, seed, processing_seconds,"
+                " errored_rate, expired_rate) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (row.id, row.created_at, row.visible_at, row.request_count, row.ends_at, row.seed,
+                 row.processing_seconds, row.errored_rate, row.expired_rate),
+            )
+
+    def get_batch(self, batch_id: str) -> BatchRow | None:
+        with self._lock:
+            found = self._db.execute(
+                f"SELECT {BATCH_COLUMNS} FROM batches WHERE id = ? AND deleted_at IS NULL", (batch_id,)
+            ).fetchone()
+        return BatchRow.from_db(found) if found else None
+
+    def set_cancel(self, batch_id: str, at: float) -> None:
+        with self._lock:
+            self._db.execute(
+                "UPDATE batches SET cancel_initiated_at = ? WHERE id = ? AND cancel_initiated_at IS NULL", (at, batch_id)
+            )
+
+    def write_results(self, batch_id: str, results: Iterable[bytes]) -> None:
+        """Called before `mark_ended`, so an ended batch always has its results file."""
+        write_atomically(self.results_path(batch_id), results)
+
+    def mark_ended(self, batch_id: str, ended_at: float, counts: dict[str, int]) -> None:
+        with self._lock:
+            self._db.execute(
+                "UPDATE batches SET ended_at = ?, counts = ? WHERE id = ?",
+                (ended_at, orjson.dumps(counts).decode(), batch_id),
+            )
+
+    def delete_batch(self, batch_id: str, at: float) -> None:
+        with self._lock:
+            self._db.execute("UPDATE batches SET deleted_at = ? WHERE id = ?", (at, batch_id))
+        for path in (self.requests_path(batch_id), self.results_path(batch_id)):
+            path.unlink(missing_ok=True)
+
+    def list_batches(self, now: float, limit: int, after_id: str | None, before_id: str | None) -> Page:
+        return self._page("batches", BATCH_COLUMNS, BatchRow.from_db, now, limit, after_id, before_id)
+
+    # files
+
+    def insert_file(self, row: FileRow, content: bytes) -> None:
+        write_atomically(self.file_path(row.id), [content])
+        with self._lock:
+            self._db.execute(
+                "INSERT INTO files (id, filename, mime_type, size_bytes, created_at, purpose, downloadable, expires_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (row.id, row.filename, row.mime_type, row.size_bytes, row.created_at, row.purpose,
+                 int(row.downloadable), row.expires_at),
+            )
+
+    def get_file(self, file_id: str) -> FileRow | None:
+        with self._lock:
+            found = self._db.execute(
+                f"SELECT {FILE_COLUMNS} FROM files WHERE id = ? AND deleted_at IS NULL", (file_id,)
+            ).fetchone()
+        return FileRow.from_db(found) if found else None
+
+    def get_files(self, file_ids: list[str]) -> list[FileRow]:
+        marks = ",".join("?" * len(file_ids))
+        with self._lock:
+            found = self._db.execute(
+                f"SELECT {FILE_COLUMNS} FROM files WHERE id IN ({marks}) AND deleted_at IS NULL ORDER BY seq DESC",
+                file_ids,
+            ).fetchall()
+        return [FileRow.from_db(row) for row in found]
+
+    def delete_file(self, file_id: str, at: float) -> None:
+        with self._lock:
+            self._db.execute("UPDATE files SET deleted_at = ? WHERE id = ?", (at, file_id))
+        self.file_path(file_id).unlink(missing_ok=True)
+
+    def list_files(self, now: float, limit: int, after_id: str | None, before_id: str | None) -> Page:
+        return self._page("files", FILE_COLUMNS, FileRow.from_db, now, limit, after_id, before_id)
+
+    def count_files(self) -> int:
+        with self._lock:
+            return self._db.execute("SELECT count(*) FROM files WHERE deleted_at IS NULL").fetchone()[0]
+
+    def known_id(self, table: str, object_id: str) -> bool:
+        """Cursors may name deleted objects: a listing must not break when its last item goes away."""
+        with self._lock:
+            return self._db.execute(f"SELECT 1 FROM {table} WHERE id = ?", (object_id,)).fetchone() is not None
+
+    def _page(
+        self, table: str, columns: str, make: Callable[[tuple], Any], now: float, limit: int,
+        after_id: str | None, before_id: str | None,
+    ) -> Page:
+        where = ["deleted_at IS NULL"]
+        args: list[object] = []
+        if table == "batches":
+            where.append("visible_at <= ?")
+            args.append(now)
+        if after_id is not None:
+            where.append(f"seq < (SELECT seq FROM {table} WHERE id = ?)")
+            args.append(after_id)
+        if before_id is not None:
+            where.append(f"seq > (SELECT seq FROM {table} WHERE id = ?)")
+            args.append(before_id)
+        order = "ASC" if before_id is not None and after_id is None else "DESC"
+        sql = f"SELECT {columns} FROM {table} WHERE {' AND '.join(where)} ORDER BY seq {order} LIMIT ?"
+        with self._lock:
+            found = self._db.execute(sql, [*args, limit + 1]).fetchall()
+        rows = [make(row) for row in found[:limit]]
+        if order == "ASC":
+            rows.reverse()
+        return Page(rows, len(found) > limit)
