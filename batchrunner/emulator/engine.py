@@ -27,7 +27,13 @@ from typing import Any
 
 import orjson
 
-from batchrunner.emulator.errors import FileExpired, FileNotDownloadable, InvalidRequest, NotFound, RequestTooLarge
+from batchrunner.emulator.errors import (
+    FileExpired,
+    FileNotDownloadable,
+    InvalidRequest,
+    NotFound,
+    RequestTooLarge,
+)
 from batchrunner.emulator.responder import SLOW_TRIGGER, Responder, base62
 from batchrunner.emulator.store import BatchRow, FileRow, Page, Store
 
@@ -244,7 +250,7 @@ class Engine:
         for index, request in enumerate(requests):
             canon = orjson.dumps(request["params"], option=orjson.OPT_SORT_KEYS)
             factor = SLOW_FACTOR if SLOW_TRIGGER in canon else (index + 1) / total
-            finished_at = row.created_at + row.processing_seconds * factor
+            finished_at = round(row.created_at + row.processing_seconds * factor, 6)  # the last one ends exactly at ends_at
             if row.cancel_initiated_at is not None and finished_at > row.cancel_initiated_at or finished_at > cutoff:
                 result: dict[str, Any] = {"type": unfinished}
             else:
