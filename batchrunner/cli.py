@@ -16,7 +16,14 @@ from typing import TYPE_CHECKING, Any, NoReturn
 import click
 import orjson
 
-from batchrunner.errors import EXIT_ERROR, EXIT_INCOMPLETE, EXIT_INVALID, EXIT_RUNNING, BatchrunnerError
+from batchrunner import settings
+from batchrunner.errors import (
+    EXIT_ERROR,
+    EXIT_INCOMPLETE,
+    EXIT_INVALID,
+    EXIT_RUNNING,
+    BatchrunnerError,
+)
 
 if TYPE_CHECKING:
     from batchrunner.compile import CompileReport
@@ -25,7 +32,6 @@ if TYPE_CHECKING:
 
 # The pipeline (and with it the anthropic SDK) is imported by the commands that use it, so
 # `validate` and `serve` start fast.
-BACKENDS = ("auto", "local", "anthropic")
 
 
 @dataclass
@@ -52,7 +58,7 @@ class App:
 
 
 def _debug(app: App | None) -> bool:
-    return bool(os.environ.get("BATCHRUNNER_DEBUG")) or bool(app and app.verbose)
+    return bool(os.environ.get(settings.DEBUG)) or bool(app and app.verbose)
 
 
 def _fail(ctx: click.Context, exit_code: int, payload: dict[str, Any], message: str) -> NoReturn:
@@ -106,7 +112,7 @@ class BatchrunnerGroup(click.Group):
 @click.option(
     "--home",
     type=click.Path(file_okay=False, path_type=Path),
-    envvar="BATCHRUNNER_HOME",
+    envvar=settings.HOME,
     default=".batchrunner",
     show_default=True,
     help="State home: the ledger, run folders, the local emulator's data.",
@@ -233,8 +239,8 @@ def _finish(ctx: click.Context, outcome: Outcome) -> None:
 @click.option("--timeout", type=click.FloatRange(min=0), help="Stop waiting after this many seconds (exit 4).")
 @click.option(
     "--backend",
-    type=click.Choice(BACKENDS),
-    envvar="BATCHRUNNER_BACKEND",
+    type=click.Choice(settings.BACKENDS),
+    envvar=settings.BACKEND,
     help="anthropic (the real API), local (the built-in emulator), auto (anthropic if ANTHROPIC_API_KEY is set).",
 )
 @click.option("--force", is_flag=True, help="Submit even if the worst-case cost is over the spec's budget_usd.")
@@ -371,7 +377,10 @@ def serve(
     errored_rate: float, expired_rate: float, fault_rate: float, truncate_rate: float,
 ) -> None:
     """Run the local Anthropic API emulator in the foreground until Ctrl-C."""
-    from batchrunner.emulator import EmulatorConfig, serve_forever  # only this command pays for loading it
+    from batchrunner.emulator import (  # only this command pays for loading it
+        EmulatorConfig,
+        serve_forever,
+    )
 
     config = EmulatorConfig(
         data_dir=data_dir or app.home / "emulator", host=host, port=port, seed=seed,

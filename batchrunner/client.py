@@ -20,11 +20,11 @@ import anthropic
 import httpx2
 from aiolimiter import AsyncLimiter
 
+from batchrunner import settings
 from batchrunner.errors import ApiError, InputError, NotFound, SubmitUncertain
+from batchrunner.settings import BACKENDS
 
-BACKENDS = ("auto", "local", "anthropic")
 LOCAL_API_KEY = "batchrunner-local"
-CREATE_TIMEOUT_S = 600.0
 DOWNLOAD_CHUNK = 1 << 20
 T = TypeVar("T")
 
@@ -54,14 +54,6 @@ def choose_backend(flag: str | None, spec_backend: str | None) -> str:
     return choice
 
 
-def _local_processing_seconds() -> float:
-    raw = os.environ.get("BATCHRUNNER_LOCAL_PROCESSING_SECONDS", "3")
-    try:
-        return float(raw)
-    except ValueError:
-        raise InputError(f"BATCHRUNNER_LOCAL_PROCESSING_SECONDS must be a number of seconds, not {raw!r}") from None
-
-
 @contextmanager
 def open_backend(name: str, home: Path, base_url: str | None = None) -> Iterator[tuple[Backend, str]]:
     """Yield the backend and the URL to reach it; for `local`, run the emulator meanwhile.
@@ -72,7 +64,7 @@ def open_backend(name: str, home: Path, base_url: str | None = None) -> Iterator
     if name == "local":
         from batchrunner.emulator import EmulatorConfig, start_in_thread
 
-        config = EmulatorConfig(data_dir=home / "emulator", processing_seconds=_local_processing_seconds())
+        config = EmulatorConfig(data_dir=home / "emulator", processing_seconds=settings.seconds(settings.LOCAL_PROCESSING_SECONDS, 3.0))
         server = start_in_thread(config)
         try:
             yield Backend("local", None), server.base_url
@@ -136,7 +128,7 @@ class Api:
         A definite refusal raises ApiError; anything that may have created the batch
         (timeout, dropped connection, 408, 409, 5xx) raises SubmitUncertain.
         """
-        client = self.sdk.with_options(max_retries=0, timeout=CREATE_TIMEOUT_S)
+        client = self.sdk.with_options(max_retries=0, timeout=settings.seconds(settings.CREATE_TIMEOUT, 600.0))
         try:
             batch = client.post(
                 "/v1/messages/batches",
@@ -175,7 +167,7 @@ class Api:
         with map_sdk_errors(f"cancel batch {batch_id}"):
             return self.sdk.messages.batches.cancel(batch_id).model_dump(mode="json")
 
-    def download_results(self, results_url: str, out: BinaryIO) -> int:
+    def download_results(self, results_url: str, out: BinaryIO, on_chunk: Callable[[], None] = lambda: None) -> int:
         """Stream a results file into `out`; a broken stream raises ApiError so the caller restarts."""
         written = 0
         with map_sdk_errors("download results"):
@@ -189,6 +181,7 @@ class Api:
             for chunk in response.iter_bytes(DOWNLOAD_CHUNK):
                 out.write(chunk)
                 written += len(chunk)
+                on_chunk()
         except httpx2.TransportError as exc:
             raise ApiError(f"download results: the stream broke after {written} bytes ({exc})") from exc
         finally:

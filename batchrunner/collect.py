@@ -19,6 +19,7 @@ from jsonschema.exceptions import best_match
 
 from batchrunner.atomic import atomic_writer, fsync_dir
 from batchrunner.client import Gate
+from batchrunner.crashpoints import crashpoint
 from batchrunner.errors import ApiError, BatchrunnerError, NotFound
 from batchrunner.ledger import Batch, Ledger, ResultRow, Run
 
@@ -100,6 +101,13 @@ def result_row(line: bytes, parse_answer: AnswerParser | None) -> ResultRow:
     return ResultRow(custom_id, "errored", error["type"], 0, 0, _fragment(None, None, None, None, error))
 
 
+def _results(path: Path, parse_answer: AnswerParser | None, crash_after: int) -> Iterator[ResultRow]:
+    for count, line in enumerate(iter_lines(path)):
+        if count == crash_after:
+            crashpoint("collect.ingesting")
+        yield result_row(line, parse_answer)
+
+
 def iter_lines(path: Path) -> Iterator[bytes]:
     """Non-blank lines of a JSONL file, read in large chunks."""
     with path.open("rb", buffering=READ_CHUNK) as handle:
@@ -127,7 +135,7 @@ def _download(gate_api: Any, url: str, dest: Path, expected: int) -> None:
     part = dest.with_name(dest.name + ".part")
     try:
         with part.open("wb") as out:
-            gate_api.download_results(url, out)
+            gate_api.download_results(url, out, on_chunk=lambda: crashpoint("collect.downloading"))
             out.flush()
             os.fsync(out.fileno())
         lines = count_lines(part)
@@ -166,7 +174,9 @@ async def collect_batch(
     gate: Gate, ledger: Ledger, run: Run, batch: Batch, on_event: Callable[[str], None]
 ) -> Batch:
     """Download an ended batch's results and join them into the ledger; safe to run again."""
+    crashpoint("collect.start")
     path = await download_results(gate, run, batch, on_event)
+    crashpoint("collect.downloaded")
     schema = run.settings.get("output_schema")
     parse_answer = AnswerParser(schema) if schema else None
     if batch.adopted:
@@ -178,9 +188,10 @@ async def collect_batch(
                 f"{batch.request_file} does not contain: it is not this run's batch, and its results were not used. "
                 "Cancel it if it is unwanted, then run `batchrunner resume`"
             )
-    unknown = ledger.apply_results(run, batch, (result_row(line, parse_answer) for line in iter_lines(path)))
+    unknown = ledger.apply_results(run, batch, _results(path, parse_answer, batch.requests // 2))
     if unknown:
         raise BatchrunnerError(f"batch {batch.batch_id} returned {unknown} results for custom_ids this run never sent")
+    crashpoint("collect.ingested")
     ledger.mark_collected(batch)
     if batch.file_id and not run.settings.get("keep_request_files") and not batch.file_deleted:
         try:
@@ -220,5 +231,8 @@ def write_output(ledger: Ledger, run: Run, backend: str) -> Path:
                 )
             )
             written += 1
+            if written == 1:
+                crashpoint("output.writing")
+    crashpoint("output.written")
     ledger.mark_output_written(run)
     return path

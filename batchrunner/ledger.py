@@ -22,7 +22,7 @@ from typing import Any
 
 import orjson
 
-from batchrunner.errors import BatchrunnerError, NotFound, RunLocked
+from batchrunner.errors import NotFound, RunLocked
 
 # Batch states, in the order a batch moves through them.
 PREPARED = "prepared"  # request file written; no create attempted (or the last one was definitely refused)

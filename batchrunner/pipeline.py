@@ -19,9 +19,16 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from batchrunner import settings
 from batchrunner.client import Api, Gate, choose_backend, open_backend
-from batchrunner.collect import CUSTOM_ID_PREFIX, collect_batch, iter_lines, write_output
+from batchrunner.collect import (
+    CUSTOM_ID_PREFIX,
+    collect_batch,
+    iter_lines,
+    write_output,
+)
 from batchrunner.compile import CompileReport, check_budget, compile_job
+from batchrunner.crashpoints import crashpoint
 from batchrunner.errors import (
     EXIT_INCOMPLETE,
     EXIT_OK,
@@ -33,7 +40,6 @@ from batchrunner.errors import (
     StillRunning,
 )
 from batchrunner.ledger import (
-    COLLECTED,
     CREATING,
     ENDED,
     OPEN_STATES,
@@ -220,8 +226,9 @@ def _prepare_run(
     except BaseException:
         shutil.rmtree(scratch, ignore_errors=True)
         raise
+    crashpoint("compile.done")
     scratch.rename(run_dir)
-    return ledger.create_run(
+    run = ledger.create_run(
         run_id=run_id,
         job_name=spec.name,
         spec_path=spec.path,
@@ -234,14 +241,16 @@ def _prepare_run(
         shards=[(s.index, s.path.name, s.requests, s.bytes) for s in report.shards if s.path is not None],
         custom_ids=_shard_custom_ids(run_dir, report),
     )
+    crashpoint("run.registered")
+    return run
 
 
 # driving a run
 
 
 def _submit_settings(run: Run) -> SubmitSettings:
-    default = "5" if run.backend == "local" else "600"
-    return SubmitSettings(reconcile_wait_s=float(os.environ.get("BATCHRUNNER_RECONCILE_WAIT", default)))
+    default = 5.0 if run.backend == "local" else 600.0
+    return SubmitSettings(reconcile_wait_s=settings.seconds(settings.RECONCILE_WAIT, default))
 
 
 def _poll_settings(run: Run) -> PollSettings:

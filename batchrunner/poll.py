@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from batchrunner.client import Gate
+from batchrunner.crashpoints import crashpoint
 from batchrunner.errors import ApiError, NotFound
 from batchrunner.ledger import Batch, Ledger
 
@@ -69,5 +70,6 @@ async def wait_until_ended(
             on_update(batch)
             if remote["processing_status"] == ENDED:
                 return batch
+            crashpoint("poll.polled")
         await asyncio.sleep(interval * random.uniform(0.8, 1.2))
         interval = min(interval * settings.backoff, settings.max_interval)

@@ -18,12 +18,14 @@ from pathlib import Path
 from typing import Any
 
 from batchrunner.client import Gate, is_purpose_refusal
+from batchrunner.crashpoints import crashpoint
 from batchrunner.errors import ApiError, SubmitUncertain
 from batchrunner.ledger import CREATING, PREPARED, UNCERTAIN, Batch, Ledger, Run
 
 BODY_CHUNK = 1 << 20
 CLOCK_SKEW = timedelta(minutes=2)
-MAX_CREATES = 3
+MAX_CREATES = 5
+RATE_LIMIT_WAIT_S = 2.0
 
 Notify = Callable[[str], None]
 
@@ -76,12 +78,14 @@ async def upload_request_file(gate: Gate, ledger: Ledger, run: Run, batch: Batch
         meta = await gate(upload, path, filename=filename, mime_type="application/jsonl", purpose=None)
         accepted = False
     ledger.record_upload(batch, meta["id"], accepted)
+    crashpoint("submit.uploaded")
     return ledger.batch(batch.pk)
 
 
 async def create_batch(gate: Gate, ledger: Ledger, run: Run, batch: Batch, settings: SubmitSettings, on_event: Notify) -> Batch:
     """Create the batch for one prepared request file: submitted, back to prepared (proven not made), or raise."""
     batch = ledger.record_intent(batch)
+    crashpoint("submit.intent")
     size, body = request_body(run.run_dir / batch.request_file)
     try:
         remote = await gate(gate.api.create_batch, body, size)
@@ -92,7 +96,10 @@ async def create_batch(gate: Gate, ledger: Ledger, run: Run, batch: Batch, setti
     except ApiError as exc:
         ledger.record_not_created(batch, exc.message)
         raise
-    return ledger.record_created(batch, remote)
+    crashpoint("submit.created")
+    batch = ledger.record_created(batch, remote)
+    crashpoint("submit.recorded")
+    return batch
 
 
 def _parse_time(value: str) -> datetime:
@@ -144,13 +151,20 @@ async def submit_pending(gate: Gate, ledger: Ledger, run: Run, settings: SubmitS
         await reconcile(gate, ledger, batch, settings, on_event)
     for batch in ledger.batches(run, states=(PREPARED,)):
         batch = await upload_request_file(gate, ledger, run, batch)
-        for _ in range(MAX_CREATES):
-            batch = await create_batch(gate, ledger, run, batch, settings, on_event)
+        for attempt in range(1, MAX_CREATES + 1):
+            try:
+                batch = await create_batch(gate, ledger, run, batch, settings, on_event)
+            except ApiError as exc:
+                if exc.status != 429 or attempt == MAX_CREATES:
+                    raise
+                on_event(f"{describe(batch)}: rate limited before anything was created; waiting to try again")
+                await asyncio.sleep(RATE_LIMIT_WAIT_S * attempt)
+                continue
             if batch.state != PREPARED:
                 break
         else:
             raise SubmitUncertain(
-                f"{describe(batch)}: {MAX_CREATES} creates in a row had unknown outcomes and none of them appeared; "
+                f"{describe(batch)}: {MAX_CREATES} creates in a row failed without creating anything; "
                 "the API may be failing. Run `batchrunner resume` later"
             )
         on_event(f"{describe(batch)}: created {batch.batch_id} with {batch.requests} requests")

@@ -1,0 +1,31 @@
+"""Every environment variable batchrunner reads, and the backend names, in one place."""
+
+from __future__ import annotations
+
+import os
+
+from batchrunner.errors import InputError
+
+BACKENDS = ("auto", "local", "anthropic")
+
+HOME = "BATCHRUNNER_HOME"  # the state home (--home)
+BACKEND = "BATCHRUNNER_BACKEND"  # the backend (--backend)
+DEBUG = "BATCHRUNNER_DEBUG"  # show tracebacks of unexpected errors
+LOCAL_PROCESSING_SECONDS = "BATCHRUNNER_LOCAL_PROCESSING_SECONDS"  # how long a batch takes on the local emulator
+RECONCILE_WAIT = "BATCHRUNNER_RECONCILE_WAIT"  # how long an uncertain create may take to show in the batch list
+CREATE_TIMEOUT = "BATCHRUNNER_CREATE_TIMEOUT"  # seconds before a create call counts as uncertain
+CRASH_AT = "BATCHRUNNER_CRASH_AT"  # tests: SIGKILL at this named step (see crashpoints.py)
+
+
+def seconds(name: str, default: float) -> float:
+    """A duration from the environment, or the default; a bad value is the user's to fix."""
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if value < 0:
+        raise InputError(f"{name}={raw!r}: give a number of seconds, 0 or more")
+    return value

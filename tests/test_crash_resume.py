@@ -1,0 +1,74 @@
+"""Kill -9 at every step boundary of submit and collect, then `resume`: nothing lost, nothing paid twice."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from helpers import read_rows, reviews
+
+from batchrunner.crashpoints import POINTS
+from batchrunner.emulator import EmulatorConfig, EmulatorServer, start_in_thread
+
+ROWS = 30
+SHARDS = 3
+
+
+@pytest.fixture
+def slow_emulator(tmp_path: Path) -> Iterator[EmulatorServer]:
+    """Batches take a second, so the poller sees `in_progress` at least once."""
+    with start_in_thread(EmulatorConfig(data_dir=tmp_path / "emulator", processing_seconds=1.0)) as server:
+        yield server
+
+
+def batchrunner(home: Path, env: dict[str, str], *args: str | Path) -> subprocess.CompletedProcess[str]:
+    command = [sys.executable, "-m", "batchrunner", "--home", str(home), *map(str, args)]
+    return subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+
+
+def user_env(server: EmulatorServer, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ANTHROPIC_", "BATCHRUNNER_"))}
+    env.update(
+        ANTHROPIC_BASE_URL=server.base_url,
+        ANTHROPIC_API_KEY="sk-test-key",
+        BATCHRUNNER_RECONCILE_WAIT="1",
+        BATCHRUNNER_DEBUG="1",
+        **extra,
+    )
+    return env
+
+
+@pytest.mark.parametrize("point", POINTS)
+def test_sigkill_at_each_step_then_resume_completes_exactly_once(point, make_job, slow_emulator, tmp_path):
+    job = make_job(reviews(ROWS), batch_size=ROWS // SHARDS)
+    home = tmp_path / "state"
+
+    crashed = batchrunner(home, user_env(slow_emulator, BATCHRUNNER_CRASH_AT=point), "submit", job.spec, "--run-id", "nightly")
+
+    assert crashed.returncode == -9, f"the process did not reach {point}: {crashed.stderr}"
+    env = user_env(slow_emulator)
+    if point == "compile.done":
+        missing = batchrunner(home, env, "resume", "nightly")
+        assert missing.returncode == 1 and "no run 'nightly'" in missing.stderr
+        recovered = batchrunner(home, env, "submit", job.spec, "--run-id", "nightly")
+    else:
+        recovered = batchrunner(home, env, "resume", "nightly")
+
+    assert recovered.returncode == 0, recovered.stderr
+    assert slow_emulator.stats()["batches_created"] == SHARDS, "no batch was created twice"
+    out = read_rows(job.output)
+    assert [row["custom_id"] for row in out] == [f"r-{i}" for i in range(1, ROWS + 1)]
+    assert {row["status"] for row in out} == {"succeeded"}
+    with sqlite3.connect(home / "ledger.sqlite3") as db:
+        assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    leftovers = [p.name for p in job.output.parent.iterdir() if p.name != job.output.name]
+    assert leftovers == [], "no temp file is left beside the output"
+
+
+def test_every_crash_point_is_tested():
+    assert len(POINTS) == len(set(POINTS)) >= 14
