@@ -18,7 +18,6 @@ from typing import Any
 import jsonschema
 import orjson
 
-
 ERROR_TYPES = (
     "invalid_request_error", "authentication_error", "billing_error", "permission_error", "not_found_error",
     "rate_limit_error", "timeout_error", "api_error", "overloaded_error",
@@ -38,7 +37,8 @@ NEGATIVE = frozenset("terrible broken refund awful worst bad hate disappointed p
 STOPWORDS = frozenset(
     "the a an and or of to in on for with is are was were be it this that these those what which who how why "
     "when where your you i me my we our they their answer review text question please word one give tell about "
-    "from as at by into can could should would will do does did not no yes just only".split()
+    "from as at by into can could should would will do does did not no yes just only summarize summarise write "
+    "explain describe list classify translate short brief".split()
 )
 OPENERS = ("Sure.", "Here is a short answer.", "Good question.", "In short:", "Briefly:")
 BODIES = (
@@ -301,8 +301,9 @@ class Instance:
         self.root = root
         self.rng = rng
         self.user_text = user_text
-        words = [w for w in WORD.findall(user_text) if w.lower() not in STOPWORDS]
-        self.topic = max(words, key=len).lower() if words else "the request"
+        words = [w.lower() for w in WORD.findall(user_text) if w.lower() not in STOPWORDS]
+        self.topic = max(words, key=len) if words else "the request"
+        self.words = list(dict.fromkeys(words)) or ["answer"]
 
     def build(self, schema: Any, name: str, depth: int) -> Any:
         if not isinstance(schema, dict):
@@ -377,6 +378,8 @@ class Instance:
             if len(out) == count:
                 break
             value = self.build(items, name.rstrip("s") or "item", depth + 1)
+            if schema.get("uniqueItems") and isinstance(value, str) and value in out:
+                value = f"{value} {len(out) + 1}"
             if not schema.get("uniqueItems") or value not in out:
                 out.append(value)
         return out
@@ -386,11 +389,12 @@ class Instance:
         if any(hint in lowered for hint in NAMES_FOR_SENTENCES):
             text = f"The text is mainly about {self.topic}."
         elif "name" in lowered or "title" in lowered:
-            text = self.topic.capitalize()
+            text = self.rng.choice(self.words).capitalize()
         else:
-            text = self.topic
+            text = self.rng.choice(self.words)
         low, high = schema.get("minLength", 0), schema.get("maxLength")
-        text = text.ljust(low, ".")
+        while len(text) < low:
+            text += f" It also mentions {self.rng.choice(self.words)}."
         return text[:high] if high is not None else text
 
     def integer(self, schema: dict[str, Any], name: str) -> int:
