@@ -1,0 +1,462 @@
+"""Turns a job spec and its rows into request lines, sharded under the batch limits; pure, no network.
+
+Each request line is `{"custom_id":"<id>","params":{...}}` with `custom_id` first, so later stages
+can read ids without parsing. The spec's static parts were validated against the Messages API
+shape when it was loaded; here each row only fills in the template texts, so a line is built
+from pre-serialized byte chunks and the per-row work stays small. Every shard is written to a
+temp file and renamed into place only when the whole job compiled cleanly.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+import uuid
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import IO, Any
+
+import orjson
+
+from batchrunner.errors import BudgetExceeded, Problem, RowError, SpecError
+from batchrunner.inputs import SUFFIXES, read_rows, read_rows_raw
+from batchrunner.pricing import batch_cost_usd, estimate_tokens
+from batchrunner.spec import JobSpec, load_spec, shown
+from batchrunner.template import Template, template_sources
+
+MAX_BATCH_REQUESTS = 100_000
+MAX_BATCH_BYTES = 240_000_000  # the API allows 256 MB per batch; leave headroom
+MAX_ROW_PROBLEMS = 20
+BATCH_FRAMING = len(b'{"requests":[]}')
+
+_CUSTOM_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
+
+
+@dataclass(frozen=True)
+class Shard:
+    """One future message batch: a contiguous run of requests in input order."""
+
+    index: int
+    path: Path | None
+    requests: int
+    bytes: int
+    first_seq: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "index": self.index,
+            "path": None if self.path is None else str(self.path),
+            "requests": self.requests,
+            "bytes": self.bytes,
+            "first_seq": self.first_seq,
+        }
+
+
+@dataclass(frozen=True)
+class CompileReport:
+    """What a job compiles to, and what it may cost at batch prices."""
+
+    requests: int
+    shards: list[Shard]
+    bytes: int
+    estimated_input_tokens: int
+    cost_low_usd: float | None
+    cost_high_usd: float | None
+    model: str
+    rows_path: Path | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "requests": self.requests,
+            "shards": [shard.to_dict() for shard in self.shards],
+            "bytes": self.bytes,
+            "estimated_input_tokens": self.estimated_input_tokens,
+            "cost_low_usd": self.cost_low_usd,
+            "cost_high_usd": self.cost_high_usd,
+            "model": self.model,
+            "rows_path": None if self.rows_path is None else str(self.rows_path),
+        }
+
+
+def shard_name(index: int) -> str:
+    """The file name of shard `index` in a compile's output folder."""
+    return f"requests-{index:03d}.jsonl"
+
+
+ROWS_NAME = "rows.jsonl"
+
+# ---------------------------------------------------------------- the request line
+
+
+class _LineTemplate:
+    """A request line as fixed byte chunks with slots for the custom_id and each row-dependent text.
+
+    Texts without placeholders are baked into the chunks, so a row only renders what varies.
+    """
+
+    def __init__(self, spec: JobSpec) -> None:
+        sources = template_sources(spec.prompt, spec.messages)
+        templates = [Template.parse(text) for _, text in sources]
+        token = uuid.uuid4().hex
+        marks = [f"\x00{token}:{k}\x00" for k in range(len(sources) + 1)]  # marks[0] is the custom_id
+        body = orjson.dumps({"custom_id": marks[0], "params": _params(spec, iter(marks[1:]))})
+        self.slots: list[tuple[str, Template]] = []  # (key, template) for each text slot, in order
+        slot_marks = [orjson.dumps(marks[0])]
+        for k, ((key, _text), template) in enumerate(zip(sources, templates, strict=True)):
+            if template.fields:
+                self.slots.append((".".join(str(p) for p in key), template))
+                slot_marks.append(orjson.dumps(marks[k + 1]))
+            else:
+                body = body.replace(orjson.dumps(marks[k + 1]), orjson.dumps(template.render({})))
+        self.chunks: list[bytes] = []
+        pos = 0
+        for i, encoded in enumerate(slot_marks):
+            at = body.index(encoded, pos)
+            # a custom_id needs no escaping (it matches [A-Za-z0-9_-]), so its quotes stay in the chunks
+            quote = 1 if i == 0 else 0
+            self.chunks.append(body[pos : at + quote])
+            pos = at + len(encoded) - quote
+        self.chunks.append(body[pos:] + b"\n")
+        self.static_text_bytes = _static_text_bytes(spec) + sum(
+            len(template.render({}).encode()) for template in templates if not template.fields
+        )
+
+
+def _params(spec: JobSpec, marks: Any) -> dict[str, Any]:
+    """The request params in API order, with each template text replaced by the next mark."""
+    params: dict[str, Any] = {"model": spec.model, "max_tokens": spec.max_tokens}
+    if spec.system is not None:
+        params["system"] = spec.system
+    if spec.prompt is not None:
+        params["messages"] = [{"role": "user", "content": next(marks)}]
+    else:
+        messages: list[dict[str, Any]] = []
+        for message in spec.messages or []:
+            content: Any = message["content"]
+            if isinstance(content, str):
+                content = next(marks)
+            else:
+                content = [dict(block, text=next(marks)) if block["type"] == "text" else block for block in content]
+            messages.append({"role": message["role"], "content": content})
+        params["messages"] = messages
+    params.update((k, v) for k, v in spec.params.items() if k != "output_config")
+    output_config = dict(spec.params.get("output_config") or {})
+    if spec.output_schema is not None:
+        output_config["format"] = {"type": "json_schema", "schema": spec.output_schema}
+    if output_config:
+        params["output_config"] = output_config
+    return params
+
+
+def _static_text_bytes(spec: JobSpec) -> int:
+    """Bytes of the text every request carries besides its templates: system, tools, schema."""
+    total = 0
+    if isinstance(spec.system, str):
+        total += len(spec.system.encode())
+    elif spec.system is not None:
+        total += sum(len(block["text"].encode()) for block in spec.system)
+    if "tools" in spec.params:
+        total += len(orjson.dumps(spec.params["tools"]))
+    if spec.output_schema is not None:
+        total += len(orjson.dumps(spec.output_schema))
+    return total
+
+
+# ---------------------------------------------------------------- problems and shards
+
+
+class _Problems:
+    """Collects problems in input order up to a cap, counting the rest."""
+
+    def __init__(self, cap: int) -> None:
+        self.cap = cap
+        self.found: list[Problem] = []
+        self.more = 0
+        self.count = 0
+
+    def add(self, problem: Problem) -> None:
+        self.count += 1
+        if len(self.found) < self.cap:
+            self.found.append(problem)
+        else:
+            self.more += 1
+
+
+@dataclass
+class _Open:
+    index: int
+    first_seq: int
+    tmp: Path | None = None
+    file: IO[bytes] | None = None
+    requests: int = 0
+    bytes: int = 0
+
+
+@dataclass
+class _ShardWriter:
+    """Cuts shards at the request and byte limits; with a folder, writes each to a temp file."""
+
+    out_dir: Path | None
+    max_requests: int
+    done: list[_Open] = field(default_factory=list)
+    current: _Open | None = None
+    writing: bool = True
+
+    def start(self, seq: int) -> _Open:
+        """Seal the current shard and open the next, whose first request is number `seq`."""
+        if self.current is not None:
+            _seal(self.current)
+            self.done.append(self.current)
+        self.current = _Open(index=len(self.done), first_seq=seq)
+        if self.out_dir is not None and self.writing:
+            self.current.tmp, self.current.file = _temp_file(self.out_dir, shard_name(self.current.index))
+        return self.current
+
+    def shards(self) -> list[_Open]:
+        return self.done + ([self.current] if self.current is not None else [])
+
+    def stop_writing(self) -> None:
+        """A problem was found: nothing will be committed, so drop what was written."""
+        self.writing = False
+        for opened in self.shards():
+            _discard(opened.file, opened.tmp)
+            opened.file, opened.tmp = None, None
+
+
+def _temp_file(out_dir: Path, final_name: str) -> tuple[Path, IO[bytes]]:
+    fd, name = tempfile.mkstemp(dir=out_dir, prefix=f".{final_name}.", suffix=".tmp")
+    return Path(name), os.fdopen(fd, "wb", buffering=1 << 20)
+
+
+def _discard(file: IO[bytes] | None, tmp: Path | None) -> None:
+    if file is not None:
+        file.close()
+    if tmp is not None:
+        tmp.unlink(missing_ok=True)
+
+
+def _seal(opened: _Open) -> None:
+    """A full shard goes to disk and its buffer is freed, so memory does not grow with shards."""
+    if opened.file is not None:
+        opened.file.flush()
+        os.fsync(opened.file.fileno())
+        opened.file.close()
+        opened.file = None
+
+
+def _commit(opened: _Open, final: Path) -> None:
+    _seal(opened)
+    assert opened.tmp is not None
+    os.replace(opened.tmp, final)
+    opened.tmp = None
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+# ---------------------------------------------------------------- compile_job
+
+
+def _check_input(spec: JobSpec) -> None:
+    line = spec.key_line("input")
+    path = spec.input_path
+    if path.suffix.lower() not in SUFFIXES:
+        raise SpecError([Problem(shown(spec.path), line, f"`input` {path.name} is not a .jsonl or .csv file: convert it")])
+    if not path.is_file():
+        raise SpecError([Problem(shown(spec.path), line, f"`input` file not found: {shown(path)} (paths are relative to the spec)")])
+
+
+def _id_problem(id_field: str, row: dict[str, Any], value: Any) -> str:
+    """Why a row's `id_field` value cannot be its custom_id, and what to do."""
+    if type(value) is not str:
+        if id_field not in row:
+            return f"no `{id_field}` field for the custom_id: add it to the row, or drop `id_field`"
+        return f"`{id_field}` is {type(value).__name__}; a custom_id must be a string or an integer"
+    if len(value) > 64:
+        return f"custom_id {value[:20]!r}... from `{id_field}` is {len(value)} characters: at most 64"
+    return f"custom_id {value!r} from `{id_field}` must be 1-64 of A-Z a-z 0-9 - _: change the id"
+
+
+def _custom_id(id_field: str | None, row: dict[str, Any], seq: int) -> str | None:
+    """The row's custom_id, or None if its `id_field` value cannot be one."""
+    if id_field is None:
+        return f"row-{seq}"
+    value = row.get(id_field)
+    if type(value) is int:
+        value = str(value)
+    return value if type(value) is str and _CUSTOM_ID.fullmatch(value) else None
+
+
+def compile_job(spec: JobSpec, out_dir: Path | None = None, *, max_shard_bytes: int | None = None) -> CompileReport:
+    """Compile a job. Without `out_dir` nothing is written (that is `validate`); with it, the shards
+    `requests-NNN.jsonl` and `rows.jsonl` appear there only if every row compiled."""
+    max_bytes = MAX_BATCH_BYTES if max_shard_bytes is None else max_shard_bytes
+    _check_input(spec)
+    line = _LineTemplate(spec)
+    problems = _Problems(MAX_ROW_PROBLEMS)
+    if out_dir is not None:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    writer = _ShardWriter(out_dir, min(spec.batch_size, MAX_BATCH_REQUESTS))
+    rows = _Open(index=-1, first_seq=0)
+    if out_dir is not None:
+        rows.tmp, rows.file = _temp_file(out_dir, ROWS_NAME)
+    try:
+        report = _compile_rows(spec, line, problems, writer, rows.file, max_bytes)
+        if problems.count:
+            raise RowError(problems.found, more=problems.more)
+        if out_dir is None:
+            return report
+        shards = []
+        for opened in writer.shards():
+            final = out_dir / shard_name(opened.index)
+            _commit(opened, final)
+            shards.append(Shard(opened.index, final, opened.requests, opened.bytes, opened.first_seq))
+        _commit(rows, out_dir / ROWS_NAME)
+        _fsync_dir(out_dir)
+        return replace(report, shards=shards, rows_path=out_dir / ROWS_NAME)
+    finally:
+        writer.stop_writing()
+        _discard(rows.file, rows.tmp)
+
+
+def _compile_rows(
+    spec: JobSpec,
+    line: _LineTemplate,
+    problems: _Problems,
+    writer: _ShardWriter,
+    rows_file: IO[bytes] | None,
+    max_bytes: int,
+) -> CompileReport:
+    path = shown(spec.input_path)
+    id_field = spec.id_field
+    fullmatch = _CUSTOM_ID.fullmatch
+    renders = [(2 * k + 3, key, template.renderer(), template) for k, (key, template) in enumerate(line.slots)]
+    parts: list[bytes] = [b""] * (2 * len(line.chunks) - 1)
+    parts[::2] = line.chunks
+    dumps = orjson.dumps
+    seen: set[int] = set()  # hashes, not ids: a third of the memory at a million rows
+    seen_add = seen.add
+    unique = 0
+    suspects: list[tuple[str, int]] = []  # (custom_id, line) whose hash was seen before
+    room = max_bytes - BATCH_FRAMING
+    max_requests = writer.max_requests
+    shard = writer.current
+    seq = total_bytes = text_bytes = 0
+    for line_no, row, raw in read_rows_raw(spec.input_path, lambda p: problems.add(Problem(path, p.line, p.message))):
+        seq += 1
+        if id_field is None:
+            cid = f"row-{seq}"
+        else:
+            cid = row.get(id_field)
+            if type(cid) is not str:
+                cid = str(cid) if type(cid) is int else None
+            if cid is None or not fullmatch(cid):
+                problems.add(Problem(path, line_no, _id_problem(id_field, row, row.get(id_field))))
+                continue
+            seen_add(hash(cid))
+            if len(seen) == unique:  # one probe of the set instead of two
+                suspects.append((cid, line_no))
+            else:
+                unique += 1
+        parts[1] = cid.encode()
+        try:
+            for slot, key, render, template in renders:
+                text = render(row)
+                if not text or text.isspace():
+                    problems.add(Problem(path, line_no, f"`{key}` renders to empty text for this row "
+                                         f"(the API rejects empty text): fill in {', '.join(template.fields)}"))
+                    break
+                encoded = dumps(text)
+                text_bytes += len(encoded)
+                parts[slot] = encoded
+            else:
+                request = b"".join(parts)
+                size = len(request)
+                if size > room:
+                    problems.add(Problem(path, line_no, f"this row's request is {size:,} bytes, over the "
+                                         f"{max_bytes:,}-byte batch limit: shorten the row's text"))
+                elif problems.count == 0:
+                    if shard is None or shard.requests >= max_requests or shard.bytes + size > room:
+                        shard = writer.start(seq - 1)
+                    shard.requests += 1
+                    shard.bytes += size
+                    total_bytes += size
+                    if shard.file is not None:
+                        shard.file.write(request)
+                    if rows_file is not None:
+                        rows_file.write(raw + b"\n")
+        except KeyError as exc:
+            problems.add(Problem(path, line_no, f"this row has no `{exc.args[0]}` field, which `{key}` uses: "
+                                 "add it to the row or change the template"))
+    if problems.count:
+        writer.stop_writing()
+    if suspects:
+        _confirm_duplicates(spec, problems, suspects)
+    requests = seq
+    text_bytes -= 2 * len(renders) * requests  # the quotes around each encoded text
+    tokens = estimate_tokens(text_bytes + line.static_text_bytes * requests)
+    return CompileReport(
+        requests=requests,
+        shards=[Shard(o.index, None, o.requests, o.bytes, o.first_seq) for o in writer.shards()],
+        bytes=total_bytes,
+        estimated_input_tokens=tokens,
+        cost_low_usd=batch_cost_usd(spec.model, tokens, 0, spec.pricing),
+        cost_high_usd=batch_cost_usd(spec.model, tokens, spec.max_tokens * requests, spec.pricing),
+        model=spec.model,
+        rows_path=None,
+    )
+
+
+def _confirm_duplicates(spec: JobSpec, problems: _Problems, suspects: list[tuple[str, int]]) -> None:
+    """Ids were checked by hash to keep memory flat; a second pass finds where each first appeared."""
+    wanted = {cid for cid, _ in suspects}
+    first: dict[str, int] = {}
+    for seq, (line_no, row) in enumerate(read_rows(spec.input_path, lambda problem: None), start=1):
+        cid = _custom_id(spec.id_field, row, seq)
+        if cid in wanted and cid not in first:
+            first[cid] = line_no
+    duplicates = [
+        Problem(
+            shown(spec.input_path),
+            line_no,
+            f"duplicate custom_id {cid!r} (also on line {first[cid]}): `{spec.id_field}` values must be unique",
+        )
+        for cid, line_no in suspects
+        if first.get(cid, line_no) != line_no  # otherwise a hash collision, not a duplicate
+    ]
+    problems.count += len(duplicates)
+    merged = sorted(problems.found + duplicates, key=lambda p: p.line or 0)
+    problems.more += max(0, len(merged) - problems.cap)
+    problems.found = merged[: problems.cap]
+
+
+def validate_job(path: Path) -> CompileReport:
+    """Load and compile a job without writing anything, and hold it to its budget: `batchrunner validate`."""
+    spec = load_spec(path)
+    report = compile_job(spec)
+    check_budget(spec, report)
+    return report
+
+
+def check_budget(spec: JobSpec, report: CompileReport) -> None:
+    """Raise BudgetExceeded, on the spec's `budget_usd` line, if the worst case could cost more."""
+    if spec.budget_usd is None:
+        return
+    line = spec.key_line("budget_usd")
+    if report.cost_high_usd is None:
+        raise BudgetExceeded([Problem(shown(spec.path), line, f"the price of {spec.model} is unknown, so `budget_usd` cannot "
+                                      "be checked: add a `pricing:` block with this model's prices")])
+    if report.cost_high_usd > spec.budget_usd:
+        raise BudgetExceeded([Problem(
+            shown(spec.path),
+            line,
+            f"the worst case costs ${report.cost_high_usd:,.2f} at batch prices ({report.requests:,} requests × "
+            f"max_tokens {spec.max_tokens}), over `budget_usd` ${spec.budget_usd:,.2f}: raise the budget, "
+            "lower max_tokens or split the input",
+        )])
