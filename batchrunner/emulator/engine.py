@@ -34,7 +34,7 @@ from batchrunner.emulator.errors import (
     NotFound,
     RequestTooLarge,
 )
-from batchrunner.emulator.responder import SLOW_TRIGGER, Responder, base62
+from batchrunner.emulator.responder import SLOW_TRIGGER, Responder, alphanumeric
 from batchrunner.emulator.store import BatchRow, FileRow, Page, Store
 
 DAY = 86_400.0
@@ -68,7 +68,7 @@ def rfc3339(timestamp: float | None) -> str | None:
 
 
 def new_id(prefix: str, length: int) -> str:
-    return prefix + base62(os.urandom(24), length)
+    return prefix + alphanumeric(os.urandom(16), length)
 
 
 def end_time(row: BatchRow) -> float:

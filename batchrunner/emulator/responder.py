@@ -7,6 +7,7 @@ do not all fail together. Nothing here reads the clock or a global random state.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import math
 import random
@@ -134,11 +135,10 @@ class Responder:
             validate_params(params, self.find_file, self.schema_answer.check_schema)
         except BadParams as bad:
             return errored("invalid_request_error", str(bad), fate)
-        draw = random.Random(fate)
-        if draw.random() < self.errored_rate:
-            error_type = draw.choice(RETRYABLE_ERRORS)
+        if unit(fate[0:4]) < self.errored_rate:
+            error_type = RETRYABLE_ERRORS[fate[8] % len(RETRYABLE_ERRORS)]
             return errored(error_type, TRIGGERED_MESSAGES[error_type], fate)
-        if draw.random() < self.expired_rate:
+        if unit(fate[4:8]) < self.expired_rate:
             return {"type": "expired"}
         return {"type": "succeeded", "message": self._message(params, canon, fate)}
 
@@ -156,7 +156,7 @@ class Responder:
         if output_tokens > params["max_tokens"]:
             text, output_tokens, stop_reason = text[: params["max_tokens"] * 4], params["max_tokens"], "max_tokens"
         return {
-            "id": "msg_01" + base62(fate, 22),
+            "id": "msg_01" + alphanumeric(fate, 22),
             "type": "message",
             "role": "assistant",
             "model": params["model"],
@@ -188,7 +188,7 @@ class Responder:
 def errored(error_type: str, message: str, fate: bytes) -> dict[str, Any]:
     return {
         "type": "errored",
-        "error": {"type": "error", "error": {"type": error_type, "message": message}, "request_id": "req_011C" + base62(fate[::-1], 20)},
+        "error": {"type": "error", "error": {"type": error_type, "message": message}, "request_id": "req_011C" + alphanumeric(fate[::-1], 20)},
     }
 
 
@@ -425,14 +425,14 @@ class Instance:
         return self.rng.random() < 0.5
 
 
-ALPHABET = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+ALPHANUMERIC = bytes.maketrans(b"+/", b"Xz")
 
 
-def base62(data: bytes, length: int) -> str:
-    """IDs shaped like the real ones, derived from bytes so they are as deterministic as those bytes."""
-    number = int.from_bytes(data, "big")
-    chars = []
-    for _ in range(length):
-        number, digit = divmod(number, 62)
-        chars.append(ALPHABET[digit])
-    return "".join(chars)
+def alphanumeric(data: bytes, length: int) -> str:
+    """IDs shaped like the real ones, as deterministic as `data`; 16 bytes give up to 22 characters."""
+    return base64.b64encode(data).rstrip(b"=").translate(ALPHANUMERIC)[:length].decode()
+
+
+def unit(data: bytes) -> float:
+    """Bytes of a digest as a uniform number in [0, 1)."""
+    return int.from_bytes(data, "big") / 2 ** (8 * len(data))

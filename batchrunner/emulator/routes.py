@@ -17,6 +17,7 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from email.message import Message
+from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
@@ -25,14 +26,21 @@ from urllib.parse import parse_qs, urlsplit
 import orjson
 
 from batchrunner.emulator.engine import MAX_FILE_BYTES, Engine, new_id
-from batchrunner.emulator.errors import ApiFailure, AuthenticationFailed, InvalidRequest, NotFound, RequestTooLarge, WireError
+from batchrunner.emulator.errors import (
+    ApiFailure,
+    AuthenticationFailed,
+    InvalidRequest,
+    NotFound,
+    RequestTooLarge,
+    WireError,
+)
 from batchrunner.emulator.faults import Faults, rejection
 
 API_VERSIONS = ("2023-06-01", "2026-10-21")
 MAX_BATCH_BODY = 256 * 1024 * 1024
 MAX_UPLOAD_BODY = MAX_FILE_BYTES + 1024 * 1024
 MAX_OTHER_BODY = 1024 * 1024
-SEND_CHUNK = 1024 * 1024
+REASONS = {status.value: status.phrase for status in HTTPStatus} | {529: "Overloaded"}
 
 
 @dataclass
@@ -389,18 +397,20 @@ class RequestHandler(BaseHTTPRequestHandler):
             self.close_connection = True
             return
         size = response.file.stat().st_size if response.file is not None else len(response.body)
-        self.send_response(response.status)
-        self.send_header("content-type", response.content_type)
-        self.send_header("content-length", str(size))
-        self.send_header("request-id", request_id)
-        for name, value in response.headers.items():
-            self.send_header(name, value)
+        head = [
+            f"HTTP/1.1 {response.status} {REASONS.get(response.status, '')}",
+            f"content-type: {response.content_type}",
+            f"content-length: {size}",
+            f"request-id: {request_id}",
+            *(f"{name}: {value}" for name, value in response.headers.items()),
+        ]
         if self.close_connection:
-            self.send_header("connection", "close")
-        self.end_headers()
+            head.append("connection: close")
+        head_bytes = ("\r\n".join(head) + "\r\n\r\n").encode("latin-1")
         if response.file is None:
-            self.wfile.write(response.body)
+            self.wfile.write(head_bytes + response.body)  # one write: small answers leave in one segment
             return
+        self.wfile.write(head_bytes)
         with open(response.file, "rb") as source:
             self.connection.sendfile(source, 0, size // 2 if response.truncate else None)
         if response.truncate:
