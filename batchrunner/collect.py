@@ -78,17 +78,16 @@ def result_row(line: bytes, parse_answer: AnswerParser | None) -> ResultRow:
     kind = result.get("type")
     if kind == "succeeded":
         message = result["message"]
-        text = "".join(block.get("text", "") for block in message.get("content", []) if block.get("type") == "text")
+        content = message.get("content") or ()
+        if len(content) == 1 and content[0].get("type") == "text":
+            text = content[0].get("text", "")
+        else:
+            text = "".join(block.get("text", "") for block in content if block.get("type") == "text")
         usage = message.get("usage") or {}
         parsed, error = parse_answer(text) if parse_answer is not None else (None, None)
         fragment = _fragment(text, parsed, message.get("stop_reason"), usage, error)
         return ResultRow(
-            custom_id,
-            "succeeded",
-            None,
-            int(usage.get("input_tokens") or 0),
-            int(usage.get("output_tokens") or 0),
-            fragment,
+            custom_id, "succeeded", None, usage.get("input_tokens") or 0, usage.get("output_tokens") or 0, fragment
         )
     if kind == "errored":
         envelope = result.get("error") or {}
@@ -101,11 +100,30 @@ def result_row(line: bytes, parse_answer: AnswerParser | None) -> ResultRow:
     return ResultRow(custom_id, "errored", error["type"], 0, 0, _fragment(None, None, None, None, error))
 
 
-def _results(path: Path, parse_answer: AnswerParser | None, crash_after: int) -> Iterator[ResultRow]:
+def positions(ledger: Ledger, run: Run, batch: Batch) -> dict[str, int]:
+    """custom_id → input position for the requests this batch was sent.
+
+    A first attempt's request file is a contiguous stretch of the input, so its positions
+    follow from the line order alone; a retry's are looked up.
+    """
+    ids = request_ids(run.run_dir / batch.request_file)
+    if batch.first_seq is not None:
+        return {custom_id: batch.first_seq + offset for offset, custom_id in enumerate(ids)}
+    return ledger.positions(run, ids)
+
+
+def _joinable(
+    path: Path, sent: dict[str, int], parse_answer: AnswerParser | None, unknown: list[str], crash_after: int
+) -> Iterator[tuple[int, ResultRow]]:
     for count, line in enumerate(iter_lines(path)):
         if count == crash_after:
             crashpoint("collect.ingesting")
-        yield result_row(line, parse_answer)
+        row = result_row(line, parse_answer)
+        seq = sent.get(row.custom_id)
+        if seq is None:
+            unknown.append(row.custom_id)
+        else:
+            yield seq, row
 
 
 def iter_lines(path: Path) -> Iterator[bytes]:
@@ -121,13 +139,10 @@ def count_lines(path: Path) -> int:
     return sum(1 for _ in iter_lines(path))
 
 
-def request_ids(path: Path) -> set[str]:
-    """The custom_ids of a request file; compile writes each line starting with its custom_id."""
-    ids = set()
+def request_ids(path: Path) -> list[str]:
+    """The custom_ids of a request file in order; compile writes each line starting with its custom_id."""
     start = len(CUSTOM_ID_PREFIX)
-    for line in iter_lines(path):
-        ids.add(line[start : line.index(b'"', start)].decode())
-    return ids
+    return [line[start : line.index(b'"', start)].decode() for line in iter_lines(path)]
 
 
 def _download(gate_api: Any, url: str, dest: Path, expected: int) -> None:
@@ -179,8 +194,8 @@ async def collect_batch(
     crashpoint("collect.downloaded")
     schema = run.settings.get("output_schema")
     parse_answer = AnswerParser(schema) if schema else None
+    sent = positions(ledger, run, batch)
     if batch.adopted:
-        sent = request_ids(run.run_dir / batch.request_file)
         foreign = sum(1 for line in iter_lines(path) if orjson.loads(line)["custom_id"] not in sent)
         if foreign:
             raise BatchrunnerError(
@@ -188,9 +203,13 @@ async def collect_batch(
                 f"{batch.request_file} does not contain: it is not this run's batch, and its results were not used. "
                 "Cancel it if it is unwanted, then run `batchrunner resume`"
             )
-    unknown = ledger.apply_results(run, batch, _results(path, parse_answer, batch.requests // 2))
+    unknown: list[str] = []
+    ledger.apply_results(run, batch, _joinable(path, sent, parse_answer, unknown, batch.requests // 2))
     if unknown:
-        raise BatchrunnerError(f"batch {batch.batch_id} returned {unknown} results for custom_ids this run never sent")
+        raise BatchrunnerError(
+            f"batch {batch.batch_id} returned {len(unknown)} result(s) for custom_ids it was not sent "
+            f"(first: {unknown[0]!r}); the others were joined. Its raw results are in {path}"
+        )
     crashpoint("collect.ingested")
     ledger.mark_collected(batch)
     if batch.file_id and not run.settings.get("keep_request_files") and not batch.file_deleted:

@@ -17,6 +17,8 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from itertools import islice
+from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +34,8 @@ SUBMITTED = "submitted"  # the API has the batch; poll it
 ENDED = "ended"  # the API says it ended; results not yet joined
 COLLECTED = "collected"  # results downloaded and joined into the ledger
 UNRECOVERABLE = "unrecoverable"  # archived before its results were collected
+
+CACHE_KIB = 8 * 1024  # results are applied in seq order, so a small page cache is enough
 
 OPEN_STATES = (PREPARED, CREATING, UNCERTAIN, SUBMITTED, ENDED)
 RESULT_STATUSES = ("succeeded", "errored", "expired", "canceled")
@@ -58,6 +62,7 @@ _MIGRATIONS: list[str] = [
         run_pk INTEGER NOT NULL REFERENCES runs(pk),
         attempt INTEGER NOT NULL,
         shard INTEGER NOT NULL,
+        first_seq INTEGER,
         request_file TEXT NOT NULL,
         requests INTEGER NOT NULL,
         bytes INTEGER NOT NULL,
@@ -97,6 +102,9 @@ _MIGRATIONS: list[str] = [
 ]
 
 
+_SEQ = itemgetter(0)
+
+
 def utcnow() -> str:
     return datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
 
@@ -124,6 +132,7 @@ class Batch:
     run_pk: int
     attempt: int
     shard: int
+    first_seq: int | None
     request_file: str
     requests: int
     bytes: int
@@ -183,6 +192,7 @@ def _batch(row: sqlite3.Row) -> Batch:
         run_pk=row["run_pk"],
         attempt=row["attempt"],
         shard=row["shard"],
+        first_seq=row["first_seq"],
         request_file=row["request_file"],
         requests=row["requests"],
         bytes=row["bytes"],
@@ -221,6 +231,7 @@ class Ledger:
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=FULL")
         self.db.execute("PRAGMA foreign_keys=ON")
+        self.db.execute(f"PRAGMA cache_size=-{CACHE_KIB}")
         self._migrate()
 
     def close(self) -> None:
@@ -265,7 +276,7 @@ class Ledger:
         base_url: str | None,
         model: str,
         settings: dict[str, Any],
-        shards: Iterable[tuple[int, str, int, int]],
+        shards: Iterable[tuple[int, int, str, int, int]],
         custom_ids: Iterable[str],
     ) -> Run:
         """Register a compiled run, its first-attempt batches and every request, in one transaction."""
@@ -288,9 +299,9 @@ class Ledger:
             )
             run_pk = cursor.lastrowid
             db.executemany(
-                "INSERT INTO batches (run_pk, attempt, shard, request_file, requests, bytes, state)"
-                " VALUES (?, 1, ?, ?, ?, ?, 'prepared')",
-                ((run_pk, index, path, count, size) for index, path, count, size in shards),
+                "INSERT INTO batches (run_pk, attempt, shard, first_seq, request_file, requests, bytes, state)"
+                " VALUES (?, 1, ?, ?, ?, ?, ?, 'prepared')",
+                ((run_pk, index, first, path, count, size) for index, first, path, count, size in shards),
             )
             db.executemany(
                 "INSERT INTO requests (run_pk, seq, custom_id) VALUES (?, ?, ?)",
@@ -433,54 +444,43 @@ class Ledger:
 
     # requests
 
-    def apply_results(self, run: Run, batch: Batch, results: Iterable[ResultRow], chunk: int = 50_000) -> int:
-        """Join results into the request rows; returns how many were unknown to this run.
+    def positions(self, run: Run, custom_ids: Iterable[str]) -> dict[str, int]:
+        """Input positions (seq) of these custom_ids; unknown ids are left out."""
+        query = "SELECT seq FROM requests WHERE run_pk = ? AND custom_id = ?"
+        found = {}
+        for custom_id in custom_ids:
+            row = self.db.execute(query, (run.pk, custom_id)).fetchone()
+            if row is not None:
+                found[custom_id] = row[0]
+        return found
 
-        A newer attempt replaces an older failure and never a success; re-applying the same
-        file is harmless, so a crash halfway through is repaired by applying it again.
+    def apply_results(
+        self, run: Run, batch: Batch, results: Iterable[tuple[int, ResultRow]], chunk: int = 20_000
+    ) -> None:
+        """Join (seq, result) pairs into the request rows, one transaction per `chunk` rows.
+
+        A newer attempt replaces an older failure and never a success; applying the same
+        results again changes nothing, so a crash halfway through is repaired by re-applying.
+        Each chunk is applied in seq order, so updates walk the table's pages in order
+        rather than at random (results arrive in any order).
         """
         query = (
             "UPDATE requests SET status = ?, attempt = ?, batch_pk = ?, error_type = ?, input_tokens = ?,"
-            " output_tokens = ?, result = ? WHERE run_pk = ? AND custom_id = ? AND status != 'succeeded'"
+            " output_tokens = ?, result = ? WHERE run_pk = ? AND seq = ? AND status != 'succeeded'"
             " AND (attempt IS NULL OR attempt <= ? OR ? = 'succeeded')"
         )
-        unknown_query = "SELECT count(*) FROM requests WHERE run_pk = ? AND custom_id = ?"
-        unknown = 0
-        pending: list[tuple[Any, ...]] = []
-        attempt = batch.attempt
-
-        def flush() -> None:
-            nonlocal unknown
+        attempt, batch_pk, run_pk = batch.attempt, batch.pk, run.pk
+        pairs = iter(results)
+        while part := sorted(islice(pairs, chunk), key=_SEQ):
             with self.transaction() as db:
-                before = db.total_changes
-                db.executemany(query, pending)
-                if db.total_changes - before != len(pending):
-                    for params in pending:
-                        if db.execute(unknown_query, (run.pk, params[8])).fetchone()[0] == 0:
-                            unknown += 1
-            pending.clear()
-
-        for r in results:
-            pending.append(
-                (
-                    r.status,
-                    attempt,
-                    batch.pk,
-                    r.error_type,
-                    r.input_tokens,
-                    r.output_tokens,
-                    r.fragment,
-                    run.pk,
-                    r.custom_id,
-                    attempt,
-                    r.status,
+                db.executemany(
+                    query,
+                    [
+                        (r.status, attempt, batch_pk, r.error_type, r.input_tokens, r.output_tokens, r.fragment,
+                         run_pk, seq, attempt, r.status)
+                        for seq, r in part
+                    ],
                 )
-            )
-            if len(pending) >= chunk:
-                flush()
-        if pending:
-            flush()
-        return unknown
 
     def mark_collected(self, batch: Batch) -> None:
         with self.transaction() as db:

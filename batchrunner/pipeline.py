@@ -238,7 +238,7 @@ def _prepare_run(
         base_url=base_url,
         model=spec.model,
         settings=_settings(spec),
-        shards=[(s.index, s.path.name, s.requests, s.bytes) for s in report.shards if s.path is not None],
+        shards=[(s.index, s.first_seq, s.path.name, s.requests, s.bytes) for s in report.shards if s.path is not None],
         custom_ids=_shard_custom_ids(run_dir, report),
     )
     crashpoint("run.registered")

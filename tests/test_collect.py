@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import random
 from pathlib import Path
 
@@ -9,9 +10,16 @@ import orjson
 import pytest
 from helpers import read_rows
 
-from batchrunner.collect import AnswerParser, result_row, write_output
-from batchrunner.ledger import Ledger, Run
+from batchrunner.collect import AnswerParser, collect_batch, positions, result_row, write_output
+from batchrunner.errors import BatchrunnerError
+from batchrunner.ledger import Batch, Ledger, Run
 
+REMOTE = {
+    "processing_status": "in_progress",
+    "request_counts": {"processing": 0, "succeeded": 2, "errored": 0, "canceled": 0, "expired": 0},
+    "created_at": "2026-11-24T00:00:00Z",
+    "expires_at": "2026-11-25T00:00:00Z",
+}
 SCHEMA = {"type": "object", "properties": {"label": {"enum": ["positive", "negative"]}}, "required": ["label"]}
 
 
@@ -38,6 +46,12 @@ def ended(custom_id: str, kind: str) -> bytes:
     return orjson.dumps({"custom_id": custom_id, "result": {"type": kind}})
 
 
+def join(ledger: Ledger, run: Run, batch: Batch, lines: list[bytes], chunk: int = 20_000) -> None:
+    """Apply results lines to the ledger as collect does, by each request's input position."""
+    sent = positions(ledger, run, batch)
+    ledger.apply_results(run, batch, ((sent[r.custom_id], r) for r in (result_row(line, None) for line in lines)), chunk)
+
+
 def make_run(ledger: Ledger, tmp_path: Path, n: int, shards: int = 1) -> Run:
     run_dir = tmp_path / "run"
     run_dir.mkdir()
@@ -50,7 +64,7 @@ def make_run(ledger: Ledger, tmp_path: Path, n: int, shards: int = 1) -> Run:
         name = f"requests-{index:03d}.jsonl"
         body = b"".join(orjson.dumps({"custom_id": r["id"], "params": {}}) + b"\n" for r in part)
         (run_dir / name).write_bytes(body)
-        shard_rows.append((index, name, len(part), len(body)))
+        shard_rows.append((index, index * per, name, len(part), len(body)))
     return ledger.create_run(
         run_id="r1",
         job_name="t",
@@ -84,7 +98,7 @@ def test_results_in_any_order_join_back_in_input_order(tmp_path, seed):
                     succeeded(cid, "ok") if kind == "succeeded" else errored(cid) if kind == "errored" else ended(cid, kind)
                 )
             rng.shuffle(lines)
-            ledger.apply_results(run, batch, (result_row(line, None) for line in lines), chunk=rng.randint(1, 50))
+            join(ledger, run, batch, lines, chunk=rng.randint(1, 50))
             ledger.mark_collected(batch)
 
         write_output(ledger, run, "local")
@@ -99,11 +113,11 @@ def test_a_newer_attempt_replaces_a_failure_but_never_a_success(tmp_path):
     with Ledger(tmp_path / "home") as ledger:
         run = make_run(ledger, tmp_path, 3)
         (first,) = ledger.batches(run)
-        ledger.apply_results(run, first, [result_row(b, None) for b in (succeeded("c0", "a"), errored("c1"), ended("c2", "expired"))])
+        join(ledger, run, first, [succeeded("c0", "a"), errored("c1"), ended("c2", "expired")])
         ledger.add_attempt(run, 2, [(0, "requests-000.jsonl", 3, 0)])
         second = ledger.batches(run)[-1]
-        ledger.apply_results(run, second, [result_row(b, None) for b in (errored("c0"), succeeded("c1", "b"), errored("c2"))])
-        ledger.apply_results(run, first, [result_row(errored("c1"), None)])
+        join(ledger, run, second, [errored("c0"), succeeded("c1", "b"), errored("c2")])
+        join(ledger, run, first, [errored("c1")])
         write_output(ledger, run, "local")
 
     out = {r["custom_id"]: r for r in read_rows(run.output_path)}
@@ -121,12 +135,20 @@ def test_rows_without_a_result_are_written_as_pending(tmp_path):
     assert out[0]["batch_id"] is None and out[0]["attempt"] is None
 
 
-def test_results_for_ids_the_run_never_sent_are_counted_not_applied(tmp_path):
+def test_results_for_ids_the_batch_was_never_sent_are_reported_not_applied(tmp_path):
     with Ledger(tmp_path / "home") as ledger:
         run = make_run(ledger, tmp_path, 2)
         (batch,) = ledger.batches(run)
-        unknown = ledger.apply_results(run, batch, [result_row(succeeded("zz", "x"), None), result_row(succeeded("c0", "y"), None)])
-    assert unknown == 1
+        batch = ledger.record_created(batch, {**REMOTE, "id": "msgbatch_x"})
+        batch = ledger.record_status(batch, {**REMOTE, "processing_status": "ended"})
+        (run.run_dir / "results").mkdir()
+        (run.run_dir / "results" / "msgbatch_x.jsonl").write_bytes(succeeded("zz", "x") + b"\n" + succeeded("c0", "y") + b"\n")
+
+        with pytest.raises(BatchrunnerError, match="1 result\\(s\\) for custom_ids it was not sent"):
+            asyncio.run(collect_batch(None, ledger, run, batch, print))  # type: ignore[arg-type]
+        write_output(ledger, run, "local")
+
+    assert [row["status"] for row in read_rows(run.output_path)] == ["succeeded", "pending"]
 
 
 def test_every_result_type_keeps_its_error():
