@@ -213,7 +213,7 @@ def _summary_text(outcome: Outcome) -> str:
     lines = [
         f"run {outcome.run.id}: {outcome.state} · {counts or 'no requests'}",
         f"tokens: {s['input_tokens']:,} in / {s['output_tokens']:,} out · {cost} · "
-        f"{s['api_calls']} API calls ({s['api_calls_per_batch']} per batch)",
+        f"{s['polls']} status polls ({s['polls_per_batch']} per batch)",
     ]
     if s["errors_by_type"]:
         lines.append("errors: " + ", ".join(f"{n:,} {kind}" for kind, n in s["errors_by_type"].items()))

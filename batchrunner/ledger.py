@@ -80,7 +80,7 @@ _MIGRATIONS: list[str] = [
         results_url TEXT,
         file_deleted INTEGER NOT NULL DEFAULT 0,
         adopted INTEGER NOT NULL DEFAULT 0,
-        api_calls INTEGER NOT NULL DEFAULT 0,
+        polls INTEGER NOT NULL DEFAULT 0,
         note TEXT,
         UNIQUE (run_pk, attempt, shard)
     );
@@ -150,7 +150,7 @@ class Batch:
     results_url: str | None
     file_deleted: bool
     adopted: bool
-    api_calls: int
+    polls: int
     note: str | None
 
 
@@ -210,7 +210,7 @@ def _batch(row: sqlite3.Row) -> Batch:
         results_url=row["results_url"],
         file_deleted=bool(row["file_deleted"]),
         adopted=bool(row["adopted"]),
-        api_calls=row["api_calls"],
+        polls=row["polls"],
         note=row["note"],
     )
 
@@ -409,13 +409,13 @@ class Ledger:
             )
         return self.batch(batch.pk)
 
-    def record_status(self, batch: Batch, remote: dict[str, Any], api_calls: int = 1) -> Batch:
+    def record_status(self, batch: Batch, remote: dict[str, Any]) -> Batch:
         """Store what a retrieve said; `ended` moves the batch on to collection."""
         ended = remote["processing_status"] == "ended"
         with self.transaction() as db:
             db.execute(
                 "UPDATE batches SET processing_status = ?, request_counts = ?, ended_at = ?, archived_at = ?,"
-                " results_url = ?, api_calls = api_calls + ?,"
+                " results_url = ?, polls = polls + 1,"
                 " state = CASE WHEN ? AND state = 'submitted' THEN 'ended' ELSE state END WHERE pk = ?",
                 (
                     remote["processing_status"],
@@ -423,16 +423,16 @@ class Ledger:
                     remote.get("ended_at"),
                     remote.get("archived_at"),
                     remote.get("results_url"),
-                    api_calls,
                     ended,
                     batch.pk,
                 ),
             )
         return self.batch(batch.pk)
 
-    def count_api_calls(self, batch: Batch, calls: int) -> None:
+    def count_poll(self, batch: Batch) -> None:
+        """A poll that got no status (a transient error) still counts against the rate limit."""
         with self.transaction() as db:
-            db.execute("UPDATE batches SET api_calls = api_calls + ? WHERE pk = ?", (calls, batch.pk))
+            db.execute("UPDATE batches SET polls = polls + 1 WHERE pk = ?", (batch.pk,))
 
     def mark_unrecoverable(self, batch: Batch, why: str) -> None:
         with self.transaction() as db:

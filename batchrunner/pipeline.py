@@ -117,7 +117,7 @@ def batch_info(batch: Batch) -> dict[str, Any]:
         "ended_at": batch.ended_at,
         "expires_at": batch.expires_at,
         "archived_at": batch.archived_at,
-        "api_calls": batch.api_calls,
+        "polls": batch.polls,
         "note": batch.note,
     }
 
@@ -144,8 +144,8 @@ def summarize(ledger: Ledger, run: Run) -> Outcome:
         summary["output_tokens"],
         Pricing(**pricing) if pricing else None,
     )
-    summary["api_calls"] = sum(batch.api_calls for batch in batches)
-    summary["api_calls_per_batch"] = round(summary["api_calls"] / len(batches), 1) if batches else 0
+    summary["polls"] = sum(batch.polls for batch in batches)
+    summary["polls_per_batch"] = round(summary["polls"] / len(batches), 1) if batches else 0
     state = run_state(run, batches)
     if state != "done":
         code = EXIT_RUNNING

@@ -59,11 +59,11 @@ async def wait_until_ended(
         except NotFound:
             if _seconds_since(batch.created_at) > settings.not_found_grace_s:
                 raise
-            ledger.count_api_calls(batch, 1)
+            ledger.count_poll(batch)
         except ApiError as exc:
             if not is_transient(exc):
                 raise
-            ledger.count_api_calls(batch, 1)
+            ledger.count_poll(batch)
             on_event(f"{batch.batch_id}: {exc.message}; trying again")
         else:
             batch = ledger.record_status(batch, remote)

@@ -157,7 +157,7 @@ def test_json_status_and_runs_describe_the_run(make_job, run_cli):
     assert status["summary"]["counts"]["succeeded"] == 4
     assert status["summary"]["cost_usd"] > 0
     assert status["summary"]["input_tokens"] > 0
-    assert status["batches"][0]["api_calls"] >= 1
+    assert status["batches"][0]["polls"] >= 1
     assert [r["id"] for r in runs["runs"]] == [status["run"]["id"]]
     assert runs["runs"][0]["counts"]["succeeded"] == 4
 
