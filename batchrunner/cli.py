@@ -215,6 +215,7 @@ def _summary_text(outcome: Outcome) -> str:
         f"tokens: {s['input_tokens']:,} in / {s['output_tokens']:,} out · {cost} · "
         f"{s['polls']} status polls ({s['polls_per_batch']} per batch)",
     ]
+    lines.extend(f"warning: {warning}" for warning in s["warnings"])
     if s["errors_by_type"]:
         lines.append("errors: " + ", ".join(f"{n:,} {kind}" for kind, n in s["errors_by_type"].items()))
     if outcome.state == "done":

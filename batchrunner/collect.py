@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -21,8 +22,10 @@ from batchrunner.atomic import atomic_writer, fsync_dir
 from batchrunner.client import Gate
 from batchrunner.crashpoints import crashpoint
 from batchrunner.errors import ApiError, BatchrunnerError, NotFound
-from batchrunner.ledger import Batch, Ledger, ResultRow, Run
+from batchrunner.ledger import ENDED, SUBMITTED, Batch, Ledger, ResultRow, Run
 
+RESULTS_KEPT = timedelta(days=29)
+ARCHIVE_WARNING = timedelta(days=3)
 DOWNLOAD_ATTEMPTS = 5
 PARSE_CACHE_SIZE = 10_000
 READ_CHUNK = 1 << 20
@@ -185,11 +188,50 @@ async def download_results(gate: Gate, run: Run, batch: Batch, on_event: Callabl
     raise AssertionError("unreachable")
 
 
+def archived(batch: Batch, now: datetime | None = None) -> bool:
+    """The API keeps results for 29 days after a batch was created, then archives them."""
+    if batch.archived_at is not None:
+        return True
+    if batch.created_at is None:
+        return False
+    return (now or datetime.now(UTC)) >= _parse_time(batch.created_at) + RESULTS_KEPT
+
+
+def archive_warning(batch: Batch, now: datetime | None = None) -> str | None:
+    """A warning for an uncollected batch whose results will soon be gone."""
+    if batch.state not in (SUBMITTED, ENDED) or batch.created_at is None:
+        return None
+    gone = _parse_time(batch.created_at) + RESULTS_KEPT
+    if (now or datetime.now(UTC)) < gone - ARCHIVE_WARNING:
+        return None
+    return (
+        f"batch {batch.batch_id}'s results are archived by the API at {gone:%Y-%m-%d %H:%M} UTC; "
+        "collect them before then"
+    )
+
+
+def _parse_time(value: str) -> datetime:
+    return datetime.fromisoformat(value.replace("Z", "+00:00"))
+
+
 async def collect_batch(
     gate: Gate, ledger: Ledger, run: Run, batch: Batch, on_event: Callable[[str], None]
 ) -> Batch:
-    """Download an ended batch's results and join them into the ledger; safe to run again."""
+    """Download an ended batch's results and join them into the ledger; safe to run again.
+
+    A batch whose results were archived before they were collected is marked unrecoverable
+    and reported: its requests stay `pending` and are never resubmitted on their own.
+    """
     crashpoint("collect.start")
+    results_file = run.run_dir / "results" / f"{batch.batch_id}.jsonl"
+    if archived(batch) and not results_file.exists():
+        why = f"its results were archived by the API at {batch.archived_at or 'created_at + 29 days'} before they were collected"
+        ledger.mark_unrecoverable(batch, why)
+        on_event(
+            f"batch {batch.batch_id}: {why}; its {batch.requests} request(s) stay pending. "
+            f"`batchrunner retry {run.id} --status pending` sends them again if you want"
+        )
+        return ledger.batch(batch.pk)
     path = await download_results(gate, run, batch, on_event)
     crashpoint("collect.downloaded")
     schema = run.settings.get("output_schema")

@@ -23,6 +23,7 @@ from batchrunner import settings
 from batchrunner.client import Api, Gate, choose_backend, open_backend
 from batchrunner.collect import (
     CUSTOM_ID_PREFIX,
+    archive_warning,
     collect_batch,
     iter_lines,
     write_output,
@@ -46,6 +47,7 @@ from batchrunner.ledger import (
     PREPARED,
     SUBMITTED,
     UNCERTAIN,
+    UNRECOVERABLE,
     Batch,
     Ledger,
     Run,
@@ -146,6 +148,9 @@ def summarize(ledger: Ledger, run: Run) -> Outcome:
     )
     summary["polls"] = sum(batch.polls for batch in batches)
     summary["polls_per_batch"] = round(summary["polls"] / len(batches), 1) if batches else 0
+    summary["warnings"] = [w for w in map(archive_warning, batches) if w] + [
+        f"batch {b.batch_id}: {b.note}" for b in batches if b.state == UNRECOVERABLE
+    ]
     state = run_state(run, batches)
     if state != "done":
         code = EXIT_RUNNING

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import random
+from datetime import UTC, datetime
 from pathlib import Path
 
 import orjson
 import pytest
 from helpers import read_rows
 
-from batchrunner.collect import AnswerParser, collect_batch, positions, result_row, write_output
+from batchrunner.collect import AnswerParser, archive_warning, collect_batch, positions, result_row, write_output
 from batchrunner.errors import BatchrunnerError
 from batchrunner.ledger import Batch, Ledger, Run
 
@@ -180,3 +181,28 @@ def test_structured_answers_are_parsed_or_marked_never_dropped(text, parsed, pro
         assert fields["error"] is None
     else:
         assert fields["error"]["type"] == "output_invalid" and problem in fields["error"]["message"]
+
+
+def test_an_uncollected_batch_past_its_archive_date_is_unrecoverable_not_resubmitted(tmp_path):
+    with Ledger(tmp_path / "home") as ledger:
+        run = make_run(ledger, tmp_path, 2)
+        (batch,) = ledger.batches(run)
+        batch = ledger.record_created(batch, {**REMOTE, "id": "msgbatch_old", "created_at": "2026-01-01T00:00:00Z"})
+        batch = ledger.record_status(batch, {**REMOTE, "processing_status": "ended", "archived_at": "2026-01-30T00:00:00Z"})
+        notices: list[str] = []
+
+        batch = asyncio.run(collect_batch(None, ledger, run, batch, notices.append))  # type: ignore[arg-type]
+
+        assert batch.state == "unrecoverable"
+        assert "archived" in notices[0] and "--status pending" in notices[0]
+        assert ledger.select_requests(run, statuses=("errored", "expired"), error_types=None, exclude_error_types=()) == []
+
+
+def test_batches_near_their_archive_date_are_warned_about():
+    batch = Batch(
+        **{field: None for field in Batch.__dataclass_fields__}
+        | {"state": "ended", "batch_id": "msgbatch_x", "created_at": "2026-11-01T00:00:00Z"}
+    )
+    assert archive_warning(batch, now=datetime(2026, 11, 10, tzinfo=UTC)) is None
+    warning = archive_warning(batch, now=datetime(2026, 11, 28, tzinfo=UTC))
+    assert warning is not None and "2026-11-30" in warning
