@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from batchrunner.errors import SpecError
-from batchrunner.spec import JobSpec, load_spec
+from batchrunner.request_shape import PARAM_NAMES
+from batchrunner.spec import JobSpec, PollSettings, Pricing, RetryPolicy, load_spec
 from batchrunner.template import Template
 
 MINIMAL = """\
@@ -233,3 +234,13 @@ def test_templates_render_fields_and_json_for_non_strings(text: str, fields: tup
 def test_template_missing_field_is_a_key_error() -> None:
     with pytest.raises(KeyError, match="text"):
         Template.parse("x {text}").renderer()({"other": 1})
+
+
+def test_every_spec_key_is_documented_in_the_readme() -> None:
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    top = [str(f.validation_alias or name) for name, f in JobSpec.model_fields.items() if name not in ("path", "retry", "poll")]
+    nested = [f"{key}.{name}" for key, model in (("retry", RetryPolicy), ("poll", PollSettings)) for name in model.model_fields]
+    for key in top + nested:
+        assert f"| `{key}` |" in readme, f"README's key table lacks `{key}`"
+    for name in list(Pricing.model_fields) + list(PARAM_NAMES):
+        assert f"`{name}`" in readme or name in readme, f"README does not mention `{name}`"
