@@ -161,9 +161,10 @@ def test_cancel_keeps_finished_requests_and_cancels_the_rest(emulator: EmulatorS
 
 def test_delete_only_after_the_batch_has_ended(emulator: EmulatorServer) -> None:
     client = client_for(emulator)
-    batch = client.messages.batches.create(requests=[request("a", "Hi")])
+    batch = client.messages.batches.create(requests=[request("a", "Hi [[emulator:slow]]")])
     with pytest.raises(anthropic.BadRequestError, match="cancel it first"):
         client.messages.batches.delete(batch.id)
+    client.messages.batches.cancel(batch.id)
     wait_until_ended(client, batch.id)
 
     deleted = client.messages.batches.delete(batch.id)

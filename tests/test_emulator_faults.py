@@ -195,13 +195,13 @@ def test_a_stalled_create_times_out_on_the_client_yet_exists(emulator: EmulatorS
 
 
 def test_list_lag_hides_new_batches_from_list_and_retrieve_for_a_while(emulator: EmulatorServer) -> None:
-    control(emulator, "POST", "/_emulator/faults", {"list_lag_seconds": 0.5})
+    control(emulator, "POST", "/_emulator/faults", {"list_lag_seconds": 1.0})
     client = client_for(emulator)
     batch = client.messages.batches.create(requests=[request("a", "Hi")])
     assert client.messages.batches.list().data == []
     with pytest.raises(anthropic.NotFoundError):
         client.messages.batches.retrieve(batch.id)
-    time.sleep(0.6)
+    time.sleep(1.1)
     assert [b.id for b in client.messages.batches.list()] == [batch.id]
 
 
