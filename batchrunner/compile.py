@@ -19,13 +19,14 @@ from typing import IO, Any
 
 import orjson
 
+from batchrunner.atomic import fsync_dir
 from batchrunner.errors import BudgetExceeded, Problem, RowError, SpecError
 from batchrunner.inputs import SUFFIXES, read_rows, read_rows_raw
 from batchrunner.pricing import batch_cost_usd, estimate_tokens
-from batchrunner.spec import JobSpec, load_spec, shown
+from batchrunner.spec import MAX_BATCH_SIZE, JobSpec, load_spec, shown
 from batchrunner.template import Template, template_sources
 
-MAX_BATCH_REQUESTS = 100_000
+MAX_BATCH_REQUESTS = MAX_BATCH_SIZE
 MAX_BATCH_BYTES = 240_000_000  # the API allows 256 MB per batch; leave headroom
 MAX_ROW_PROBLEMS = 20
 BATCH_FRAMING = len(b'{"requests":[]}')
@@ -252,14 +253,6 @@ def _commit(opened: _Open, final: Path) -> None:
     opened.tmp = None
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 # ---------------------------------------------------------------- compile_job
 
 
@@ -294,8 +287,8 @@ def _custom_id(id_field: str | None, row: dict[str, Any], seq: int) -> str | Non
 
 
 def compile_job(spec: JobSpec, out_dir: Path | None = None, *, max_shard_bytes: int | None = None) -> CompileReport:
-    """Compile a job. Without `out_dir` nothing is written (that is `validate`); with it, the shards
-    `requests-NNN.jsonl` and `rows.jsonl` appear there only if every row compiled."""
+    """Compile a job. Without `out_dir` nothing is written (that is `validate`); with it (a folder
+    of its own), the shards `requests-NNN.jsonl` and `rows.jsonl` appear only if every row compiled."""
     max_bytes = MAX_BATCH_BYTES if max_shard_bytes is None else max_shard_bytes
     _check_input(spec)
     line = _LineTemplate(spec)
@@ -318,7 +311,7 @@ def compile_job(spec: JobSpec, out_dir: Path | None = None, *, max_shard_bytes: 
             _commit(opened, final)
             shards.append(Shard(opened.index, final, opened.requests, opened.bytes, opened.first_seq))
         _commit(rows, out_dir / ROWS_NAME)
-        _fsync_dir(out_dir)
+        fsync_dir(out_dir)
         return replace(report, shards=shards, rows_path=out_dir / ROWS_NAME)
     finally:
         writer.stop_writing()
