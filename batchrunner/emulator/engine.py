@@ -14,6 +14,8 @@ cancels the rest; the 24 h expiry expires the rest.
 
 from __future__ import annotations
 
+import hashlib
+
 import mimetypes
 import os
 import re
@@ -21,7 +23,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +53,11 @@ EXPIRES_IN_RANGE = (3600, 7_776_000)
 MIME_BY_EXTENSION = {".jsonl": "application/jsonl", ".ndjson": "application/jsonl", ".md": "text/markdown"}
 
 
+def request_digest(custom_id: str, canon: bytes) -> bytes:
+    """What identifies "the same request" across batches: its custom_id and its params."""
+    return hashlib.blake2b(custom_id.encode() + b"\0" + canon, digest_size=16).digest()
+
+
 @dataclass(frozen=True)
 class Settings:
     """The simulation knobs a batch is created with; they are stored with it."""
@@ -64,7 +71,7 @@ class Settings:
 def rfc3339(timestamp: float | None) -> str | None:
     if timestamp is None:
         return None
-    return datetime.fromtimestamp(timestamp, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def new_id(prefix: str, length: int) -> str:
@@ -246,15 +253,18 @@ class Engine:
         cutoff = end_time(row)
         unfinished = "canceled" if row.cancel_initiated_at is not None and cutoff < row.created_at + EXPIRES_AFTER else "expired"
         total = len(requests)
+        canons = [orjson.dumps(request["params"], option=orjson.OPT_SORT_KEYS) for request in requests]
+        seen = self.store.earlier_occurrences(
+            row.seq, [request_digest(r["custom_id"], canon) for r, canon in zip(requests, canons, strict=True)]
+        )
         lines: list[bytes] = []
-        for index, request in enumerate(requests):
-            canon = orjson.dumps(request["params"], option=orjson.OPT_SORT_KEYS)
+        for index, (request, canon, occurrence) in enumerate(zip(requests, canons, seen, strict=True)):
             factor = SLOW_FACTOR if SLOW_TRIGGER in canon else (index + 1) / total
             finished_at = round(row.created_at + row.processing_seconds * factor, 6)  # the last one ends exactly at ends_at
             if row.cancel_initiated_at is not None and finished_at > row.cancel_initiated_at or finished_at > cutoff:
                 result: dict[str, Any] = {"type": unfinished}
             else:
-                result = responder.result(request["custom_id"], request["params"], canon)
+                result = responder.result(request["custom_id"], request["params"], canon, occurrence)
             counts[result["type"]] += 1
             lines.append(orjson.dumps({"custom_id": request["custom_id"], "result": result}) + b"\n")
             if len(lines) >= 1000:

@@ -23,7 +23,11 @@ ERROR_TYPES = (
     "invalid_request_error", "authentication_error", "billing_error", "permission_error", "not_found_error",
     "rate_limit_error", "timeout_error", "api_error", "overloaded_error",
 )
-TRIGGER = re.compile(rb"\[\[emulator:(?:errored:(?P<error_type>" + "|".join(ERROR_TYPES).encode() + rb")|(?P<fate>expired|canceled|slow))\]\]")
+TRIGGER = re.compile(
+    rb"\[\[emulator:(?:errored(?P<error_once>_once)?:(?P<error_type>"
+    + "|".join(ERROR_TYPES).encode()
+    + rb")|(?P<fate>expired|canceled)(?P<fate_once>_once)?|slow)\]\]"
+)
 SLOW_TRIGGER = b"[[emulator:slow]]"
 RETRYABLE_ERRORS = ("overloaded_error", "api_error")
 TRIGGERED_MESSAGES = {
@@ -122,11 +126,18 @@ class Responder:
         self.find_file = find_file
         self.schema_answer = SchemaAnswer()
 
-    def result(self, custom_id: str, params: Any, canon: bytes) -> dict[str, Any]:
-        """`canon` is the params serialized with sorted keys: what the answer is a function of."""
-        fate = self._digest(custom_id.encode() + b"\0" + canon)
+    def result(self, custom_id: str, params: Any, canon: bytes, occurrence: int = 0) -> dict[str, Any]:
+        """`canon` is the params serialized with sorted keys: what the answer is a function of.
+
+        `occurrence` counts the earlier batches that carried the same request: a retry draws
+        its fate anew (errors under --errored-rate are transient, as on the real API), and
+        `_once` triggers fire only the first time.
+        """
+        fate = self._digest(custom_id.encode() + b"\0" + canon + (b"\0%d" % occurrence if occurrence else b""))
         trigger = TRIGGER.search(canon) if b"[[emulator:" in canon else None
-        if trigger and trigger["fate"] in (b"expired", b"canceled"):
+        if trigger and occurrence and (trigger["error_once"] or trigger["fate_once"]):
+            trigger = None
+        if trigger and trigger["fate"]:
             return {"type": trigger["fate"].decode()}
         if trigger and trigger["error_type"]:
             error_type = trigger["error_type"].decode()
@@ -225,9 +236,9 @@ def validate_params(params: Any, find_file: Callable[[str], int | None], check_s
         if value is not None and (type(value) not in (int, float) or not low <= value <= high):
             raise BadParams(f"{name}: Input should be a number between {low:g} and {high:g}")
     system = params.get("system")
-    if system is not None and not isinstance(system, str):
-        if not isinstance(system, list) or not all(isinstance(b, dict) and isinstance(b.get("text"), str) for b in system):
-            raise BadParams("system: Input should be a string or a list of text blocks")
+    text_blocks = isinstance(system, list) and all(isinstance(b, dict) and isinstance(b.get("text"), str) for b in system)
+    if system is not None and not isinstance(system, str) and not text_blocks:
+        raise BadParams("system: Input should be a string or a list of text blocks")
     messages = params.get("messages")
     if not isinstance(messages, list) or not messages:
         raise BadParams("messages: Field required and must not be empty")

@@ -34,6 +34,11 @@ CREATE TABLE IF NOT EXISTS batches (
     counts TEXT,
     deleted_at REAL
 );
+CREATE TABLE IF NOT EXISTS request_digests (
+    digest BLOB NOT NULL,
+    batch_seq INTEGER NOT NULL,
+    PRIMARY KEY (digest, batch_seq)
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS files (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
     id TEXT NOT NULL UNIQUE,
@@ -170,6 +175,26 @@ class Store:
                 f"SELECT {BATCH_COLUMNS} FROM batches WHERE id = ? AND deleted_at IS NULL", (batch_id,)
             ).fetchone()
         return BatchRow.from_db(found) if found else None
+
+    def earlier_occurrences(self, batch_seq: int, digests: list[bytes]) -> list[int]:
+        """How many earlier batches carried each request (custom_id + params), recording this one's.
+
+        Idempotent: finishing the same batch again after a restart gives the same counts.
+        """
+        count = "SELECT count(*) FROM request_digests WHERE digest = ? AND batch_seq < ?"
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                self._db.executemany(
+                    "INSERT OR IGNORE INTO request_digests (digest, batch_seq) VALUES (?, ?)",
+                    ((digest, batch_seq) for digest in digests),
+                )
+                found = [self._db.execute(count, (digest, batch_seq)).fetchone()[0] for digest in digests]
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+        return found
 
     def set_cancel(self, batch_id: str, at: float) -> None:
         with self._lock:
