@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import socket
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from http.server import ThreadingHTTPServer
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Callable
+from typing import Any, Self
 
 from batchrunner.emulator.engine import Engine, Settings
 from batchrunner.emulator.faults import Faults
@@ -94,7 +95,14 @@ class EmulatorServer:
         return self._app.snapshot()
 
     def serve(self) -> None:
+        """Serve in the calling thread until `close()` (from another thread) or Ctrl-C."""
         self._http.serve_forever(poll_interval=0.1)
+
+    def start(self) -> Self:
+        """Serve on a background thread; the port is already listening, so callers can connect at once."""
+        self._thread = threading.Thread(target=self.serve, name=f"emulator {self.base_url}", daemon=True)
+        self._thread.start()
+        return self
 
     def close(self) -> None:
         self._closing.set()
@@ -105,7 +113,7 @@ class EmulatorServer:
         self._http.drop_connections()
         self._store.close()
 
-    def __enter__(self) -> EmulatorServer:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None) -> None:
@@ -114,10 +122,7 @@ class EmulatorServer:
 
 def start_in_thread(config: EmulatorConfig) -> EmulatorServer:
     """Start a server on a background thread; it is listening when this returns."""
-    server = EmulatorServer(config)
-    server._thread = threading.Thread(target=server.serve, name=f"emulator {server.base_url}", daemon=True)
-    server._thread.start()
-    return server
+    return EmulatorServer(config).start()
 
 
 def serve_forever(config: EmulatorConfig, on_ready: Callable[[str], None] | None = None) -> None:

@@ -15,7 +15,6 @@ cancels the rest; the 24 h expiry expires the rest.
 from __future__ import annotations
 
 import hashlib
-
 import mimetypes
 import os
 import re

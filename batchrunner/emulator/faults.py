@@ -13,7 +13,13 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
-from batchrunner.emulator.errors import ApiFailure, InvalidRequest, Overloaded, RateLimited, WireError
+from batchrunner.emulator.errors import (
+    ApiFailure,
+    InvalidRequest,
+    Overloaded,
+    RateLimited,
+    WireError,
+)
 
 CREATE_MODES = ("apply_then_500", "apply_then_drop", "apply_then_stall", "reject_429", "reject_500", "reject_529")
 DEFAULT_STALL_SECONDS = 30.0

@@ -362,7 +362,7 @@ class RequestHandler(BaseHTTPRequestHandler):
             response = app.handle(request)
         except WireError as error:
             response = Response(error.status, orjson.dumps(error.envelope(request_id)), headers=error.headers)
-        except Exception as error:  # a bug in the emulator: answer like the API would, and say so on stderr
+        except Exception as error:  # noqa: BLE001 - a bug in the emulator: answer like the API would, say so on stderr
             traceback.print_exc(file=sys.stderr)
             failure = ApiFailure(f"Internal server error in the emulator: {type(error).__name__}")
             response = Response(500, orjson.dumps(failure.envelope(request_id)))
