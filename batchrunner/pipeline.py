@@ -268,6 +268,8 @@ async def _drive(ledger: Ledger, run: Run, api: Api, *, detach: bool, timeout: f
     apply the spec's automatic retry policy until it is spent."""
     gate = Gate(api, run.settings["poll"]["requests_per_minute"])
     submit_settings, poll_settings = _submit_settings(run), _poll_settings(run)
+    if timeout is None:
+        timeout = run.settings["poll"].get("timeout")
 
     def report_progress(_: Batch | None = None) -> None:
         events.progress(run, ledger.batches(run))
@@ -291,7 +293,7 @@ async def _drive(ledger: Ledger, run: Run, api: Api, *, detach: bool, timeout: f
     try:
         await asyncio.wait_for(until_done(), timeout)
     except TimeoutError:
-        events.notice(f"--timeout reached; run {run.id} is still running")
+        events.notice(f"stopped waiting after {timeout:g} s (--timeout or poll.timeout); run {run.id} is still running")
 
 
 def _retry_automatically(ledger: Ledger, run: Run, events: Events) -> bool:

@@ -231,3 +231,15 @@ def test_output_is_not_world_readable(make_job, run_cli):
     job = make_job(reviews(2))
     assert run_cli("submit", job.spec).exit_code == 0
     assert job.output.stat().st_mode & 0o077 == 0
+
+
+def test_the_spec_poll_timeout_stops_waiting_like_the_flag(make_job, run_cli, monkeypatch):
+    monkeypatch.setenv("BATCHRUNNER_LOCAL_PROCESSING_SECONDS", "30")
+    job = make_job(reviews(2))
+    spec = job.spec.read_text().replace("poll: {", "poll: {timeout: 0.3, ")
+    job.spec.write_text(spec)
+
+    result = run_cli("submit", job.spec)
+
+    assert result.exit_code == 4
+    assert "stopped waiting after 0.3 s" in result.stderr

@@ -1,0 +1,72 @@
+"""The architecture, held: each module imports only what its stage may (DESIGN §1), read with ast."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).resolve().parent.parent / "batchrunner"
+
+# Ours each module may import. Data flows spec → compile → submit → poll → collect; only
+# pipeline knows the order, and only cli sits on top.
+ALLOWED: dict[str, set[str]] = {
+    "errors": set(),
+    "settings": {"errors"},
+    "atomic": set(),
+    "crashpoints": {"settings"},
+    "template": set(),
+    "request_shape": set(),
+    "pricing": set(),
+    "spec": {"errors", "request_shape", "template"},
+    "inputs": {"errors"},
+    "compile": {"atomic", "errors", "inputs", "pricing", "spec", "template"},
+    "ledger": {"errors"},
+    "client": {"errors", "settings", "emulator"},
+    "files": {"atomic", "client", "errors", "ledger"},
+    "submit": {"client", "crashpoints", "errors", "ledger"},
+    "poll": {"client", "crashpoints", "errors", "ledger"},
+    "collect": {"atomic", "client", "crashpoints", "errors", "ledger"},
+    "retry": {"atomic", "collect", "errors", "ledger"},
+}
+STAGES_AND_BELOW = set(ALLOWED) - {"emulator"}
+ALLOWED["pipeline"] = STAGES_AND_BELOW
+ALLOWED["cli"] = STAGES_AND_BELOW | {"pipeline", "emulator"}
+ALLOWED["__init__"] = STAGES_AND_BELOW | {"pipeline"}
+ALLOWED["__main__"] = {"cli"}
+
+THIRD_PARTY_OWNERS = {"click": {"cli"}, "anthropic": {"client"}, "httpx2": {"client"}}
+
+
+def imports(path: Path) -> set[str]:
+    """Top-level names of everything a file imports, at any depth (lazy imports count too)."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found.add(node.module)
+            if node.module == "batchrunner":
+                found.update(f"batchrunner.{alias.name}" for alias in node.names)
+    return found
+
+
+def ours(names: set[str]) -> set[str]:
+    return {name.split(".")[1] for name in names if name.startswith("batchrunner.")}
+
+
+@pytest.mark.parametrize("path", sorted(PACKAGE.glob("*.py")), ids=lambda p: p.stem)
+def test_each_module_imports_only_what_its_stage_may(path: Path):
+    assert path.stem in ALLOWED, f"{path.name} is new: give it a row in ALLOWED"
+    names = imports(path)
+    assert ours(names) - {path.stem} <= ALLOWED[path.stem]
+    for package, owners in THIRD_PARTY_OWNERS.items():
+        if any(name == package or name.startswith(package + ".") for name in names):
+            assert path.stem in owners, f"only {owners} may import {package}"
+
+
+@pytest.mark.parametrize("path", sorted((PACKAGE / "emulator").glob("*.py")), ids=lambda p: p.stem)
+def test_the_emulator_imports_nothing_of_the_pipeline(path: Path):
+    assert ours(imports(path)) <= {"emulator"}
+    assert not {"click", "anthropic", "httpx2"} & {name.split(".")[0] for name in imports(path)}
