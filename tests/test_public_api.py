@@ -5,6 +5,8 @@ from __future__ import annotations
 import subprocess
 import sys
 
+from helpers import reviews
+
 import batchrunner
 
 EXPECTED = {
@@ -29,13 +31,11 @@ def test_importing_the_package_does_not_load_the_sdk():
 
 
 def test_the_library_runs_a_job_without_the_cli(make_job, tmp_path):
-    from helpers import reviews
-
     job = make_job(reviews(3))
-    outcome = batchrunner.submit(job.spec, home=tmp_path / "lib-home")
+    outcome = batchrunner.pipeline.submit(job.spec, home=tmp_path / "lib-home")
     assert outcome.exit_code == 0
     assert (
-        batchrunner.status(outcome.run.id, home=tmp_path / "lib-home").summary[
+        batchrunner.pipeline.status(outcome.run.id, home=tmp_path / "lib-home").summary[
             "counts"
         ]["succeeded"]
         == 3
