@@ -21,7 +21,15 @@ import httpx2
 from aiolimiter import AsyncLimiter
 
 from batchrunner import settings
-from batchrunner.errors import ApiError, InputError, NotFound, SubmitUncertain
+from batchrunner.errors import (
+    ApiError,
+    InputError,
+    NotDownloadable,
+    NotFound,
+    StorageFull,
+    SubmitUncertain,
+    TooLarge,
+)
 from batchrunner.settings import BACKENDS
 
 LOCAL_API_KEY = "batchrunner-local"
@@ -93,6 +101,28 @@ def _message(exc: anthropic.APIStatusError) -> str:
     return str(exc.message)
 
 
+def _error_code(exc: anthropic.APIStatusError) -> str | None:
+    """`error.details.error_code`, which SDK 2.x uses to pick a narrower class; read for any SDK."""
+    error = exc.body.get("error") if isinstance(exc.body, dict) else None
+    details = error.get("details") if isinstance(error, dict) else None
+    code = details.get("error_code") if isinstance(details, dict) else None
+    return code if isinstance(code, str) else None
+
+
+def _narrower(exc: anthropic.APIStatusError) -> tuple[type[ApiError], str, str]:
+    """The refusals a user can act on, by error code (SDK 2.x) or by status and message (the docs)."""
+    code = _error_code(exc)
+    if code == "file_not_downloadable":
+        return NotDownloadable, "not downloadable: ", (
+            "; only files that skills or the code execution tool create can be downloaded, not uploaded ones"
+        )
+    if code == "storage_quota_exceeded" or (exc.status_code == 403 and "storage" in _message(exc).lower()):
+        return StorageFull, "storage full: ", "; delete files you no longer need (`batchrunner files list`, `files delete ID`)"
+    if exc.status_code == 413:
+        return TooLarge, "too large: ", ""
+    return ApiError, "", ""
+
+
 @contextmanager
 def map_sdk_errors(what: str) -> Iterator[None]:
     """Translate SDK exceptions into batchrunner's, most specific first."""
@@ -107,7 +137,8 @@ def map_sdk_errors(what: str) -> Iterator[None]:
             request_id=exc.request_id,
         ) from exc
     except anthropic.APIStatusError as exc:
-        raise ApiError(f"{what}: {_message(exc)}", status=exc.status_code, request_id=exc.request_id) from exc
+        kind, label, hint = _narrower(exc)
+        raise kind(f"{what}: {label}{_message(exc)}{hint}", status=exc.status_code, request_id=exc.request_id) from exc
     except anthropic.APIConnectionError as exc:
         raise ApiError(f"{what}: could not reach the API ({exc.__cause__ or exc})") from exc
 
@@ -195,9 +226,50 @@ class Api:
             meta = self.sdk.files.upload(file=(filename, handle, mime_type), extra_body=extra)
         return meta.model_dump(mode="json")
 
-    def delete_file(self, file_id: str) -> None:
+    def delete_file(self, file_id: str) -> dict[str, Any]:
         with map_sdk_errors(f"delete file {file_id}"):
-            self.sdk.files.delete(file_id)
+            return self.sdk.files.delete(file_id).model_dump(mode="json")
+
+    def file_metadata(self, file_id: str) -> dict[str, Any]:
+        with map_sdk_errors(f"file {file_id}"):
+            return self.sdk.files.retrieve_metadata(file_id).model_dump(mode="json")
+
+    def files_page(self, *, limit: int, after_id: str | None = None, before_id: str | None = None) -> dict[str, Any]:
+        """One page of files, newest first, as `{data, has_more, first_id, last_id}` in either dialect.
+
+        SDK 2.x lists with an opaque forward `page` cursor and has no `after_id`/`before_id`,
+        so those go in the query; `has_more`/`first_id`/`last_id` come from the 0.x-dialect
+        fields when the server sends them, else from `next_page` and the page's own ids.
+        """
+        query = {name: value for name, value in (("after_id", after_id), ("before_id", before_id)) if value}
+        with map_sdk_errors("list files"):
+            page = self.sdk.files.list(limit=limit, extra_query=query or None)
+        extra = page.model_extra or {}
+        data = [meta.model_dump(mode="json") for meta in page.data]
+        return {
+            "data": data,
+            "has_more": page.has_next_page() or bool(extra.get("has_more")),
+            "first_id": extra.get("first_id") or (data[0]["id"] if data else None),
+            "last_id": extra.get("last_id") or (data[-1]["id"] if data else None),
+        }
+
+    def iter_files(self, *, limit: int, after_id: str | None = None) -> Iterator[dict[str, Any]]:
+        """Every file from newest (or from after `after_id`) to oldest, through the SDK's cursor paging."""
+        with map_sdk_errors("list files"):
+            for meta in self.sdk.files.list(limit=limit, extra_query={"after_id": after_id} if after_id else None):
+                yield meta.model_dump(mode="json")
+
+    def download_file(self, file_id: str, out: BinaryIO) -> int:
+        """Stream a file's content into `out`; a broken stream raises ApiError."""
+        written = 0
+        with map_sdk_errors(f"download file {file_id}"), self.sdk.files.with_streaming_response.download(file_id) as response:
+            try:
+                for chunk in response.iter_bytes(DOWNLOAD_CHUNK):
+                    out.write(chunk)
+                    written += len(chunk)
+            except httpx2.TransportError as exc:
+                raise ApiError(f"download file {file_id}: the stream broke after {written} bytes ({exc})") from exc
+        return written
 
 
 class Gate:

@@ -8,6 +8,9 @@
     │   └── BudgetExceeded (2)         the worst-case cost is over the spec's budget_usd
     ├── ApiError (1)                   the API refused or failed a call
     │   ├── NotFound (1)               the API says the thing does not exist
+    │   ├── NotDownloadable (1)        the file exists, but the API does not let its content out
+    │   ├── TooLarge (1)               a file or request over the API's size limit (files: checked before uploading)
+    │   ├── StorageFull (1)            the organization's file storage is full
     │   └── SubmitUncertain (1)        a create whose outcome is unknown and could not be reconciled
     ├── StillRunning (4)               the run has batches that have not ended yet
     └── RunLocked (75)                 another process holds this run's lock
@@ -108,6 +111,18 @@ class ApiError(BatchrunnerError):
 
 class NotFound(ApiError):
     """The API says the batch or file does not exist."""
+
+
+class NotDownloadable(ApiError):
+    """Only files that skills or the code execution tool create can be downloaded, not uploaded ones."""
+
+
+class TooLarge(ApiError):
+    """A file or request over the API's size limit; a file over 500 MB is refused before any byte is sent."""
+
+
+class StorageFull(ApiError):
+    """The organization's Files API storage is used up; deleting files frees it."""
 
 
 class SubmitUncertain(ApiError):

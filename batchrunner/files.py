@@ -1,0 +1,168 @@
+"""Files API operations as library calls: upload, list, info, download, delete; sync and async.
+
+Each takes an `Api` from client.py and returns plain dicts. Errors are batchrunner's typed
+errors (NotFound, NotDownloadable, TooLarge, StorageFull, ApiError), translated at client.py's
+one boundary with the SDK's own exception kept as `__cause__`. The async variants run the same
+calls on a worker thread, as the pipeline does: there is one client code path (DESIGN §2).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import mimetypes
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from batchrunner.atomic import atomic_writer
+from batchrunner.client import Api, choose_backend, is_purpose_refusal, open_backend
+from batchrunner.errors import ApiError, InputError, TooLarge
+
+MAX_UPLOAD_BYTES = 500 * 1024 * 1024  # the Files API's limit per file
+PURPOSES = ("batch", "user_data")
+DEFAULT_PURPOSE = "user_data"
+DEFAULT_LIMIT = 20
+# Types the standard table may not know; everything else comes from `mimetypes`.
+MIME_TYPES = {".jsonl": "application/jsonl", ".md": "text/markdown"}
+
+
+@contextmanager
+def connect(home: Path, backend: str | None = None) -> Iterator[Api]:
+    """An `Api` on the chosen backend; `local` keeps its files under `<home>/emulator` between calls."""
+    with open_backend(choose_backend(backend, None), home) as (info, url):
+        api = Api(info, url)
+        try:
+            yield api
+        finally:
+            api.close()
+
+
+def mime_type(path: Path) -> str:
+    """What the upload's part says it is; the API keeps it as the file's `mime_type`."""
+    known = MIME_TYPES.get(path.suffix.lower()) or mimetypes.guess_type(path.name)[0]
+    return known or "application/octet-stream"
+
+
+def check_size(path: Path) -> int:
+    """Refuse a file over the limit before sending a byte of it."""
+    size = path.stat().st_size
+    if size > MAX_UPLOAD_BYTES:
+        raise TooLarge(
+            f"{path}: too large: {size:,} bytes is over the Files API's limit of "
+            f"{MAX_UPLOAD_BYTES:,} bytes (500 MB) per file; nothing was uploaded"
+        )
+    return size
+
+
+def upload_file(api: Api, path: Path, *, purpose: str = DEFAULT_PURPOSE) -> dict[str, Any]:
+    """Upload `path`, sending `purpose` as a form field; a server that refuses the field gets it without.
+
+    Returns the file's metadata plus `purpose_accepted`: False when the upload had to go without it.
+    """
+    if purpose not in PURPOSES:
+        raise InputError(f"purpose {purpose!r}: use one of {', '.join(PURPOSES)}")
+    check_size(path)
+    kind = mime_type(path)
+    try:
+        meta = api.upload_file(path, filename=path.name, mime_type=kind, purpose=purpose)
+        accepted = True
+    except ApiError as exc:
+        if not is_purpose_refusal(exc):
+            raise
+        meta = api.upload_file(path, filename=path.name, mime_type=kind, purpose=None)
+        accepted = False
+    return meta | {"purpose_accepted": accepted}
+
+
+def list_files(
+    api: Api,
+    *,
+    limit: int = DEFAULT_LIMIT,
+    after_id: str | None = None,
+    before_id: str | None = None,
+    all_pages: bool = False,
+) -> dict[str, Any]:
+    """Files newest first, as `{data, has_more, first_id, last_id}`; `limit` is the page size.
+
+    `after_id` pages toward older files, `before_id` toward newer ones; with `all_pages`, every
+    page in that direction. The two cursors are exclusive: the direction must be unambiguous.
+    """
+    if after_id and before_id:
+        raise InputError("give --after-id or --before-id, not both: they page in opposite directions")
+    if not 1 <= limit <= 1000:
+        raise InputError(f"limit {limit}: use 1 to 1000")
+    if before_id:
+        data, has_more = _newer(api, limit, before_id, all_pages)
+    elif all_pages:
+        data, has_more = list(api.iter_files(limit=limit, after_id=after_id)), False
+    else:
+        page = api.files_page(limit=limit, after_id=after_id)
+        data, has_more = page["data"], page["has_more"]
+    return {
+        "data": data,
+        "has_more": has_more,
+        "first_id": data[0]["id"] if data else None,
+        "last_id": data[-1]["id"] if data else None,
+    }
+
+
+def _newer(api: Api, limit: int, before_id: str, all_pages: bool) -> tuple[list[dict[str, Any]], bool]:
+    """Page toward newer files: each page goes in front of the ones already read, keeping newest first."""
+    found: list[dict[str, Any]] = []
+    while True:
+        page = api.files_page(limit=limit, before_id=before_id)
+        found = page["data"] + found
+        if not (all_pages and page["has_more"] and page["data"]):
+            return found, page["has_more"] and not all_pages
+        before_id = page["first_id"]
+
+
+def file_info(api: Api, file_id: str) -> dict[str, Any]:
+    """The file's metadata: name, size, type, created, whether it is downloadable."""
+    return api.file_metadata(file_id)
+
+
+def download_file(api: Api, file_id: str, dest: Path) -> dict[str, Any]:
+    """Stream the file's content to `dest`, atomically: on any error `dest` is left as it was."""
+    if not dest.parent.is_dir():
+        raise InputError(f"{dest}: the folder {dest.parent} does not exist")
+    if dest.is_dir():
+        raise InputError(f"{dest}: is a folder; give the path of the file to write")
+    with atomic_writer(dest, mode=0o666) as out:
+        written = api.download_file(file_id, out)
+    return {"id": file_id, "path": str(dest), "bytes": written}
+
+
+def delete_file(api: Api, file_id: str) -> dict[str, Any]:
+    """Delete the file on the server; it cannot be recovered."""
+    return api.delete_file(file_id)
+
+
+async def upload_file_async(api: Api, path: Path, *, purpose: str = DEFAULT_PURPOSE) -> dict[str, Any]:
+    return await asyncio.to_thread(upload_file, api, path, purpose=purpose)
+
+
+async def list_files_async(
+    api: Api,
+    *,
+    limit: int = DEFAULT_LIMIT,
+    after_id: str | None = None,
+    before_id: str | None = None,
+    all_pages: bool = False,
+) -> dict[str, Any]:
+    return await asyncio.to_thread(
+        list_files, api, limit=limit, after_id=after_id, before_id=before_id, all_pages=all_pages
+    )
+
+
+async def file_info_async(api: Api, file_id: str) -> dict[str, Any]:
+    return await asyncio.to_thread(file_info, api, file_id)
+
+
+async def download_file_async(api: Api, file_id: str, dest: Path) -> dict[str, Any]:
+    return await asyncio.to_thread(download_file, api, file_id, dest)
+
+
+async def delete_file_async(api: Api, file_id: str) -> dict[str, Any]:
+    return await asyncio.to_thread(delete_file, api, file_id)
