@@ -351,6 +351,141 @@ def cancel(ctx: click.Context, run_id: str) -> None:
     app.emit(outcome.to_dict(), _summary_text(outcome))
 
 
+# the Files API
+
+
+@cli.group("files")
+def files_group() -> None:
+    """The Files API: upload, list, info, download, delete (on the chosen backend)."""
+
+
+def _backend_option(command: Any) -> Any:
+    return click.option(
+        "--backend",
+        type=click.Choice(settings.BACKENDS),
+        envvar=settings.BACKEND,
+        help="anthropic (the real API), local (the built-in emulator), auto (anthropic if ANTHROPIC_API_KEY is set).",
+    )(command)
+
+
+def _files_api(app: App, backend: str | None) -> Any:
+    """The Api for a files command; the local emulator keeps its files under the state home."""
+    from batchrunner import files
+    from batchrunner.client import choose_backend
+
+    chosen = choose_backend(backend, None)
+    if chosen == "local" and (backend or "auto") == "auto":
+        app.notice(f"no ANTHROPIC_API_KEY: using the built-in emulator's files ({app.home / 'emulator'})")
+    return files.connect(app.home, chosen)
+
+
+def _file_text(meta: dict[str, Any]) -> str:
+    keys = ("id", "filename", "size_bytes", "mime_type", "purpose", "created_at", "downloadable", "expires_at")
+    return "\n".join(f"{key + ':':<14}{meta.get(key) if meta.get(key) is not None else '-'}" for key in keys)
+
+
+def _files_table(listing: dict[str, Any], forward: bool) -> str:
+    rows = [
+        (m["id"], m["filename"], f"{m['size_bytes']:,}", m["mime_type"], m.get("purpose") or "-",
+         str(m["created_at"])[:19].replace("T", " "))
+        for m in listing["data"]
+    ]
+    if not rows:
+        return "no files"
+    header = ("ID", "FILENAME", "SIZE", "MIME TYPE", "PURPOSE", "CREATED")
+    widths = [max(len(cell) for cell in column) for column in zip(header, *rows)]
+    lines = [
+        "  ".join(cell.rjust(w) if i == 2 else cell.ljust(w) for i, (cell, w) in enumerate(zip(row, widths))).rstrip()
+        for row in (header, *rows)
+    ]
+    if listing["has_more"]:
+        cursor = f"--after-id {listing['last_id']}" if forward else f"--before-id {listing['first_id']}"
+        lines.append(f"more: batchrunner files list {cursor} (or --all)")
+    return "\n".join(lines)
+
+
+@files_group.command("upload")
+@click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option(
+    "--purpose", type=click.Choice(["batch", "user_data"]), default="user_data", show_default=True,
+    help="Sent as a form field; a server that refuses it gets the file without.",
+)
+@_backend_option
+@click.pass_obj
+def files_upload(app: App, path: Path, purpose: str, backend: str | None) -> None:
+    """Upload PATH (at most 500 MB); print its file id."""
+    from batchrunner import files
+
+    with _files_api(app, backend) as api:
+        meta = files.upload_file(api, path, purpose=purpose)
+    if not meta["purpose_accepted"]:
+        app.notice(f"the server refused the purpose field; {meta['id']} was uploaded without it")
+    app.emit(meta, f"uploaded {path} as {meta['id']} ({meta['size_bytes']:,} bytes, {meta['mime_type']}, purpose {purpose})")
+
+
+@files_group.command("list")
+@click.option("--limit", type=click.IntRange(1, 1000), default=20, show_default=True, help="Files per page.")
+@click.option("--after-id", help="Start after this file: the page of older files.")
+@click.option("--before-id", help="Start before this file: the page of newer files.")
+@click.option("--all", "all_pages", is_flag=True, help="Every page in that direction, not just one.")
+@_backend_option
+@click.pass_obj
+def files_list(
+    app: App, limit: int, after_id: str | None, before_id: str | None, all_pages: bool, backend: str | None
+) -> None:
+    """List files, newest first: id, filename, size, mime type, purpose, created."""
+    from batchrunner import files
+
+    if after_id and before_id:
+        raise click.UsageError("give --after-id or --before-id, not both: they page in opposite directions")
+    with _files_api(app, backend) as api:
+        listing = files.list_files(api, limit=limit, after_id=after_id, before_id=before_id, all_pages=all_pages)
+    app.emit(listing, _files_table(listing, forward=before_id is None))
+
+
+@files_group.command("info")
+@click.argument("file_id", metavar="ID")
+@_backend_option
+@click.pass_obj
+def files_info(app: App, file_id: str, backend: str | None) -> None:
+    """Show one file's metadata."""
+    from batchrunner import files
+
+    with _files_api(app, backend) as api:
+        meta = files.file_info(api, file_id)
+    app.emit(meta, _file_text(meta))
+
+
+@files_group.command("download")
+@click.argument("file_id", metavar="ID")
+@click.option(
+    "-o", "--output", "dest", required=True, type=click.Path(dir_okay=False, path_type=Path),
+    help="Where to write the content (replaced atomically).",
+)
+@_backend_option
+@click.pass_obj
+def files_download(app: App, file_id: str, dest: Path, backend: str | None) -> None:
+    """Download a file's content. The API lets out only files that skills or code execution made."""
+    from batchrunner import files
+
+    with _files_api(app, backend) as api:
+        result = files.download_file(api, file_id, dest)
+    app.emit(result, f"downloaded {file_id} to {dest} ({result['bytes']:,} bytes)")
+
+
+@files_group.command("delete")
+@click.argument("file_id", metavar="ID")
+@_backend_option
+@click.pass_obj
+def files_delete(app: App, file_id: str, backend: str | None) -> None:
+    """Delete a file on the server; it cannot be recovered."""
+    from batchrunner import files
+
+    with _files_api(app, backend) as api:
+        result = files.delete_file(api, file_id)
+    app.emit(result, f"deleted {file_id}")
+
+
 # the emulator
 
 RATE = click.FloatRange(0.0, 1.0)
