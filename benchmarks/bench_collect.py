@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import random
 import resource
 import subprocess
@@ -173,6 +174,7 @@ def sdk_comparison(n: int) -> None:
             (mine,) = ledger.batches(run)
             mine = ledger.record_created(mine, client.messages.batches.retrieve(batch.id).model_dump(mode="json"))
             mine = ledger.record_status(mine, client.messages.batches.retrieve(batch.id).model_dump(mode="json"))
+            os.environ["ANTHROPIC_API_KEY"] = "bench"  # the emulator takes any key
             api = Api(Backend("anthropic", server.base_url), server.base_url)
             started = time.perf_counter()
             asyncio.run(collect_batch(Gate(api, 1000), ledger, run, mine, print))
