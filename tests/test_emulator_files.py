@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import socket
 import time
+from pathlib import Path
 from typing import Any
 
 import anthropic
@@ -11,6 +12,9 @@ import httpx2
 import pytest
 
 from batchrunner.emulator import EmulatorServer
+from batchrunner.emulator.engine import Engine, Settings
+from batchrunner.emulator.errors import FileExpired
+from batchrunner.emulator.store import Store
 
 LEGACY = {"x-api-key": "k", "anthropic-version": "2023-06-01", "anthropic-beta": "files-api-2025-04-14"}
 
@@ -170,3 +174,15 @@ def test_documents_in_requests_resolve_against_stored_files(emulator: EmulatorSe
     results = {r.custom_id: r.result for r in client.messages.batches.results(batch.id)}
     assert results["kept"].type == "succeeded" and results["kept"].message.usage.input_tokens > 5000
     assert results["gone"].type == "errored" and gone.id in results["gone"].error.error.message
+
+
+def test_an_expired_file_keeps_its_metadata_but_not_its_content(tmp_path: Path) -> None:
+    now = [1_000_000.0]
+    engine = Engine(Store(tmp_path), Settings(), clock=lambda: now[0])
+    meta = engine.upload_file("a.jsonl", None, b"{}\n", "batch", "3600")
+    assert engine.file_content(meta["id"])[0].read_bytes() == b"{}\n"
+    now[0] += 3600
+    with pytest.raises(FileExpired) as caught:
+        engine.file_content(meta["id"])
+    assert (caught.value.status, caught.value.error_code) == (404, "file_expired")
+    assert engine.file(meta["id"])["expires_at"] == "1970-01-12T14:46:40.000000Z"
