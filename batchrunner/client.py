@@ -239,7 +239,8 @@ class Api:
 
         SDK 2.x lists with an opaque forward `page` cursor and has no `after_id`/`before_id`,
         so those go in the query; `has_more`/`first_id`/`last_id` come from the 0.x-dialect
-        fields when the server sends them, else from `next_page` and the page's own ids.
+        fields when the server sends them, else from the page's own ids and, paging forward only,
+        `next_page` (a forward cursor: it says nothing about newer files).
         """
         query = {name: value for name, value in (("after_id", after_id), ("before_id", before_id)) if value}
         with map_sdk_errors("list files"):
@@ -248,7 +249,7 @@ class Api:
         data = [meta.model_dump(mode="json") for meta in page.data]
         return {
             "data": data,
-            "has_more": page.has_next_page() or bool(extra.get("has_more")),
+            "has_more": bool(extra.get("has_more")) or (before_id is None and page.has_next_page()),
             "first_id": extra.get("first_id") or (data[0]["id"] if data else None),
             "last_id": extra.get("last_id") or (data[-1]["id"] if data else None),
         }

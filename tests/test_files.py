@@ -197,6 +197,9 @@ def scripted(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Callab
         seen: list[bytes] = []
 
         class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                self.do_POST()
+
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("content-length", 0)))
                 seen.append(body)
@@ -255,6 +258,13 @@ def test_a_413_from_the_server_is_too_large(scripted, tmp_path: Path) -> None:
     with pytest.raises(TooLarge) as caught:
         files.upload_file(api, write(tmp_path, "a.txt", b"hello"))
     assert caught.value.status == 413 and isinstance(caught.value.__cause__, anthropic.APIStatusError)
+
+
+def test_paging_to_newer_files_stops_on_a_server_that_only_pages_forward(scripted) -> None:
+    """A 2.x-only answer has `next_page` (forward) and no `has_more`: no loop over the same page."""
+    api, seen = scripted(lambda path, body: (200, {"data": [METADATA], "next_page": "page_abc"}))
+    listing = files.list_files(api, limit=1, before_id="file_011Colder", all_pages=True)
+    assert (len(seen), listing["has_more"], [f["id"] for f in listing["data"]]) == (1, False, ["file_011Cscripted"])
 
 
 def test_other_refusals_stay_plain_api_errors(scripted, tmp_path: Path) -> None:
