@@ -1,7 +1,8 @@
 """The one place that builds `anthropic` clients, picks the backend and translates SDK errors.
 
-Every stage talks to the API through `Api` (sync) or `AsyncApi` (for the poller), which take
-and return plain dicts and raise only batchrunner errors. There is one client code path: the
+Every stage talks to the API through `Api`, whose methods take and return plain dicts and
+raise only batchrunner errors; the pipeline calls them through `Gate`, one rate limiter shared
+by every call of a run, each call in a worker thread. There is one client code path: the
 official SDK over HTTP, to the real API or to the emulator started for the `local` backend.
 """
 
@@ -292,5 +293,14 @@ class Gate:
 
 
 def is_purpose_refusal(error: ApiError) -> bool:
-    """A server that does not know the `purpose` form field says so with a 400 naming it."""
-    return error.status == 400 and "purpose" in error.message.lower()
+    """A server that does not know the `purpose` form field says so with a 400 naming it.
+
+    Only the server's own message counts: ours also holds the upload's path, which may
+    contain the word.
+    """
+    cause = error.__cause__
+    return (
+        error.status == 400
+        and isinstance(cause, anthropic.APIStatusError)
+        and "purpose" in _message(cause).lower()
+    )
