@@ -88,6 +88,12 @@ def main() -> None:
             client.messages.batches.retrieve(small.id)
         row("status polls through the SDK", args.polls / (time.perf_counter() - started), "polls/s",
             f"{args.polls} sequential `retrieve` calls, one client")
+        with httpx2.Client(headers=HEADERS) as raw_client:
+            started = time.perf_counter()
+            for _ in range(args.polls):
+                raw_client.get(f"{base_url}/v1/messages/batches/{small.id}").raise_for_status()
+            row("status polls, plain keep-alive HTTP", args.polls / (time.perf_counter() - started), "polls/s",
+                "the same calls without the SDK: what the server itself sustains for one client")
 
         body = orjson.dumps({"requests": requests(args.requests)})
         started = time.perf_counter()

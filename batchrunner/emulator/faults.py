@@ -88,7 +88,7 @@ class Faults:
         with self._lock:
             self._calls += 1
             number = self._calls
-        if draw(self.seed, "call", number) >= self.fault_rate:
+        if not self.fault_rate or draw(self.seed, "call", number) >= self.fault_rate:
             return None
         kind = int(draw(self.seed, "kind", number) * 3)
         return rejection(("reject_429", "reject_500", "reject_529")[kind])
