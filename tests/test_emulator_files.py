@@ -186,3 +186,17 @@ def test_an_expired_file_keeps_its_metadata_but_not_its_content(tmp_path: Path) 
         engine.file_content(meta["id"])
     assert (caught.value.status, caught.value.error_code) == (404, "file_expired")
     assert engine.file(meta["id"])["expires_at"] == "1970-01-12T14:46:40.000000Z"
+
+
+def test_an_upload_that_expects_100_continue_gets_it_at_once(emulator: EmulatorServer) -> None:
+    body = b'--b\r\nContent-Disposition: form-data; name="file"; filename="a.txt"\r\n\r\nhello\r\n--b--\r\n'
+    host, port = emulator.base_url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=5) as connection:
+        connection.sendall(
+            b"POST /v1/files HTTP/1.1\r\nHost: x\r\nx-api-key: k\r\nanthropic-version: 2023-06-01\r\nExpect: 100-continue\r\n"
+            b"content-type: multipart/form-data; boundary=b\r\nconnection: close\r\ncontent-length: %d\r\n\r\n" % len(body)
+        )
+        assert connection.recv(25) == b"HTTP/1.1 100 Continue\r\n\r\n"
+        connection.sendall(body)
+        reply = b"".join(iter(lambda: connection.recv(65536), b""))
+    assert reply.startswith(b"HTTP/1.1 200") and b'"size_bytes":5' in reply

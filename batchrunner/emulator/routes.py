@@ -374,6 +374,8 @@ class RequestHandler(BaseHTTPRequestHandler):
         self.headers = headers  # type: ignore[assignment]
         connection = headers.get("connection", "").lower()
         self.close_connection = connection == "close" or (self.request_version == "HTTP/1.0" and connection != "keep-alive")
+        if headers.get("expect", "").lower() == "100-continue":  # curl asks before sending a big upload
+            self.wfile.write(b"HTTP/1.1 100 Continue\r\n\r\n")
         return True
 
     def dispatch(self) -> None:
