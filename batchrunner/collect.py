@@ -22,7 +22,7 @@ from batchrunner.atomic import atomic_writer, fsync_dir
 from batchrunner.client import Gate
 from batchrunner.crashpoints import crashpoint
 from batchrunner.errors import ApiError, BatchrunnerError, NotFound
-from batchrunner.ledger import ENDED, SUBMITTED, Batch, Ledger, ResultRow, Run
+from batchrunner.ledger import ENDED, RESULT_STATUSES, SUBMITTED, Batch, Ledger, ResultRow, Run
 
 RESULTS_KEPT = timedelta(days=29)
 ARCHIVE_WARNING = timedelta(days=3)
@@ -264,35 +264,38 @@ async def collect_batch(
 
 
 def write_output(ledger: Ledger, run: Run, backend: str) -> Path:
-    """One line per input row, in input order, as in DESIGN §5; atomically replaces the old output."""
-    batch_ids = {batch.pk: batch.batch_id for batch in ledger.batches(run)}
-    tail = b',"backend":' + orjson.dumps(backend) + b"}\n"
+    """One line per input row, in input order, as in DESIGN §5; atomically replaces the old output.
+
+    Everything but the custom_id, the row and the stored fragment is the same for every row of
+    a batch (its id, its attempt, the backend), so each line is a join of ready-made bytes.
+    """
+    backend_json = orjson.dumps(backend)
+    tails = {
+        batch.pk: b',"batch_id":%b,"attempt":%d,"backend":%b}\n' % (orjson.dumps(batch.batch_id), batch.attempt, backend_json)
+        for batch in ledger.batches(run)
+    }
+    tails[None] = b',"batch_id":null,"attempt":null,"backend":%b}\n' % backend_json
+    heads = {status: b'","status":"%b","row":' % status.encode() for status in ("pending", *RESULT_STATUSES)}
     path = run.output_path
     path.parent.mkdir(parents=True, exist_ok=True)
-    written = 0
     with atomic_writer(path) as out, (run.run_dir / "rows.jsonl").open("rb", buffering=READ_CHUNK) as rows:
-        for (custom_id, status, attempt, batch_pk, fragment), row in zip(ledger.output_rows(run), rows, strict=True):
+        for written, ((custom_id, status, batch_pk, fragment), row) in enumerate(
+            zip(ledger.output_rows(run), rows, strict=True)
+        ):
             out.write(
                 b"".join(
                     (
                         b'{"custom_id":"',
                         custom_id.encode(),
-                        b'","status":"',
-                        status.encode(),
-                        b'","row":',
+                        heads[status],
                         row.rstrip(b"\r\n"),
                         b",",
                         fragment or PENDING_FRAGMENT,
-                        b',"batch_id":',
-                        orjson.dumps(batch_ids.get(batch_pk)),
-                        b',"attempt":',
-                        str(attempt).encode() if attempt is not None else b"null",
-                        tail,
+                        tails[batch_pk],
                     )
                 )
             )
-            written += 1
-            if written == 1:
+            if written == 0:
                 crashpoint("output.writing")
     crashpoint("output.written")
     ledger.mark_output_written(run)

@@ -88,16 +88,21 @@ _MIGRATIONS: list[str] = [
         run_pk INTEGER NOT NULL,
         seq INTEGER NOT NULL,
         custom_id TEXT NOT NULL,
-        status TEXT NOT NULL DEFAULT 'pending',
-        attempt INTEGER,
-        batch_pk INTEGER,
-        error_type TEXT,
-        input_tokens INTEGER,
-        output_tokens INTEGER,
-        result BLOB,
         PRIMARY KEY (run_pk, seq)
     ) WITHOUT ROWID;
     CREATE UNIQUE INDEX requests_by_custom_id ON requests (run_pk, custom_id);
+    CREATE TABLE results (
+        run_pk INTEGER NOT NULL,
+        seq INTEGER NOT NULL,
+        status TEXT NOT NULL,
+        attempt INTEGER NOT NULL,
+        batch_pk INTEGER NOT NULL,
+        error_type TEXT,
+        input_tokens INTEGER NOT NULL,
+        output_tokens INTEGER NOT NULL,
+        result BLOB NOT NULL,
+        PRIMARY KEY (run_pk, seq)
+    ) WITHOUT ROWID;
     """,
 ]
 
@@ -457,17 +462,21 @@ class Ledger:
     def apply_results(
         self, run: Run, batch: Batch, results: Iterable[tuple[int, ResultRow]], chunk: int = 20_000
     ) -> None:
-        """Join (seq, result) pairs into the request rows, one transaction per `chunk` rows.
+        """Join (seq, result) pairs into the run's results, one transaction per `chunk` rows.
 
         A newer attempt replaces an older failure and never a success; applying the same
         results again changes nothing, so a crash halfway through is repaired by re-applying.
-        Each chunk is applied in seq order, so updates walk the table's pages in order
-        rather than at random (results arrive in any order).
+        Results live apart from the requests and each chunk is written in seq order: inserting
+        a row costs less than growing one in place, and in order, pages fill one after another.
         """
         query = (
-            "UPDATE requests SET status = ?, attempt = ?, batch_pk = ?, error_type = ?, input_tokens = ?,"
-            " output_tokens = ?, result = ? WHERE run_pk = ? AND seq = ? AND status != 'succeeded'"
-            " AND (attempt IS NULL OR attempt <= ? OR ? = 'succeeded')"
+            "INSERT INTO results (run_pk, seq, status, attempt, batch_pk, error_type, input_tokens, output_tokens,"
+            " result) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (run_pk, seq) DO UPDATE SET"
+            " status = excluded.status, attempt = excluded.attempt, batch_pk = excluded.batch_pk,"
+            " error_type = excluded.error_type, input_tokens = excluded.input_tokens,"
+            " output_tokens = excluded.output_tokens, result = excluded.result"
+            " WHERE results.status != 'succeeded'"
+            " AND (results.attempt <= excluded.attempt OR excluded.status = 'succeeded')"
         )
         attempt, batch_pk, run_pk = batch.attempt, batch.pk, run.pk
         pairs = iter(results)
@@ -476,8 +485,8 @@ class Ledger:
                 db.executemany(
                     query,
                     [
-                        (r.status, attempt, batch_pk, r.error_type, r.input_tokens, r.output_tokens, r.fragment,
-                         run_pk, seq, attempt, r.status)
+                        (run_pk, seq, r.status, attempt, batch_pk, r.error_type, r.input_tokens, r.output_tokens,
+                         r.fragment)
                         for seq, r in part
                     ],
                 )
@@ -486,11 +495,12 @@ class Ledger:
         with self.transaction() as db:
             db.execute("UPDATE batches SET state = 'collected' WHERE pk = ?", (batch.pk,))
 
-    def output_rows(self, run: Run) -> Iterator[tuple[str, str, int | None, int | None, bytes | None]]:
-        """(custom_id, status, attempt, batch_pk, fragment) for every request, in input order."""
+    def output_rows(self, run: Run) -> Iterator[tuple[str, str, int | None, bytes | None]]:
+        """(custom_id, status, batch_pk, fragment) for every request, in input order; no result is pending."""
         return iter(
             self.db.execute(
-                "SELECT custom_id, status, attempt, batch_pk, result FROM requests WHERE run_pk = ? ORDER BY seq",
+                "SELECT q.custom_id, coalesce(r.status, 'pending'), r.batch_pk, r.result FROM requests q"
+                " LEFT JOIN results r ON r.run_pk = q.run_pk AND r.seq = q.seq WHERE q.run_pk = ? ORDER BY q.seq",
                 (run.pk,),
             )
         )
@@ -499,17 +509,18 @@ class Ledger:
         counts = {status: 0 for status in ("pending", *RESULT_STATUSES)}
         input_tokens = output_tokens = 0
         for row in self.db.execute(
-            "SELECT status, count(*), coalesce(sum(input_tokens), 0), coalesce(sum(output_tokens), 0)"
-            " FROM requests WHERE run_pk = ? GROUP BY status",
+            "SELECT status, count(*), sum(input_tokens), sum(output_tokens) FROM results WHERE run_pk = ?"
+            " GROUP BY status",
             (run.pk,),
         ):
             counts[row[0]] = row[1]
             input_tokens += row[2]
             output_tokens += row[3]
+        counts["pending"] = run.requests - sum(counts.values())
         errors = {
             row[0]: row[1]
             for row in self.db.execute(
-                "SELECT error_type, count(*) FROM requests WHERE run_pk = ? AND status = 'errored' GROUP BY error_type",
+                "SELECT error_type, count(*) FROM results WHERE run_pk = ? AND status = 'errored' GROUP BY error_type",
                 (run.pk,),
             )
         }
@@ -533,8 +544,9 @@ class Ledger:
         status_list = list(statuses)
         marks = ",".join("?" * len(status_list))
         rows = self.db.execute(
-            f"SELECT seq, custom_id, status, error_type FROM requests WHERE run_pk = ? AND status IN ({marks})"
-            " ORDER BY seq",
+            f"SELECT q.seq, q.custom_id, coalesce(r.status, 'pending') AS latest, r.error_type FROM requests q"
+            " LEFT JOIN results r ON r.run_pk = q.run_pk AND r.seq = q.seq"
+            f" WHERE q.run_pk = ? AND latest IN ({marks}) ORDER BY q.seq",
             (run.pk, *status_list),
         )
         wanted = set(error_types) if error_types is not None else None
@@ -551,7 +563,10 @@ class Ledger:
 
     def requests_by_custom_id(self, run: Run, custom_ids: Iterable[str]) -> list[tuple[int, str, str]]:
         """(seq, custom_id, status) for the given ids; unknown ids are left out."""
-        query = "SELECT seq, custom_id, status FROM requests WHERE run_pk = ? AND custom_id = ?"
+        query = (
+            "SELECT q.seq, q.custom_id, coalesce(r.status, 'pending') FROM requests q"
+            " LEFT JOIN results r ON r.run_pk = q.run_pk AND r.seq = q.seq WHERE q.run_pk = ? AND q.custom_id = ?"
+        )
         found = []
         for custom_id in custom_ids:
             row = self.db.execute(query, (run.pk, custom_id)).fetchone()
