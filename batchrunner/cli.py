@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -168,12 +169,16 @@ def validate(ctx: click.Context, job: Path) -> None:
 
 
 class Progress:
-    """Progress on a terminal: one line, redrawn in place. Silent without a TTY or with -q."""
+    """Progress on a terminal: one line, redrawn in place every second from the last known
+    state (polls back off to a minute apart; the clock should not). Silent without a TTY or with -q."""
 
     def __init__(self, app: App) -> None:
         self.enabled = not app.quiet and not app.json and sys.stderr.isatty()
         self.started = time.monotonic()
-        self.drawn = False
+        self.state: tuple[str, int, int, dict[str, int]] | None = None
+        self.lock = threading.Lock()
+        self.stop = threading.Event()
+        self.ticker: threading.Thread | None = None
 
     def __call__(self, run: Run, batches: list[Batch]) -> None:
         if not self.enabled:
@@ -183,16 +188,41 @@ class Progress:
         for batch in batches:
             for status, n in (batch.request_counts or {}).items():
                 counts[status] = counts.get(status, 0) + n
-        shown = " · ".join(f"{n:,} {status}" for status, n in counts.items() if n)
-        elapsed = int(time.monotonic() - self.started)
-        line = f"{run.id}: {ended}/{len(batches)} batches ended · {shown or 'waiting'} · {elapsed // 60}m{elapsed % 60:02d}s"
-        click.echo(f"\r\x1b[2K{line}", nl=False, err=True)
-        self.drawn = True
+        with self.lock:
+            self.state = (run.id, ended, len(batches), counts)
+        if self.ticker is None:
+            self.stop.clear()
+            self.ticker = threading.Thread(target=self._tick, name="batchrunner-progress", daemon=True)
+            self.ticker.start()
+        self._draw()
+
+    def _tick(self) -> None:
+        while not self.stop.wait(1.0):
+            self._draw()
+
+    def _draw(self) -> None:
+        with self.lock:
+            if self.state is None:
+                return
+            run_id, ended, total, counts = self.state
+            elapsed = time.monotonic() - self.started
+            finished = sum(n for status, n in counts.items() if status != "processing")
+            shown = " · ".join(f"{n:,} {status}" for status, n in counts.items() if n) or "waiting"
+            rate = f" · {finished / elapsed:,.0f} requests/s" if finished else ""
+            seconds = int(elapsed)
+            line = f"{run_id}: {ended}/{total} batches ended · {shown} · {seconds // 60}m{seconds % 60:02d}s{rate}"
+            click.echo(f"\r\x1b[2K{line}", nl=False, err=True)
 
     def done(self) -> None:
-        if self.drawn:
-            click.echo("", err=True)
-            self.drawn = False
+        """End the line, so what comes next starts on its own."""
+        if self.ticker is not None:
+            self.stop.set()
+            self.ticker.join()
+            self.ticker = None
+        with self.lock:
+            if self.state is not None:
+                click.echo("", err=True)
+                self.state = None
 
 
 def _events(app: App, progress: Progress | None = None) -> Events:
