@@ -106,7 +106,7 @@ def test_results_hold_answers_errors_and_schema_valid_json(emulator: EmulatorSer
         ("zero-tokens", "unknown-param", "missing-file"), "invalid_request_error"
     )
     assert "max_tokens" in errors["zero-tokens"].message
-    assert "colour: Extra inputs are not permitted" == errors["unknown-param"].message
+    assert errors["unknown-param"].message == "colour: Extra inputs are not permitted"
     assert "file_011Cmissing" in errors["missing-file"].message
 
 
