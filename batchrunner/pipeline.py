@@ -36,6 +36,7 @@ from batchrunner.errors import (
     EXIT_RUNNING,
     BudgetExceeded,
     InputError,
+    Problem,
     RunLocked,
     SpecError,
     StillRunning,
@@ -56,7 +57,7 @@ from batchrunner.ledger import (
 from batchrunner.poll import PollSettings, wait_until_ended
 from batchrunner.pricing import batch_cost_usd
 from batchrunner.retry import Selection, prepare_attempt, select
-from batchrunner.spec import JobSpec, Pricing, load_spec
+from batchrunner.spec import JobSpec, Pricing, load_spec, shown
 from batchrunner.submit import SubmitSettings, submit_pending
 
 RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
@@ -174,15 +175,17 @@ def _new_run_id(ledger: Ledger, name: str) -> str:
 
 
 def _check_output_writable(spec: JobSpec) -> None:
-    """Refuse before anything is sent if the output could never be written."""
+    """Refuse before anything is sent or written if the output could never be written."""
     out = spec.output_path
+    where = (shown(spec.path), spec.key_line("output"))
     if out.is_dir():
-        raise SpecError(f"{spec.path}: output {out} is a folder; name a file such as {out / (spec.name + '.jsonl')}")
+        example = shown(out / f"{spec.name}.jsonl")
+        raise SpecError([Problem(*where, f"`output` {shown(out)} is a folder: name a file such as {example}")])
     parent = out.parent
     while not parent.exists():
         parent = parent.parent
     if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
-        raise SpecError(f"{spec.path}: cannot write the output {out}: {parent} is not a writable folder")
+        raise SpecError([Problem(*where, f"cannot write the output {shown(out)}: {shown(parent)} is not a writable folder")])
 
 
 def _settings(spec: JobSpec) -> dict[str, Any]:
@@ -217,7 +220,7 @@ def _shard_custom_ids(run_dir: Path, report: CompileReport) -> Iterator[str]:
 def _prepare_run(
     ledger: Ledger, spec: JobSpec, run_id: str, backend: str, base_url: str | None, force: bool
 ) -> Run:
-    """Compile into a scratch folder, check budget and output, then register the run in one step."""
+    """Compile into a scratch folder, check the budget, then register the run in one step."""
     runs = ledger.home / "runs"
     runs.mkdir(parents=True, exist_ok=True, mode=0o700)
     scratch, run_dir = runs / f".{run_id}.compiling", runs / run_id
@@ -227,7 +230,6 @@ def _prepare_run(
     try:
         report = compile_job(spec, scratch)
         _check_budget(spec, report, force)
-        _check_output_writable(spec)
     except BaseException:
         shutil.rmtree(scratch, ignore_errors=True)
         raise
@@ -374,6 +376,7 @@ def submit(
         events.notice("no ANTHROPIC_API_KEY: running on the built-in emulator; the answers are simulated")
     if run_id is not None and not RUN_ID.match(run_id):
         raise InputError(f"--run-id {run_id!r}: use letters, digits, '_', '-' and '.', at most 100 characters")
+    _check_output_writable(spec)
     with Ledger(home) as ledger:
         run_id = run_id or _new_run_id(ledger, spec.name)
         with run_lock(home, run_id):

@@ -135,6 +135,8 @@ class JobSpec(_Strict):
     def _not_the_input(cls, value: Path, info: ValidationInfo) -> Path:
         if value == info.data.get("input_path"):
             raise ValueError("is the same file as `input`: the results would overwrite the rows")
+        if value == info.data.get("path"):
+            raise ValueError("is the job spec itself: the results would overwrite it")
         return value
 
     @field_validator("messages")
