@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import errno
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO
+
+from batchrunner.crashpoints import failpoint
+
+# What only a write can fail with; the OS reports them without a file name.
+WRITE_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
 
 
 def fsync_dir(path: Path) -> None:
@@ -36,22 +42,36 @@ def remove_stale_temps(path: Path) -> None:
 
 
 @contextmanager
-def atomic_writer(path: Path, mode: int = 0o600) -> Iterator[BinaryIO]:
+def naming(path: Path) -> Iterator[None]:
+    """Make a full-disk error say which file it hit: write() and fsync() report ENOSPC without one."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.filename is None and exc.errno in WRITE_ERRNOS:
+            raise OSError(exc.errno, exc.strerror, str(path)) from exc
+        raise
+
+
+@contextmanager
+def atomic_writer(path: Path, mode: int = 0o600, *, site: str = "atomic.write") -> Iterator[BinaryIO]:
     """Write to a temp file beside `path`, then fsync, rename over it and fsync the folder.
 
     On any error the temp file is removed and `path` is left as it was; temp files of
     writers that were killed are swept first. The pid in the name keeps two writers apart.
+    `site` names this write for BATCHRUNNER_FAIL_WRITE_AT (crashpoints.py).
     """
     remove_stale_temps(path)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-    try:
-        with os.fdopen(fd, "wb", buffering=1 << 20) as handle:
-            yield handle
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    fsync_dir(path.parent)
+    with naming(path):
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+        try:
+            with os.fdopen(fd, "wb", buffering=1 << 20) as handle:
+                yield handle
+                failpoint(site)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        fsync_dir(path.parent)

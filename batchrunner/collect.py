@@ -18,9 +18,9 @@ import orjson
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import best_match
 
-from batchrunner.atomic import atomic_writer, fsync_dir
+from batchrunner.atomic import atomic_writer, fsync_dir, naming
 from batchrunner.client import Gate
-from batchrunner.crashpoints import crashpoint
+from batchrunner.crashpoints import crashpoint, failpoint
 from batchrunner.errors import ApiError, BatchrunnerError, NotFound
 from batchrunner.ledger import ENDED, RESULT_STATUSES, SUBMITTED, Batch, Ledger, ResultRow, Run
 
@@ -152,8 +152,9 @@ def _download(gate_api: Any, url: str, dest: Path, expected: int) -> None:
     """Download into a temp file; keep it only if it holds exactly the expected number of results."""
     part = dest.with_name(dest.name + ".part")
     try:
-        with part.open("wb") as out:
+        with naming(dest), os.fdopen(os.open(part, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as out:
             gate_api.download_results(url, out, on_chunk=lambda: crashpoint("collect.downloading"))
+            failpoint("collect.download")
             out.flush()
             os.fsync(out.fileno())
         lines = count_lines(part)
@@ -278,7 +279,7 @@ def write_output(ledger: Ledger, run: Run, backend: str) -> Path:
     heads = {status: b'","status":"%b","row":' % status.encode() for status in ("pending", *RESULT_STATUSES)}
     path = run.output_path
     path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_writer(path) as out, (run.run_dir / "rows.jsonl").open("rb", buffering=READ_CHUNK) as rows:
+    with atomic_writer(path, site="output.write") as out, (run.run_dir / "rows.jsonl").open("rb", buffering=READ_CHUNK) as rows:
         for written, ((custom_id, status, batch_pk, fragment), row) in enumerate(
             zip(ledger.output_rows(run), rows, strict=True)
         ):

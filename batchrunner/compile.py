@@ -13,13 +13,15 @@ import os
 import re
 import tempfile
 import uuid
+from contextlib import nullcontext
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import IO, Any
 
 import orjson
 
-from batchrunner.atomic import fsync_dir
+from batchrunner.atomic import fsync_dir, naming
+from batchrunner.crashpoints import failpoint
 from batchrunner.errors import BudgetExceeded, Problem, RowError, SpecError
 from batchrunner.inputs import SUFFIXES, read_rows, read_rows_raw
 from batchrunner.pricing import batch_cost_usd, estimate_tokens
@@ -240,6 +242,7 @@ def _discard(file: IO[bytes] | None, tmp: Path | None) -> None:
 def _seal(opened: _Open) -> None:
     """A full shard goes to disk and its buffer is freed, so memory does not grow with shards."""
     if opened.file is not None:
+        failpoint("compile.write")
         opened.file.flush()
         os.fsync(opened.file.fileno())
         opened.file.close()
@@ -300,19 +303,20 @@ def compile_job(spec: JobSpec, out_dir: Path | None = None, *, max_shard_bytes: 
     if out_dir is not None:
         rows.tmp, rows.file = _temp_file(out_dir, ROWS_NAME)
     try:
-        report = _compile_rows(spec, line, problems, writer, rows.file, max_bytes)
-        if problems.count:
-            raise RowError(problems.found, more=problems.more)
-        if out_dir is None:
-            return report
-        shards = []
-        for opened in writer.shards():
-            final = out_dir / shard_name(opened.index)
-            _commit(opened, final)
-            shards.append(Shard(opened.index, final, opened.requests, opened.bytes, opened.first_seq))
-        _commit(rows, out_dir / ROWS_NAME)
-        fsync_dir(out_dir)
-        return replace(report, shards=shards, rows_path=out_dir / ROWS_NAME)
+        with naming(out_dir) if out_dir is not None else nullcontext():
+            report = _compile_rows(spec, line, problems, writer, rows.file, max_bytes)
+            if problems.count:
+                raise RowError(problems.found, more=problems.more)
+            if out_dir is None:
+                return report
+            shards = []
+            for opened in writer.shards():
+                final = out_dir / shard_name(opened.index)
+                _commit(opened, final)
+                shards.append(Shard(opened.index, final, opened.requests, opened.bytes, opened.first_seq))
+            _commit(rows, out_dir / ROWS_NAME)
+            fsync_dir(out_dir)
+            return replace(report, shards=shards, rows_path=out_dir / ROWS_NAME)
     finally:
         writer.stop_writing()
         _discard(rows.file, rows.tmp)

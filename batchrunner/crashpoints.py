@@ -1,16 +1,21 @@
-"""Named step boundaries where a test can kill this process with SIGKILL.
+"""Named step boundaries where a test can kill this process, and write sites where it can fill the disk.
 
 Set BATCHRUNNER_CRASH_AT to a point's name (e.g. `submit.created`: the API has made the
 batch but its id is not yet in the ledger) and the process dies there, mid-flight, as a
 power cut or an OOM kill would. Unset, a crash point is one dictionary lookup.
+
+Set BATCHRUNNER_FAIL_WRITE_AT to a write site's name and the write there fails as on a full
+disk; `ledger.commit@N` lets a ledger's first N-1 commits through (a disk that fills up mid-run).
+It is read at each write, so a test can also set it for one in-process command.
 """
 
 from __future__ import annotations
 
+import errno
 import os
 import signal
 
-from batchrunner.settings import CRASH_AT
+from batchrunner.settings import CRASH_AT, FAIL_WRITE_AT
 
 POINTS = (
     "compile.done",
@@ -36,3 +41,24 @@ def crashpoint(name: str) -> None:
     """Die here if this is the point the environment names."""
     if name == _TARGET:
         os.kill(os.getpid(), signal.SIGKILL)
+
+
+WRITE_SITES = (
+    "compile.write",  # the request files and the rows file, in the run folder
+    "ledger.commit",  # a ledger transaction, just before its COMMIT
+    "collect.download",  # a batch's results, streamed to a temp file
+    "output.write",  # the joined output
+    "retry.write",  # the request files of a retry attempt
+)
+
+
+def failpoint(name: str, nth: int = 1) -> None:
+    """Fail this write as a full disk does if the environment names its site (and, for `site@N`,
+    if this is at least the Nth write there as the caller counts them).
+
+    The error is what write() and fsync() raise on a full disk: ENOSPC with no file name,
+    so saying which file it was stays the caller's job, as it is for a real one.
+    """
+    site, _, from_nth = os.environ.get(FAIL_WRITE_AT, "").partition("@")
+    if name == site and nth >= int(from_nth or 1):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))

@@ -9,6 +9,7 @@ that says exactly what may have happened.
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import os
 import socket
@@ -24,6 +25,8 @@ from typing import Any
 
 import orjson
 
+from batchrunner.atomic import naming
+from batchrunner.crashpoints import failpoint
 from batchrunner.errors import NotFound, RunLocked
 
 # Batch states, in the order a batch moves through them.
@@ -227,6 +230,7 @@ class Ledger:
         self.home = home
         home.mkdir(parents=True, exist_ok=True, mode=0o700)
         self.path = home / "ledger.sqlite3"
+        self.commits = 0  # transactions committed (or tried) by this instance; BATCHRUNNER_FAIL_WRITE_AT counts them
         old_umask = os.umask(0o077)
         try:
             self.db = sqlite3.connect(self.path, isolation_level=None, timeout=30.0)
@@ -258,14 +262,27 @@ class Ledger:
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
-        """BEGIN IMMEDIATE ... COMMIT: the write lock is taken up front, so no deadlock on upgrade."""
-        self.db.execute("BEGIN IMMEDIATE")
+        """BEGIN IMMEDIATE ... COMMIT: the write lock is taken up front, so no deadlock on upgrade.
+
+        A full disk rolls the transaction back and is reported as ENOSPC naming the ledger file
+        (SQLite itself says only "database or disk is full").
+        """
         try:
-            yield self.db
-        except BaseException:
-            self.db.execute("ROLLBACK")
-            raise
-        self.db.execute("COMMIT")
+            with naming(self.path):
+                self.db.execute("BEGIN IMMEDIATE")
+                try:
+                    yield self.db
+                    self.commits += 1
+                    failpoint("ledger.commit", self.commits)
+                    self.db.execute("COMMIT")
+                except BaseException:
+                    if self.db.in_transaction:  # SQLite may have rolled back already
+                        self.db.execute("ROLLBACK")
+                    raise
+        except sqlite3.OperationalError as exc:
+            if exc.sqlite_errorcode & 0xFF != sqlite3.SQLITE_FULL:
+                raise
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(self.path)) from exc
 
     # runs
 

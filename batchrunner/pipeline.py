@@ -235,19 +235,23 @@ def _prepare_run(
         raise
     crashpoint("compile.done")
     scratch.rename(run_dir)
-    run = ledger.create_run(
-        run_id=run_id,
-        job_name=spec.name,
-        spec_path=spec.path,
-        output_path=spec.output_path,
-        run_dir=run_dir,
-        backend=backend,
-        base_url=base_url,
-        model=spec.model,
-        settings=_settings(spec),
-        shards=[(s.index, s.first_seq, s.path.name, s.requests, s.bytes) for s in report.shards if s.path is not None],
-        custom_ids=_shard_custom_ids(run_dir, report),
-    )
+    try:
+        run = ledger.create_run(
+            run_id=run_id,
+            job_name=spec.name,
+            spec_path=spec.path,
+            output_path=spec.output_path,
+            run_dir=run_dir,
+            backend=backend,
+            base_url=base_url,
+            model=spec.model,
+            settings=_settings(spec),
+            shards=[(s.index, s.first_seq, s.path.name, s.requests, s.bytes) for s in report.shards if s.path is not None],
+            custom_ids=_shard_custom_ids(run_dir, report),
+        )
+    except BaseException:  # not registered (e.g. a full disk): its folder would be an orphan
+        shutil.rmtree(run_dir, ignore_errors=True)
+        raise
     crashpoint("run.registered")
     return run
 

@@ -105,7 +105,7 @@ def prepare_attempt(ledger: Ledger, run: Run, seqs: list[int]) -> int:
             name = f"attempt-{attempt}/requests-{original.shard:03d}.jsonl"
             wanted = iter(chosen)
             size = 0
-            with atomic_writer(run.run_dir / name) as out:
+            with atomic_writer(run.run_dir / name, site="retry.write") as out:
                 for line in _pick(iter_lines(run.run_dir / original.request_file), first_seq, wanted, next(wanted)):
                     out.write(line + b"\n")
                     size += len(line) + 1

@@ -15,6 +15,7 @@ LOCAL_PROCESSING_SECONDS = "BATCHRUNNER_LOCAL_PROCESSING_SECONDS"  # how long a 
 RECONCILE_WAIT = "BATCHRUNNER_RECONCILE_WAIT"  # how long an uncertain create may take to show in the batch list
 CREATE_TIMEOUT = "BATCHRUNNER_CREATE_TIMEOUT"  # seconds before a create call counts as uncertain
 CRASH_AT = "BATCHRUNNER_CRASH_AT"  # tests: SIGKILL at this named step (see crashpoints.py)
+FAIL_WRITE_AT = "BATCHRUNNER_FAIL_WRITE_AT"  # tests: a full disk at this write site (see crashpoints.py)
 
 
 def seconds(name: str, default: float) -> float:
