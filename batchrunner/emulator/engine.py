@@ -248,7 +248,7 @@ class Engine:
     def _results(self, row: BatchRow, counts: dict[str, int]) -> Iterator[bytes]:
         """Every result line, in request order, counting outcomes into `counts` on the way."""
         requests = orjson.loads(self.store.requests_path(row.id).read_bytes())["requests"]
-        responder = Responder(row.seed, row.errored_rate, row.expired_rate, self._file_size)
+        responder = Responder(row.seed, row.errored_rate, row.expired_rate, self._stored_file)
         cutoff = end_time(row)
         unfinished = "canceled" if row.cancel_initiated_at is not None and cutoff < row.created_at + EXPIRES_AFTER else "expired"
         total = len(requests)
@@ -271,9 +271,9 @@ class Engine:
                 lines.clear()
         yield b"".join(lines)
 
-    def _file_size(self, file_id: str) -> int | None:
+    def _stored_file(self, file_id: str) -> tuple[str, int] | None:
         row = self.store.get_file(file_id)
-        return row.size_bytes if row is not None else None
+        return (row.filename, row.size_bytes) if row is not None else None
 
     # files
 

@@ -56,6 +56,8 @@ BODIES = (
 CLOSERS = ("Let me know if you want more detail.", "I hope this helps.", "Happy to expand on any part of it.")
 WORD = re.compile(r"[A-Za-z][A-Za-z'-]+")
 
+FindFile = Callable[[str], tuple[str, int] | None]  # file id -> (filename, size in bytes), if stored
+
 
 def estimate_tokens(text: str) -> int:
     """About four characters a token, the usual rule of thumb for English."""
@@ -99,6 +101,19 @@ def read_conversation(params: dict[str, Any], attachment_tokens: Callable[[dict[
     return Conversation(user_text, system_text, extra + chars // 4)
 
 
+def read_files(params: dict[str, Any], find_file: FindFile) -> str:
+    """"(read report.pdf, 1,234 bytes)" for each file the request attaches, so a test can see they were read."""
+    seen: dict[str, str] = {}
+    for message in params["messages"]:
+        content = message["content"]
+        for block in content if isinstance(content, list) else ():
+            source = block.get("source") or {}
+            found = find_file(source["file_id"]) if source.get("type") == "file" else None
+            if found is not None and source["file_id"] not in seen:
+                seen[source["file_id"]] = f"(read {found[0]}, {found[1]:,} bytes)"
+    return " ".join(seen.values())
+
+
 def compose_text(conversation: Conversation, rng: random.Random) -> str:
     """A short reply: one word when the prompt asks for one, else two or three plain sentences."""
     prompt = f"{conversation.system_text}\n{conversation.user_text}".lower()
@@ -113,13 +128,7 @@ def compose_text(conversation: Conversation, rng: random.Random) -> str:
 class Responder:
     """Turns one request into its result line (as a dict), deterministically."""
 
-    def __init__(
-        self,
-        seed: int,
-        errored_rate: float,
-        expired_rate: float,
-        find_file: Callable[[str], int | None],
-    ) -> None:
+    def __init__(self, seed: int, errored_rate: float, expired_rate: float, find_file: FindFile) -> None:
         self.seed = seed
         self.errored_rate = errored_rate
         self.expired_rate = expired_rate
@@ -161,7 +170,7 @@ class Responder:
             instance = self.schema_answer.instance(schema, rng, conversation.user_text)
             text = orjson.dumps(instance).decode()
         else:
-            text = compose_text(conversation, rng)
+            text = " ".join(part for part in (read_files(params, self.find_file), compose_text(conversation, rng)) if part)
         output_tokens = estimate_tokens(text)
         stop_reason = "end_turn"
         if output_tokens > params["max_tokens"]:
@@ -186,7 +195,8 @@ class Responder:
     def _attachment_tokens(self, block: dict[str, Any]) -> int:
         source = block.get("source") or {}
         if source.get("type") == "file":
-            size = self.find_file(source["file_id"]) or 0
+            found = self.find_file(source["file_id"])
+            size = found[1] if found is not None else 0
             return 1500 if block["type"] == "image" else min(size // 4, 100_000)
         if source.get("type") == "base64":
             return 1500 if block["type"] == "image" else min(len(source.get("data", "")) * 3 // 16, 100_000)
@@ -214,7 +224,7 @@ class BadParams(ValueError):
     """A request's params the real API would refuse; the request ends `errored`, not the batch."""
 
 
-def validate_params(params: Any, find_file: Callable[[str], int | None], check_schema: Callable[[Any], None]) -> None:
+def validate_params(params: Any, find_file: FindFile, check_schema: Callable[[Any], None]) -> None:
     """The checks the API runs per request, cheap enough for 100,000 requests at a time."""
     if not isinstance(params, dict):
         raise BadParams("params: Input should be a valid dictionary")
@@ -257,7 +267,7 @@ def validate_params(params: Any, find_file: Callable[[str], int | None], check_s
             raise BadParams(f"output_config.format.schema: invalid JSON Schema: {bad.message}") from None
 
 
-def validate_message(where: str, message: Any, find_file: Callable[[str], int | None]) -> None:
+def validate_message(where: str, message: Any, find_file: FindFile) -> None:
     if not isinstance(message, dict) or message.get("role") not in ("user", "assistant"):
         raise BadParams(f"{where}.role: Input should be 'user' or 'assistant'")
     content = message.get("content")
