@@ -78,7 +78,7 @@ class EmulatorServer:
     """A running emulator: its base URL, its stats, and `close()`. Also a context manager."""
 
     def __init__(self, config: EmulatorConfig) -> None:
-        config.data_dir.mkdir(parents=True, exist_ok=True)
+        config.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         self.config = config
         self._closing = threading.Event()
         self._store = Store(config.data_dir)

@@ -115,7 +115,7 @@ def write_atomically(path: Path, chunks: Iterable[bytes]) -> int:
     """Write, fsync and rename into place, so a crash leaves the old file or the whole new one."""
     tmp = path.with_name(f"{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
     size = 0
-    with open(tmp, "wb") as out:
+    with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as out:
         for chunk in chunks:
             out.write(chunk)
             size += len(chunk)
@@ -131,14 +131,22 @@ def write_atomically(path: Path, chunks: Iterable[bytes]) -> int:
 
 
 class Store:
-    """SQLite (WAL, synchronous=FULL) for metadata; request bodies, results and files as blobs."""
+    """SQLite (WAL, synchronous=FULL) for metadata; request bodies, results and files as blobs.
+
+    Everything is private to its owner (folders 0700, files 0600): it holds prompts and answers.
+    """
 
     def __init__(self, data_dir: Path) -> None:
         self.data_dir = data_dir
         for sub in ("requests", "results", "files"):
-            (data_dir / sub).mkdir(parents=True, exist_ok=True)
+            (data_dir / sub).mkdir(parents=True, exist_ok=True, mode=0o700)
         self._lock = threading.RLock()
-        self._db = sqlite3.connect(data_dir / "emulator.sqlite3", check_same_thread=False, isolation_level=None)
+        database = data_dir / "emulator.sqlite3"
+        try:  # create it 0600 (SQLite gives -wal and -shm its mode); never open a live one outside SQLite
+            os.close(os.open(database, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+        except FileExistsError:
+            pass
+        self._db = sqlite3.connect(database, check_same_thread=False, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.execute("PRAGMA busy_timeout=10000")

@@ -1,0 +1,226 @@
+"""The API key goes to the API and nowhere else (issue 7; reliability.md T6).
+
+A unique canary key drives every path a user can hit: success (with `-v` and the SDK's debug
+log), a key the API refuses, a server failing every call, a crash with a traceback (`-v` and
+BATCHRUNNER_DEBUG=1), and the local backend with the key set. Each command is a real process,
+run with umask 000 so nothing private relies on the user's umask. The canary must appear in no
+file under the state home (sampled while the process runs, so the SQLite -wal and -shm are read
+while open, and again after), no output, no temp folder, no stdout or stderr. batchrunner
+starts no child process, so no argv or environment is passed on: the source has no way to
+start one, and procfs shows none while it runs. Everything it creates under the state home is
+private (files 0600, folders 0700), and so is the output file.
+"""
+
+from __future__ import annotations
+
+import ast
+import os
+import secrets
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+from helpers import read_rows, reviews
+
+from batchrunner.emulator import EmulatorConfig, EmulatorServer, start_in_thread
+
+PACKAGE = Path(__file__).resolve().parent.parent / "batchrunner"
+SAMPLE_EVERY_S = 0.05
+STARTS_A_PROCESS = {"subprocess", "multiprocessing", "pty", "concurrent.futures.process"}
+STARTS_A_PROCESS_CALLS = {"system", "popen", "fork", "forkpty", "spawnv", "spawnve", "spawnl", "posix_spawn", "posix_spawnp",
+                          "execv", "execve", "execvp", "execvpe", "execl", "execle", "execlp", "execlpe"}
+
+
+@dataclass
+class Scan:
+    """What the canary was looked for in, and where it was found."""
+
+    key: bytes
+    hits: list[str] = field(default_factory=list)
+    looked_at: set[str] = field(default_factory=set)
+    open_wal_seen: bool = False
+    loose_modes: list[str] = field(default_factory=list)
+
+    def check(self, where: str, data: bytes) -> None:
+        self.looked_at.add(where)
+        if self.key in data:
+            self.hits.append(where)
+
+    def tree(self, root: Path, *, private: bool) -> None:
+        """Read every file under `root` as bytes; with `private`, also hold files to 0600 and folders to 0700."""
+        if private and root.is_dir() and root.stat().st_mode & 0o777 != 0o700:
+            self.loose_modes.append(f"{root}: {root.stat().st_mode & 0o777:o}")
+        for path in sorted(root.rglob("*")):
+            try:
+                mode = path.stat().st_mode & 0o777
+                if path.is_dir():
+                    if private and mode != 0o700:
+                        self.loose_modes.append(f"{path}: {mode:o}")
+                    continue
+                data = path.read_bytes()
+            except FileNotFoundError:  # a temp file renamed or removed meanwhile
+                continue
+            if private and mode & 0o077:
+                self.loose_modes.append(f"{path}: {mode:o}")
+            self.check(str(path), data)
+
+
+@dataclass
+class Tool:
+    """Runs batchrunner as a user would, in a real process, and scans everything it leaves."""
+
+    tmp: Path
+    key: str
+    scan: Scan
+    runs: int = 0
+
+    @property
+    def home(self) -> Path:
+        return self.tmp / "home"
+
+    @property
+    def tmpdir(self) -> Path:
+        return self.tmp / "tmpdir"
+
+    def env(self, base_url: str, **extra: str) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("ANTHROPIC_", "BATCHRUNNER_"))}
+        self.tmpdir.mkdir(exist_ok=True)
+        return env | {"ANTHROPIC_API_KEY": self.key, "ANTHROPIC_BASE_URL": base_url, "TMPDIR": str(self.tmpdir),
+                      "BATCHRUNNER_RECONCILE_WAIT": "1", **extra}
+
+    def __call__(self, *args: str | Path, env: dict[str, str]) -> tuple[int, str]:
+        """Run one command, sampling the state home while it runs; returns (exit code, stderr)."""
+        self.runs += 1
+        logs = self.tmp / "logs"
+        logs.mkdir(exist_ok=True)
+        out_path, err_path = logs / f"{self.runs}.out", logs / f"{self.runs}.err"
+        command = [sys.executable, "-m", "batchrunner", "--home", str(self.home), *map(str, args)]
+        assert self.key not in " ".join(command)
+        with out_path.open("wb") as out, err_path.open("wb") as err:
+            proc = subprocess.Popen(command, env=env, stdout=out, stderr=err, umask=0)
+            while proc.poll() is None:
+                self.sample(proc.pid)
+                time.sleep(SAMPLE_EVERY_S)
+        for stream in (out_path, err_path):
+            self.scan.check(f"{' '.join(map(str, args))} ({stream.suffix[1:]})", stream.read_bytes())
+        return proc.returncode, err_path.read_text()
+
+    def sample(self, pid: int) -> None:
+        if self.home.exists():
+            self.scan.open_wal_seen |= (self.home / "ledger.sqlite3-wal").exists()
+            self.scan.tree(self.home, private=True)
+        assert children(pid) == [], "batchrunner starts no child process"
+
+    def final_scan(self, outputs: list[Path]) -> None:
+        self.scan.tree(self.home, private=True)
+        self.scan.tree(self.tmpdir, private=False)
+        for output in outputs:
+            if output.exists():
+                assert output.stat().st_mode & 0o077 == 0, f"{output} is readable by others"
+                self.scan.check(str(output), output.read_bytes())
+
+
+def children(pid: int) -> list[str]:
+    """Child processes of `pid`, from procfs (Linux); empty where procfs is missing."""
+    found = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            found += (task / "children").read_text().split()
+        except OSError:
+            pass
+    return found
+
+
+@pytest.fixture
+def canary() -> str:
+    return f"sk-ant-api03-CANARY-{secrets.token_hex(16)}"
+
+
+@pytest.fixture
+def tool(tmp_path: Path, canary: str) -> Iterator[Tool]:
+    scan = Scan(canary.encode())
+    yield Tool(tmp_path, canary, scan)
+
+
+@pytest.fixture
+def server(tmp_path: Path, canary: str) -> Iterator[EmulatorServer]:
+    """An emulator that accepts only the canary, with batches slow enough to watch the ledger while open."""
+    config = EmulatorConfig(data_dir=tmp_path / "api", processing_seconds=0.5, api_key=canary)
+    with start_in_thread(config) as running:
+        yield running
+
+
+def test_success_with_verbose_and_sdk_debug_logs_leaks_nothing(tool: Tool, server: EmulatorServer, make_job: Callable) -> None:
+    job = make_job(reviews(6), batch_size=3)
+    env = tool.env(server.base_url)
+
+    code, _ = tool("-v", "submit", job.spec, "--backend", "anthropic", "--run-id", "ok", env=env | {"ANTHROPIC_LOG": "debug"})
+    assert code == 0
+    assert tool("--json", "status", "ok", env=env)[0] == 0
+
+    tool.final_scan([job.output])
+    assert len(read_rows(job.output)) == 6
+    assert tool.scan.open_wal_seen, "the ledger's -wal was read while the process had it open"
+    assert tool.scan.hits == [] and tool.scan.loose_modes == []
+
+
+def test_a_refused_key_and_a_failing_server_leak_nothing(
+    tool: Tool, tmp_path: Path, make_job: Callable
+) -> None:
+    job = make_job(reviews(3))
+    other_key = EmulatorConfig(data_dir=tmp_path / "strict", api_key="sk-ant-api03-someone-else")
+    # every call fails; with seed 18 the upload's five tries meet 500, 429, 529, 429, 429, so the backoff stays short
+    failing = EmulatorConfig(data_dir=tmp_path / "failing", fault_rate=1.0, seed=18)
+    with start_in_thread(other_key) as strict, start_in_thread(failing) as broken:
+        code, err = tool("-v", "submit", job.spec, "--backend", "anthropic", "--run-id", "refused", env=tool.env(strict.base_url))
+        assert code == 1 and "the API rejected the key" in err and "HTTP 401" in err
+        env = tool.env(broken.base_url, BATCHRUNNER_DEBUG="1")
+        code, err = tool("-v", "submit", job.spec, "--backend", "anthropic", "--run-id", "failing", env=env)
+        assert code == 1 and "(injected by the emulator)" in err
+        assert broken.stats()["faults_injected"] >= 2, "the SDK retried before giving up"
+
+    tool.final_scan([job.output])
+    assert tool.scan.hits == [] and tool.scan.loose_modes == []
+
+
+def test_a_crash_with_a_traceback_leaks_nothing(tool: Tool, server: EmulatorServer, make_job: Callable) -> None:
+    """An unexpected error under -v and BATCHRUNNER_DEBUG=1 prints its whole traceback."""
+    job = make_job(reviews(4))
+    env = tool.env(server.base_url, BATCHRUNNER_DEBUG="1")
+
+    code, err = tool("-v", "submit", job.spec, "--backend", "anthropic", "--run-id", "crash",
+                     env=env | {"BATCHRUNNER_FAIL_WRITE_AT": "collect.download"})
+    assert code == 1 and "Traceback (most recent call last)" in err and "No space left on device" in err
+    assert tool("-v", "resume", "crash", env=env)[0] == 0
+
+    tool.final_scan([job.output])
+    assert tool.scan.hits == [] and tool.scan.loose_modes == []
+
+
+def test_the_local_backend_never_sends_the_key_and_keeps_its_emulator_private(tool: Tool, make_job: Callable) -> None:
+    job = make_job(reviews(3))
+    env = tool.env("http://127.0.0.1:9", BATCHRUNNER_LOCAL_PROCESSING_SECONDS="0.3")  # the URL is for `anthropic` only
+
+    code, _ = tool("-v", "submit", job.spec, "--backend", "local", env=env)
+
+    assert code == 0
+    assert (tool.home / "emulator" / "emulator.sqlite3").exists()
+    tool.final_scan([job.output])
+    assert tool.scan.hits == [] and tool.scan.loose_modes == []
+
+
+def test_batchrunner_has_no_way_to_start_a_child_process() -> None:
+    """So no argv or environment (with the key in it) is ever handed on."""
+    for path in sorted(PACKAGE.rglob("*.py")):
+        tree = ast.parse(path.read_text())
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                assert not {alias.name for alias in node.names} & STARTS_A_PROCESS, path
+            elif isinstance(node, ast.ImportFrom):
+                assert node.module not in STARTS_A_PROCESS, path
+            elif isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id == "os":
+                assert node.attr not in STARTS_A_PROCESS_CALLS, f"{path}: os.{node.attr}"
