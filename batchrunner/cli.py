@@ -146,6 +146,10 @@ def _validate_text(job: Path, report: CompileReport) -> str:
     else:
         cost = f"{_usd(report.cost_low_usd)} – {_usd(report.cost_high_usd)} at batch prices ({report.model})"
     lines.append(f"bytes: {report.bytes:,} · estimated input tokens: ~{report.estimated_input_tokens:,}")
+    if report.attachments is not None:
+        files = report.attachments.distinct()
+        lines.append(f"attachments: {len(files):,} distinct file(s), {report.attachments.total_bytes:,} bytes "
+                     "(uploaded by submit; not in the token estimate)")
     lines.append(f"cost: {cost}")
     return "\n".join(lines)
 

@@ -13,6 +13,7 @@ import os
 import re
 import tempfile
 import uuid
+from collections.abc import Callable, Mapping
 from contextlib import nullcontext
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -21,6 +22,12 @@ from typing import IO, Any
 import orjson
 
 from batchrunner.atomic import fsync_dir, naming
+from batchrunner.attachments import (
+    AttachmentSet,
+    Unattachable,
+    render_blocks,
+    scan_attachments,
+)
 from batchrunner.crashpoints import failpoint
 from batchrunner.errors import BudgetExceeded, Problem, RowError, SpecError
 from batchrunner.inputs import SUFFIXES, read_rows, read_rows_raw
@@ -68,9 +75,10 @@ class CompileReport:
     cost_high_usd: float | None
     model: str
     rows_path: Path | None
+    attachments: AttachmentSet | None = None  # the files the rows attach, when the spec has `attachments`
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out = {
             "requests": self.requests,
             "shards": [shard.to_dict() for shard in self.shards],
             "bytes": self.bytes,
@@ -80,6 +88,9 @@ class CompileReport:
             "model": self.model,
             "rows_path": None if self.rows_path is None else str(self.rows_path),
         }
+        if self.attachments is not None:
+            out["attachments"] = {"files": len(self.attachments.distinct()), "bytes": self.attachments.total_bytes}
+        return out
 
 
 def shard_name(index: int) -> str:
@@ -88,12 +99,15 @@ def shard_name(index: int) -> str:
 
 
 ROWS_NAME = "rows.jsonl"
+CUSTOM_ID_SLOT = "custom_id"
+ATTACHMENTS_SLOT = "attachments"
 
 # ---------------------------------------------------------------- the request line
 
 
 class _LineTemplate:
-    """A request line as fixed byte chunks with slots for the custom_id and each row-dependent text.
+    """A request line as fixed byte chunks with slots for the custom_id, each row-dependent text and
+    the row's attachment blocks.
 
     Texts without placeholders are baked into the chunks, so a row only renders what varies.
     """
@@ -102,37 +116,48 @@ class _LineTemplate:
         sources = template_sources(spec.prompt, spec.messages)
         templates = [Template.parse(text) for _, text in sources]
         token = uuid.uuid4().hex
-        marks = [f"\x00{token}:{k}\x00" for k in range(len(sources) + 1)]  # marks[0] is the custom_id
-        body = orjson.dumps({"custom_id": marks[0], "params": _params(spec, iter(marks[1:]))})
-        self.slots: list[tuple[str, Template]] = []  # (key, template) for each text slot, in order
-        slot_marks = [orjson.dumps(marks[0])]
+        marks = [f"\x00{token}:{k}\x00" for k in range(len(sources) + 2)]  # [0] custom_id, [-1] attachments
+        attachments_mark = marks[-1] if spec.attachments else None
+        body = orjson.dumps({"custom_id": marks[0], "params": _params(spec, iter(marks[1:-1]), attachments_mark)})
+        found: list[tuple[bytes, str, Template | None]] = [(orjson.dumps(marks[0]), CUSTOM_ID_SLOT, None)]
         for k, ((key, _text), template) in enumerate(zip(sources, templates, strict=True)):
             if template.fields:
-                self.slots.append((".".join(str(p) for p in key), template))
-                slot_marks.append(orjson.dumps(marks[k + 1]))
+                found.append((orjson.dumps(marks[k + 1]), ".".join(str(p) for p in key), template))
             else:
                 body = body.replace(orjson.dumps(marks[k + 1]), orjson.dumps(template.render({})))
+        if attachments_mark is not None:
+            found.append((orjson.dumps(attachments_mark), ATTACHMENTS_SLOT, None))
+        found.sort(key=lambda slot: body.index(slot[0]))
+        self.slots: list[tuple[int, str, Template]] = []  # (index in a row's parts, key, template) per text slot
+        self.attachments_part: int | None = None  # where the row's blocks go, comma-joined, in the content list
         self.chunks: list[bytes] = []
         pos = 0
-        for i, encoded in enumerate(slot_marks):
+        for i, (encoded, key, template) in enumerate(found):
             at = body.index(encoded, pos)
             # a custom_id needs no escaping (it matches [A-Za-z0-9_-]), so its quotes stay in the chunks
-            quote = 1 if i == 0 else 0
+            quote = 1 if key == CUSTOM_ID_SLOT else 0
             self.chunks.append(body[pos : at + quote])
             pos = at + len(encoded) - quote
+            if template is not None:
+                self.slots.append((2 * i + 1, key, template))
+            elif key == ATTACHMENTS_SLOT:
+                self.attachments_part = 2 * i + 1
         self.chunks.append(body[pos:] + b"\n")
         self.static_text_bytes = _static_text_bytes(spec) + sum(
             len(template.render({}).encode()) for template in templates if not template.fields
         )
 
 
-def _params(spec: JobSpec, marks: Any) -> dict[str, Any]:
-    """The request params in API order, with each template text replaced by the next mark."""
+def _params(spec: JobSpec, marks: Any, attachments_mark: str | None) -> dict[str, Any]:
+    """The request params in API order, with each template text replaced by the next mark, and the
+    attachment blocks (a mark in the content list) before the prompt's text."""
     params: dict[str, Any] = {"model": spec.model, "max_tokens": spec.max_tokens}
     if spec.system is not None:
         params["system"] = spec.system
     if spec.prompt is not None:
-        params["messages"] = [{"role": "user", "content": next(marks)}]
+        text = next(marks)
+        content = text if attachments_mark is None else [attachments_mark, {"type": "text", "text": text}]
+        params["messages"] = [{"role": "user", "content": content}]
     else:
         messages: list[dict[str, Any]] = []
         for message in spec.messages or []:
@@ -289,11 +314,25 @@ def _custom_id(id_field: str | None, row: dict[str, Any], seq: int) -> str | Non
     return value if type(value) is str and _CUSTOM_ID.fullmatch(value) else None
 
 
-def compile_job(spec: JobSpec, out_dir: Path | None = None, *, max_shard_bytes: int | None = None) -> CompileReport:
+def compile_job(
+    spec: JobSpec,
+    out_dir: Path | None = None,
+    *,
+    max_shard_bytes: int | None = None,
+    attachments: AttachmentSet | None = None,
+    file_ids: Mapping[str, str] | None = None,
+) -> CompileReport:
     """Compile a job. Without `out_dir` nothing is written (that is `validate`); with it (a folder
-    of its own), the shards `requests-NNN.jsonl` and `rows.jsonl` appear only if every row compiled."""
+    of its own), the shards `requests-NNN.jsonl` and `rows.jsonl` appear only if every row compiled.
+
+    A spec with `attachments` needs its files scanned (`attachments`, else scanned here) and their
+    ids (`file_ids`: sha256 -> file id, once uploaded; else obvious placeholders, as for `validate`).
+    """
     max_bytes = MAX_BATCH_BYTES if max_shard_bytes is None else max_shard_bytes
     _check_input(spec)
+    if spec.attachments:
+        attachments = attachments if attachments is not None else scan_attachments(spec)
+        file_ids = file_ids if file_ids is not None else attachments.placeholder_ids()
     line = _LineTemplate(spec)
     problems = _Problems(MAX_ROW_PROBLEMS)
     if out_dir is not None:
@@ -304,7 +343,7 @@ def compile_job(spec: JobSpec, out_dir: Path | None = None, *, max_shard_bytes: 
         rows.tmp, rows.file = _temp_file(out_dir, ROWS_NAME)
     try:
         with naming(out_dir) if out_dir is not None else nullcontext():
-            report = _compile_rows(spec, line, problems, writer, rows.file, max_bytes)
+            report = _compile_rows(spec, line, problems, writer, rows.file, max_bytes, attachments, file_ids or {})
             if problems.count:
                 raise RowError(problems.found, more=problems.more)
             if out_dir is None:
@@ -329,11 +368,15 @@ def _compile_rows(
     writer: _ShardWriter,
     rows_file: IO[bytes] | None,
     max_bytes: int,
+    attachments: AttachmentSet | None,
+    file_ids: Mapping[str, str],
 ) -> CompileReport:
     path = shown(spec.input_path)
     id_field = spec.id_field
     fullmatch = _CUSTOM_ID.fullmatch
-    renders = [(2 * k + 3, key, template.renderer(), template) for k, (key, template) in enumerate(line.slots)]
+    renders = [(part, key, template.renderer(), template) for part, key, template in line.slots]
+    attachments_part = line.attachments_part
+    attach_to = _attacher(spec, attachments, file_ids, lambda line_no, message: problems.add(Problem(path, line_no, message)))
     parts: list[bytes] = [b""] * (2 * len(line.chunks) - 1)
     parts[::2] = line.chunks
     dumps = orjson.dumps
@@ -362,6 +405,11 @@ def _compile_rows(
             else:
                 unique += 1
         parts[1] = cid.encode()
+        if attachments_part is not None:
+            blocks = attach_to(line_no, row)
+            if blocks is None:
+                continue
+            parts[attachments_part] = blocks
         try:
             for slot, key, render, template in renders:
                 text = render(row)
@@ -407,7 +455,34 @@ def _compile_rows(
         cost_high_usd=batch_cost_usd(spec.model, tokens, spec.max_tokens * requests, spec.pricing),
         model=spec.model,
         rows_path=None,
+        attachments=attachments,
     )
+
+
+def _attacher(
+    spec: JobSpec, attachments: AttachmentSet | None, file_ids: Mapping[str, str], report: Callable[[int, str], None]
+) -> Callable[[int, dict[str, Any]], bytes | None]:
+    """A function from (line, row) to the row's blocks as comma-joined JSON, or None after reporting
+    why the row cannot have them; a file that cannot be attached is reported once, on its first row."""
+    items = spec.attachments or []
+    base = spec.input_path.parent
+    files = attachments.files if attachments is not None else {}
+    unattachable = attachments.problems if attachments is not None else {}
+    reported: set[str] = set()
+
+    def attach(line_no: int, row: dict[str, Any]) -> bytes | None:
+        try:
+            return b",".join(map(orjson.dumps, render_blocks(items, base, row, files, file_ids)))
+        except ValueError as exc:
+            report(line_no, str(exc))
+        except Unattachable as exc:
+            if exc.path not in reported:
+                reported.add(exc.path)
+                report(line_no, unattachable.get(exc.path) or f"{exc.path} was not there when the attachments "
+                       "were scanned (the input changed meanwhile): run again")
+        return None
+
+    return attach
 
 
 def _confirm_duplicates(spec: JobSpec, problems: _Problems, suspects: list[tuple[str, int]]) -> None:

@@ -76,6 +76,23 @@ class PollSettings(_Strict):
         return value
 
 
+class Attachment(_Strict):
+    """A row field naming a local file that goes into the user message as a document or image block."""
+
+    field: str = Field(min_length=1)
+    type: Literal["document", "image"] | None = None
+    title_field: str | None = Field(default=None, min_length=1)
+    citations: bool = False
+
+    @field_validator("title_field", "citations")
+    @classmethod
+    def _documents_only(cls, value: Any, info: ValidationInfo) -> Any:
+        if value and info.data.get("type") == "image":
+            key = "title" if info.field_name == "title_field" else "citations"
+            raise PydanticCustomError("documents_only", "applies to documents only: an image block has no {key}", {"key": key})
+        return value
+
+
 def _resolve(value: Path, info: ValidationInfo) -> Path:
     base = info.data.get("path")
     value = value.expanduser()
@@ -98,6 +115,8 @@ class JobSpec(_Strict):
     system: System | None = None
     prompt: str | None = None
     messages: list[Message] | None = Field(default=None, min_length=1, validate_default=True)
+    attachments: list[Attachment] | None = Field(default=None, min_length=1)
+    keep_attachments: bool = True
     output_schema: dict[str, Any] | None = None
     params: Params = Field(default_factory=lambda: Params())
     batch_size: int = Field(default=10_000, ge=1, le=MAX_BATCH_SIZE)
@@ -152,6 +171,17 @@ class JobSpec(_Strict):
             raise PydanticCustomError("prompt_or_messages", "use either `prompt` or `messages`, not both")
         return value
 
+    @field_validator("attachments")
+    @classmethod
+    def _with_prompt_only(cls, value: list[Attachment] | None, info: ValidationInfo) -> list[Attachment] | None:
+        if value is not None and info.data.get("messages") is not None:
+            raise PydanticCustomError(
+                "attachments_with_messages",
+                "work with `prompt:` only (they come before its text in the user message): "
+                "with `messages:`, put document or image blocks in the turns yourself",
+            )
+        return value
+
     @field_validator("output_schema")
     @classmethod
     def _valid_json_schema(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
@@ -199,6 +229,7 @@ _KNOWN_KEYS: dict[tuple[str | int, ...], tuple[str, ...]] = {
     ("retry",): tuple(RetryPolicy.model_fields),
     ("poll",): tuple(PollSettings.model_fields),
     ("pricing",): tuple(Pricing.model_fields),
+    ("attachments", "*"): tuple(Attachment.model_fields),
     ("params",): PARAM_NAMES,
 }
 _EXAMPLES = {
@@ -360,7 +391,7 @@ def _problem_for(path: Path, data: dict[str, Any], lines: Lines, error: Any) -> 
     if kind == "extra_forbidden":
         key = str(loc[-1])
         parent = where[:-1] if where and where[-1] == loc[-1] else where
-        known = _KNOWN_KEYS.get(parent, ())
+        known = _KNOWN_KEYS.get(tuple("*" if isinstance(p, int) else p for p in parent), ())
         close = difflib.get_close_matches(key, known, n=1)
         hint = f": did you mean `{close[0]}`?" if close else (f": known keys are {', '.join(known)}" if known else "")
         label = "parameter" if parent == ("params",) else "key"
@@ -375,7 +406,7 @@ def _problem_for(path: Path, data: dict[str, Any], lines: Lines, error: Any) -> 
     got = error.get("input")
     if kind == "block_type" and isinstance(got, dict):
         got = got.get("type")
-    shown = "" if kind in ("refused", "prompt_or_messages", "json_schema", "thinking_budget", "output_format") else _got(got)
+    shown = "" if kind in _SAYS_ENOUGH else _got(got)
     hint = ""
     if isinstance(got, dict) and kind in ("string_type", "content_type", "system_type"):
         hint = " (a bare {...} in YAML is a mapping: quote the text)"
@@ -385,6 +416,10 @@ def _problem_for(path: Path, data: dict[str, Any], lines: Lines, error: Any) -> 
     return Problem(path, _line_for(lines, where), f"{label}{message}{shown}{hint}")
 
 
+_SAYS_ENOUGH = (
+    "refused", "prompt_or_messages", "json_schema", "thinking_budget", "output_format",
+    "attachments_with_messages", "documents_only",
+)
 _SUBJECT = re.compile(r"^(Input|String|List|Dictionary|Value|Object) should")
 
 
