@@ -101,6 +101,8 @@ def join(folder: Path) -> None:
     from batchrunner.ledger import Ledger
 
     started = time.perf_counter()
+    before = resource.getrusage(resource.RUSAGE_SELF)
+    cpu_before = before.ru_utime + before.ru_stime
     with Ledger(folder / "home") as ledger:
         run = ledger.run("bench")
         for batch in ledger.batches(run):
@@ -109,10 +111,12 @@ def join(folder: Path) -> None:
     elapsed = time.perf_counter() - started
     rows = run.requests
     size = sum(p.stat().st_size for p in (run.run_dir / "results").iterdir())
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    cpu = usage.ru_utime + usage.ru_stime - cpu_before
     print(
-        f"collect+join {rows:,} results ({size / 1e6:,.0f} MB): {elapsed:.1f} s, "
-        f"{rows / elapsed:,.0f} rows/s, {size / 1e6 / elapsed:,.0f} MB/s, peak RSS {peak:,.0f} MB"
+        f"collect+join {rows:,} results ({size / 1e6:,.0f} MB): {elapsed:.1f} s wall, "
+        f"{rows / elapsed:,.0f} rows/s, {size / 1e6 / elapsed:,.0f} MB/s, peak RSS {usage.ru_maxrss / 1024:,.0f} MB; "
+        f"{cpu:.1f} s CPU = {rows / cpu:,.0f} rows per CPU-second (steadier on a shared machine)"
     )
 
 
