@@ -55,22 +55,25 @@ def check_size(path: Path) -> int:
     return size
 
 
-def upload_file(api: Api, path: Path, *, purpose: str = DEFAULT_PURPOSE) -> dict[str, Any]:
+def upload_file(
+    api: Api, path: Path, *, purpose: str = DEFAULT_PURPOSE, filename: str | None = None, kind: str | None = None
+) -> dict[str, Any]:
     """Upload `path`, sending `purpose` as a form field; a server that refuses the field gets it without.
 
+    `filename` and `kind` (the MIME type) default to the path's name and what its extension says.
     Returns the file's metadata plus `purpose_accepted`: False when the upload had to go without it.
     """
     if purpose not in PURPOSES:
         raise InputError(f"purpose {purpose!r}: use one of {', '.join(PURPOSES)}")
     check_size(path)
-    kind = mime_type(path)
+    name, kind = filename or path.name, kind or mime_type(path)
     try:
-        meta = api.upload_file(path, filename=path.name, mime_type=kind, purpose=purpose)
+        meta = api.upload_file(path, filename=name, mime_type=kind, purpose=purpose)
         accepted = True
     except ApiError as exc:
         if not is_purpose_refusal(exc):
             raise
-        meta = api.upload_file(path, filename=path.name, mime_type=kind, purpose=None)
+        meta = api.upload_file(path, filename=name, mime_type=kind, purpose=None)
         accepted = False
     return meta | {"purpose_accepted": accepted}
 

@@ -107,6 +107,27 @@ _MIGRATIONS: list[str] = [
         PRIMARY KEY (run_pk, seq)
     ) WITHOUT ROWID;
     """,
+    """
+    CREATE TABLE uploads (
+        sha256 TEXT NOT NULL,
+        backend_key TEXT NOT NULL,
+        file_id TEXT NOT NULL,
+        filename TEXT NOT NULL,
+        size INTEGER NOT NULL,
+        uploaded_at TEXT NOT NULL,
+        PRIMARY KEY (sha256, backend_key)
+    ) WITHOUT ROWID;
+    CREATE TABLE run_attachments (
+        run_pk INTEGER NOT NULL REFERENCES runs(pk),
+        sha256 TEXT NOT NULL,
+        backend_key TEXT NOT NULL,
+        file_id TEXT NOT NULL,
+        keep INTEGER NOT NULL,
+        deleted INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (run_pk, sha256)
+    ) WITHOUT ROWID;
+    CREATE INDEX run_attachments_by_file_id ON run_attachments (file_id);
+    """,
 ]
 
 
@@ -300,8 +321,11 @@ class Ledger:
         settings: dict[str, Any],
         shards: Iterable[tuple[int, int, str, int, int]],
         custom_ids: Iterable[str],
+        attachments: Iterable[tuple[str, str, str]] = (),
+        keep_attachments: bool = True,
     ) -> Run:
-        """Register a compiled run, its first-attempt batches and every request, in one transaction."""
+        """Register a compiled run, its first-attempt batches, every request and the files its
+        requests attach ((sha256, backend_key, file_id)), in one transaction."""
         with self.transaction() as db:
             cursor = db.execute(
                 "INSERT INTO runs (id, job_name, spec_path, output_path, run_dir, backend, base_url, model,"
@@ -328,6 +352,10 @@ class Ledger:
             db.executemany(
                 "INSERT INTO requests (run_pk, seq, custom_id) VALUES (?, ?, ?)",
                 ((run_pk, seq, custom_id) for seq, custom_id in enumerate(custom_ids)),
+            )
+            db.executemany(
+                "INSERT INTO run_attachments (run_pk, sha256, backend_key, file_id, keep) VALUES (?, ?, ?, ?, ?)",
+                ((run_pk, sha, key, file_id, int(keep_attachments)) for sha, key, file_id in attachments),
             )
             total = db.execute("SELECT count(*) FROM requests WHERE run_pk = ?", (run_pk,)).fetchone()[0]
             db.execute("UPDATE runs SET requests = ? WHERE pk = ?", (total, run_pk))
@@ -463,6 +491,55 @@ class Ledger:
     def mark_file_deleted(self, batch: Batch) -> None:
         with self.transaction() as db:
             db.execute("UPDATE batches SET file_deleted = 1 WHERE pk = ?", (batch.pk,))
+
+    # attachments
+
+    def uploaded_files(self, backend_key: str, shas: Iterable[str]) -> dict[str, str]:
+        """sha256 -> file_id of the contents already uploaded to this backend."""
+        query = "SELECT file_id FROM uploads WHERE sha256 = ? AND backend_key = ?"
+        found = {}
+        for sha in shas:
+            row = self.db.execute(query, (sha, backend_key)).fetchone()
+            if row is not None:
+                found[sha] = row[0]
+        return found
+
+    def record_file_upload(self, sha256: str, backend_key: str, file_id: str, filename: str, size: int) -> None:
+        """Committed right after the upload, so a crash never makes the same content go up twice."""
+        with self.transaction() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO uploads (sha256, backend_key, file_id, filename, size, uploaded_at)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                (sha256, backend_key, file_id, filename, size, utcnow()),
+            )
+
+    def attachments_to_delete(self, run: Run) -> list[tuple[str, str]]:
+        """(sha256, file_id) of the run's attachments still on the server that no other run needs.
+
+        Another run needs a file while it keeps its attachments, or has not finished (no output
+        yet, or batches still open, as after a retry): deleting the file would fail its requests.
+        """
+        opened = ",".join("?" * len(OPEN_STATES))
+        rows = self.db.execute(
+            "SELECT a.sha256, a.file_id FROM run_attachments a WHERE a.run_pk = ? AND a.keep = 0 AND a.deleted = 0"
+            " AND NOT EXISTS (SELECT 1 FROM run_attachments o JOIN runs r ON r.pk = o.run_pk"
+            "  WHERE o.file_id = a.file_id AND o.run_pk != a.run_pk AND (o.keep = 1 OR r.output_written_at IS NULL"
+            f"   OR EXISTS (SELECT 1 FROM batches b WHERE b.run_pk = r.pk AND b.state IN ({opened}))))"
+            " ORDER BY a.sha256",
+            (run.pk, *OPEN_STATES),
+        )
+        return [(row[0], row[1]) for row in rows]
+
+    def mark_attachment_deleted(self, sha256: str, file_id: str) -> None:
+        """The file is gone from the server: every run that used it says so, and the cache forgets it."""
+        with self.transaction() as db:
+            db.execute("UPDATE run_attachments SET deleted = 1 WHERE file_id = ?", (file_id,))
+            db.execute("DELETE FROM uploads WHERE sha256 = ? AND file_id = ?", (sha256, file_id))
+
+    def attachments_deleted(self, run: Run) -> int:
+        """How many of the run's attachments are no longer on the server."""
+        query = "SELECT count(*) FROM run_attachments WHERE run_pk = ? AND deleted = 1"
+        return int(self.db.execute(query, (run.pk,)).fetchone()[0])
 
     # requests
 

@@ -59,6 +59,12 @@ from batchrunner.pricing import batch_cost_usd
 from batchrunner.retry import Selection, prepare_attempt, select
 from batchrunner.spec import JobSpec, Pricing, load_spec, shown
 from batchrunner.submit import SubmitSettings, submit_pending
+from batchrunner.uploads import (
+    Uploaded,
+    backend_key,
+    delete_attachments,
+    upload_attachments,
+)
 
 RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 
@@ -218,9 +224,16 @@ def _shard_custom_ids(run_dir: Path, report: CompileReport) -> Iterator[str]:
 
 
 def _prepare_run(
-    ledger: Ledger, spec: JobSpec, run_id: str, backend: str, base_url: str | None, force: bool
+    ledger: Ledger,
+    spec: JobSpec,
+    run_id: str,
+    backend: str,
+    base_url: str | None,
+    force: bool,
+    uploaded: Uploaded | None = None,
 ) -> Run:
-    """Compile into a scratch folder, check the budget, then register the run in one step."""
+    """Compile into a scratch folder (with the attachments' file ids, once uploaded), check the
+    budget, then register the run in one step."""
     runs = ledger.home / "runs"
     runs.mkdir(parents=True, exist_ok=True, mode=0o700)
     scratch, run_dir = runs / f".{run_id}.compiling", runs / run_id
@@ -228,7 +241,10 @@ def _prepare_run(
         shutil.rmtree(stale, ignore_errors=True)
     scratch.mkdir(mode=0o700)
     try:
-        report = compile_job(spec, scratch)
+        if uploaded is None:
+            report = compile_job(spec, scratch)
+        else:
+            report = compile_job(spec, scratch, attachments=uploaded.files, file_ids=uploaded.file_ids)
         _check_budget(spec, report, force)
     except BaseException:
         shutil.rmtree(scratch, ignore_errors=True)
@@ -248,12 +264,33 @@ def _prepare_run(
             settings=_settings(spec),
             shards=[(s.index, s.first_seq, s.path.name, s.requests, s.bytes) for s in report.shards if s.path is not None],
             custom_ids=_shard_custom_ids(run_dir, report),
+            attachments=[] if uploaded is None else [(sha, uploaded.backend_key, id_) for sha, id_ in uploaded.file_ids.items()],
+            keep_attachments=spec.keep_attachments,
         )
     except BaseException:  # not registered (e.g. a full disk): its folder would be an orphan
         shutil.rmtree(run_dir, ignore_errors=True)
         raise
     crashpoint("run.registered")
     return run
+
+
+def _prepare_with_attachments(
+    ledger: Ledger, spec: JobSpec, run_id: str, backend: str, base_url: str | None, force: bool, events: Events
+) -> Run:
+    """Check every row and file first (with placeholder ids: nothing is sent if anything is wrong),
+    upload the files the server does not have yet, then compile with their real ids."""
+    checked = compile_job(spec)
+    _check_budget(spec, checked, force)
+    assert checked.attachments is not None
+    with open_backend(backend, home=ledger.home, base_url=base_url) as (info, url):
+        api = Api(info, url)
+        try:
+            gate = Gate(api, spec.poll.requests_per_minute)
+            key = backend_key(info.name, url)
+            uploaded = asyncio.run(upload_attachments(gate, ledger, key, checked.attachments, events.notice))
+        finally:
+            api.close()
+    return _prepare_run(ledger, spec, run_id, backend, base_url, force, uploaded)
 
 
 # driving a run
@@ -349,12 +386,15 @@ def _session(home: Path, run_id: str) -> Iterator[tuple[Ledger, Run, Api]]:
                 api.close()
 
 
-def _finish(ledger: Ledger, run: Run) -> Outcome:
+def _finish(ledger: Ledger, run: Run, api: Api, events: Events) -> Outcome:
+    """Once nothing is open: write the output, then delete the attachments the run does not keep."""
     run = ledger.run(run.id)
     batches = ledger.batches(run)
     if not any(batch.state in OPEN_STATES for batch in batches) and batches:
         write_output(ledger, run, run.backend)
         run = ledger.run(run.id)
+        gate = Gate(api, run.settings["poll"]["requests_per_minute"])
+        asyncio.run(delete_attachments(gate, ledger, run, events.notice))
     return summarize(ledger, run)
 
 
@@ -391,15 +431,18 @@ def submit(
                 events.notice(f"run {run_id} exists; continuing it")
             else:
                 base_url = os.environ.get("ANTHROPIC_BASE_URL") if chosen == "anthropic" else None
-                run = _prepare_run(ledger, spec, run_id, chosen, base_url, force)
+                if spec.attachments:
+                    run = _prepare_with_attachments(ledger, spec, run_id, chosen, base_url, force, events)
+                else:
+                    run = _prepare_run(ledger, spec, run_id, chosen, base_url, force)
                 events.notice(f"run {run.id}: {run.requests} requests in {len(ledger.batches(run))} batch(es)")
             with open_backend(run.backend, home, run.base_url) as (backend_info, url):
                 api = Api(backend_info, url)
                 try:
                     _run_loop(lambda: _drive(ledger, run, api, detach=detach, timeout=timeout, events=events), run)
+                    return _finish(ledger, run, api, events)
                 finally:
                     api.close()
-            return _finish(ledger, run)
 
 
 def resume(
@@ -410,7 +453,7 @@ def resume(
     events = events or Events()
     with _session(home, run_id) as (ledger, run, api):
         _run_loop(lambda: _drive(ledger, run, api, detach=detach, timeout=timeout, events=events), run)
-        return _finish(ledger, run)
+        return _finish(ledger, run, api, events)
 
 
 def resume_all(*, home: Path, detach: bool = False, events: Events | None = None) -> list[Outcome]:
@@ -445,11 +488,16 @@ def retry(
         seqs = select(ledger, run, selection)
         if not seqs:
             events.notice(f"run {run.id}: nothing matches; no new attempt")
-            return _finish(ledger, run)
+            return _finish(ledger, run, api, events)
+        if ledger.attachments_deleted(run):
+            raise InputError(
+                f"run {run.id}'s attachments were deleted from the server when it finished (keep_attachments: false), "
+                "so its requests cannot be sent again: submit the job as a new run, which uploads them again"
+            )
         attempt = prepare_attempt(ledger, run, seqs)
         events.notice(f"run {run.id}: attempt {attempt} sends {len(seqs)} request(s) again")
         _run_loop(lambda: _drive(ledger, run, api, detach=detach, timeout=timeout, events=events), run)
-        return _finish(ledger, run)
+        return _finish(ledger, run, api, events)
 
 
 def collect(run_id: str, *, home: Path, events: Events | None = None) -> Outcome:
@@ -457,7 +505,7 @@ def collect(run_id: str, *, home: Path, events: Events | None = None) -> Outcome
     events = events or Events()
     with _session(home, run_id) as (ledger, run, api):
         _run_loop(lambda: _collect_ended(ledger, run, api, events), run)
-        return _finish(ledger, run)
+        return _finish(ledger, run, api, events)
 
 
 def collect_all(*, home: Path, events: Events | None = None) -> list[Outcome]:

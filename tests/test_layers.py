@@ -26,6 +26,7 @@ ALLOWED: dict[str, set[str]] = {
     "ledger": {"atomic", "crashpoints", "errors"},
     "client": {"errors", "settings", "emulator"},
     "files": {"atomic", "client", "errors", "ledger"},
+    "uploads": {"attachments", "client", "crashpoints", "errors", "files", "ledger"},
     "submit": {"client", "crashpoints", "errors", "ledger"},
     "poll": {"client", "crashpoints", "errors", "ledger"},
     "collect": {"atomic", "client", "crashpoints", "errors", "ledger"},
