@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterator
+from contextlib import suppress
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -256,10 +257,8 @@ async def collect_batch(
     crashpoint("collect.ingested")
     ledger.mark_collected(batch)
     if batch.file_id and not run.settings.get("keep_request_files") and not batch.file_deleted:
-        try:
+        with suppress(NotFound):  # already gone is what we wanted
             await gate(gate.api.delete_file, batch.file_id)
-        except NotFound:
-            pass
         ledger.mark_file_deleted(batch)
     return ledger.batch(batch.pk)
 

@@ -12,7 +12,6 @@ import pytest
 from click.testing import CliRunner, Result
 
 from batchrunner.cli import cli
-
 from batchrunner.emulator import EmulatorConfig, EmulatorServer, start_in_thread
 
 

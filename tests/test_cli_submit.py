@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 import time
+
 import anthropic
 import orjson
 import pytest
