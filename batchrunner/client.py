@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import random
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -215,7 +216,8 @@ class Api:
                 written += len(chunk)
                 on_chunk()
         except httpx2.TransportError as exc:
-            raise ApiError(f"download results: the stream broke after {written} bytes ({exc})") from exc
+            received = response.num_bytes_downloaded
+            raise ApiError(f"download results: the stream broke after {received:,} bytes ({exc})") from exc
         finally:
             response.close()
         return written
@@ -270,8 +272,15 @@ class Api:
                     out.write(chunk)
                     written += len(chunk)
             except httpx2.TransportError as exc:
-                raise ApiError(f"download file {file_id}: the stream broke after {written} bytes ({exc})") from exc
+                received = response.http_response.num_bytes_downloaded
+                raise ApiError(f"download file {file_id}: the stream broke after {received:,} bytes ({exc})") from exc
         return written
+
+
+def backoff(attempt: int, *, first: float, cap: float) -> float:
+    """Seconds to wait before try `attempt + 1`: doubling from `first` to `cap`, with jitter so
+    many clients that failed together do not come back together."""
+    return min(cap, first * 2 ** (attempt - 1)) * random.uniform(0.75, 1.25)
 
 
 class Gate:

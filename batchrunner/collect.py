@@ -8,6 +8,7 @@ row, in input order, written atomically. Memory stays flat in the number of rows
 
 from __future__ import annotations
 
+import asyncio
 import os
 from collections.abc import Callable, Iterator
 from contextlib import suppress
@@ -20,14 +21,14 @@ from jsonschema import Draft202012Validator
 from jsonschema.exceptions import best_match
 
 from batchrunner.atomic import atomic_writer, fsync_dir, naming
-from batchrunner.client import Gate
+from batchrunner.client import Gate, backoff
 from batchrunner.crashpoints import crashpoint, failpoint
 from batchrunner.errors import ApiError, BatchrunnerError, NotFound
 from batchrunner.ledger import ENDED, RESULT_STATUSES, SUBMITTED, Batch, Ledger, ResultRow, Run
 
 RESULTS_KEPT = timedelta(days=29)
 ARCHIVE_WARNING = timedelta(days=3)
-DOWNLOAD_ATTEMPTS = 5
+DOWNLOAD_ATTEMPTS = 10  # reads retry freely; with backoff, 10 tries span about four minutes
 PARSE_CACHE_SIZE = 10_000
 READ_CHUNK = 1 << 20
 CUSTOM_ID_PREFIX = b'{"custom_id":"'
@@ -187,6 +188,7 @@ async def download_results(gate: Gate, run: Run, batch: Batch, on_event: Callabl
             if attempt == DOWNLOAD_ATTEMPTS:
                 raise
             on_event(f"{batch.batch_id}: {exc.message}; downloading again ({attempt + 1}/{DOWNLOAD_ATTEMPTS})")
+            await asyncio.sleep(backoff(attempt, first=0.5, cap=60.0))
     raise AssertionError("unreachable")
 
 

@@ -17,15 +17,14 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from batchrunner.client import Gate, is_purpose_refusal
+from batchrunner.client import Gate, backoff, is_purpose_refusal
 from batchrunner.crashpoints import crashpoint
 from batchrunner.errors import ApiError, SubmitUncertain
 from batchrunner.ledger import CREATING, PREPARED, UNCERTAIN, Batch, Ledger, Run
 
 BODY_CHUNK = 1 << 20
 CLOCK_SKEW = timedelta(minutes=2)
-MAX_CREATES = 5
-RATE_LIMIT_WAIT_S = 2.0
+MAX_CREATES = 10  # definite refusals (429) wait with backoff: 10 tries span about five minutes
 
 Notify = Callable[[str], None]
 
@@ -158,7 +157,7 @@ async def submit_pending(gate: Gate, ledger: Ledger, run: Run, settings: SubmitS
                 if exc.status != 429 or attempt == MAX_CREATES:
                     raise
                 on_event(f"{describe(batch)}: rate limited before anything was created; waiting to try again")
-                await asyncio.sleep(RATE_LIMIT_WAIT_S * attempt)
+                await asyncio.sleep(backoff(attempt, first=2.0, cap=60.0))
                 continue
             if batch.state != PREPARED:
                 break
