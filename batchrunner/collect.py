@@ -24,7 +24,7 @@ from batchrunner.atomic import atomic_writer, fsync_dir, naming
 from batchrunner.client import Gate, backoff
 from batchrunner.crashpoints import crashpoint, failpoint
 from batchrunner.errors import ApiError, BatchrunnerError, NotFound
-from batchrunner.ledger import ENDED, RESULT_STATUSES, SUBMITTED, Batch, Ledger, ResultRow, Run
+from batchrunner.ledger import ENDED, RESULT_STATUSES, SUBMITTED, Batch, Ledger, PlacedResult, ResultRow, Run
 
 RESULTS_KEPT = timedelta(days=29)
 ARCHIVE_WARNING = timedelta(days=3)
@@ -119,7 +119,7 @@ def positions(ledger: Ledger, run: Run, batch: Batch) -> dict[str, int]:
 
 def _joinable(
     path: Path, sent: dict[str, int], parse_answer: AnswerParser | None, unknown: list[str], crash_after: int
-) -> Iterator[tuple[int, ResultRow]]:
+) -> Iterator[PlacedResult]:
     for count, line in enumerate(iter_lines(path)):
         if count == crash_after:
             crashpoint("collect.ingesting")
@@ -128,7 +128,7 @@ def _joinable(
         if seq is None:
             unknown.append(row.custom_id)
         else:
-            yield seq, row
+            yield (seq, *row[1:])
 
 
 def iter_lines(path: Path) -> Iterator[bytes]:

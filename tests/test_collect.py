@@ -47,10 +47,10 @@ def ended(custom_id: str, kind: str) -> bytes:
     return orjson.dumps({"custom_id": custom_id, "result": {"type": kind}})
 
 
-def join(ledger: Ledger, run: Run, batch: Batch, lines: list[bytes], chunk: int = 20_000) -> None:
+def join(ledger: Ledger, run: Run, batch: Batch, lines: list[bytes]) -> None:
     """Apply results lines to the ledger as collect does, by each request's input position."""
     sent = positions(ledger, run, batch)
-    ledger.apply_results(run, batch, ((sent[r.custom_id], r) for r in (result_row(line, None) for line in lines)), chunk)
+    ledger.apply_results(run, batch, ((sent[r.custom_id], *r[1:]) for r in (result_row(line, None) for line in lines)))
 
 
 def make_run(ledger: Ledger, tmp_path: Path, n: int, shards: int = 1) -> Run:
@@ -82,8 +82,9 @@ def make_run(ledger: Ledger, tmp_path: Path, n: int, shards: int = 1) -> Run:
 
 
 @pytest.mark.parametrize("seed", range(20))
-def test_results_in_any_order_join_back_in_input_order(tmp_path, seed):
+def test_results_in_any_order_join_back_in_input_order(tmp_path, seed, monkeypatch):
     rng = random.Random(seed)
+    monkeypatch.setattr("batchrunner.ledger.RESULTS_CHUNK_ROWS", rng.randint(1, 50))
     n = rng.randint(1, 300)
     shards = rng.randint(1, 4)
     with Ledger(tmp_path / "home") as ledger:
@@ -99,7 +100,7 @@ def test_results_in_any_order_join_back_in_input_order(tmp_path, seed):
                     succeeded(cid, "ok") if kind == "succeeded" else errored(cid) if kind == "errored" else ended(cid, kind)
                 )
             rng.shuffle(lines)
-            join(ledger, run, batch, lines, chunk=rng.randint(1, 50))
+            join(ledger, run, batch, lines)
             ledger.mark_collected(batch)
 
         write_output(ledger, run, "local")
