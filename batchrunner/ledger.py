@@ -419,10 +419,6 @@ class Ledger:
                 (file_id, int(purpose_accepted), batch.pk),
             )
 
-    def forget_upload(self, batch: Batch) -> None:
-        with self.transaction() as db:
-            db.execute("UPDATE batches SET file_id = NULL WHERE pk = ?", (batch.pk,))
-
     def record_intent(self, batch: Batch) -> Batch:
         """Committed before the create call: from here on, the batch may exist on the server."""
         with self.transaction() as db:
