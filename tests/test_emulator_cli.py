@@ -6,6 +6,7 @@ import re
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import anthropic
@@ -17,20 +18,25 @@ from batchrunner.cli import cli
 
 def test_serve_prints_how_to_use_it_serves_the_sdk_and_stops_cleanly_on_ctrl_c(tmp_path: Path) -> None:
     home = tmp_path / "home"
-    process = subprocess.Popen(
-        [sys.executable, "-m", "batchrunner", "--home", str(home), "serve", "--port", "0", "--processing-seconds", "0.1"],
-        stderr=subprocess.PIPE, text=True,
-    )
+    log = tmp_path / "serve.log"  # a file, not a pipe nobody drains: a full pipe would block the server
+    with log.open("w") as stderr:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "batchrunner", "--home", str(home), "serve", "--port", "0", "--processing-seconds", "0.1"],
+            stderr=stderr, text=True,
+        )
     try:
-        line = process.stderr.readline()  # type: ignore[union-attr]
-        found = re.search(r"ANTHROPIC_BASE_URL=(http://127\.0\.0\.1:\d+) ANTHROPIC_API_KEY=anything", line)
-        assert found, line
+        found = None
+        deadline = time.monotonic() + 30
+        while found is None and time.monotonic() < deadline and process.poll() is None:
+            found = re.search(r"ANTHROPIC_BASE_URL=(http://127\.0\.0\.1:\d+) ANTHROPIC_API_KEY=anything", log.read_text())
+            time.sleep(0.05)
+        assert found, log.read_text()
         client = anthropic.Anthropic(base_url=found.group(1), api_key="anything", max_retries=0)
         uploaded = client.files.upload(file=("a.jsonl", b"{}\n"), extra_body={"purpose": "batch"})
         assert client.files.retrieve_metadata(uploaded.id).purpose == "batch"
     finally:
         process.send_signal(signal.SIGINT)
-        assert process.wait(timeout=10) == 0
+        assert process.wait(timeout=30) == 0, log.read_text()
     assert (home / "emulator" / "emulator.sqlite3").exists()
 
 
