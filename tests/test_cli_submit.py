@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -244,3 +245,30 @@ def test_the_spec_poll_timeout_stops_waiting_like_the_flag(make_job, run_cli, mo
 
     assert result.exit_code == 4
     assert "stopped waiting after 0.3 s" in result.stderr
+
+
+def test_ctrl_c_detaches_says_how_to_come_back_and_never_cancels(make_job, run_cli, emulator, monkeypatch, tmp_path):
+    use_server(monkeypatch, emulator)
+    job = make_job([{"id": "r-1", "text": "takes a while [[emulator:slow]]"}, *reviews(2, start=2)])
+    log = tmp_path / "submit.log"
+    with log.open("w") as stderr:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "batchrunner", "submit", str(job.spec), "--run-id", "interrupted", "--backend", "anthropic"],
+            stderr=stderr,
+            stdout=subprocess.DEVNULL,
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),  # as from a terminal
+        )
+    deadline = time.monotonic() + 60
+    while "created msgbatch_" not in log.read_text():
+        assert process.poll() is None and time.monotonic() < deadline, log.read_text()
+        time.sleep(0.05)
+
+    process.send_signal(signal.SIGINT)
+
+    assert process.wait(timeout=30) == 4
+    assert "detached from run interrupted" in log.read_text()
+    assert "batchrunner watch interrupted" in log.read_text()
+    assert not any("cancel" in call for call in emulator.stats()["calls"])
+    watched = run_cli("watch", "interrupted")
+    assert watched.exit_code == 0, watched.stderr
+    assert [row["status"] for row in read_rows(job.output)] == ["succeeded"] * 3

@@ -16,13 +16,20 @@ from click.testing import CliRunner
 from batchrunner.cli import cli
 
 
-def test_serve_prints_how_to_use_it_serves_the_sdk_and_stops_cleanly_on_ctrl_c(tmp_path: Path) -> None:
+def ctrl_c_reaches_python() -> None:
+    """A terminal delivers Ctrl-C; a harness that runs us in the background may have set SIGINT
+    to ignored, which children inherit and which stops Python from raising KeyboardInterrupt."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_serve_prints_how_to_use_it_serves_the_sdk_and_stops_cleanly(tmp_path: Path, stop: signal.Signals) -> None:
     home = tmp_path / "home"
     log = tmp_path / "serve.log"  # a file, not a pipe nobody drains: a full pipe would block the server
     with log.open("w") as stderr:
         process = subprocess.Popen(
             [sys.executable, "-m", "batchrunner", "--home", str(home), "serve", "--port", "0", "--processing-seconds", "0.1"],
-            stderr=stderr, text=True,
+            stderr=stderr, text=True, preexec_fn=ctrl_c_reaches_python,
         )
     try:
         found = None
@@ -35,9 +42,10 @@ def test_serve_prints_how_to_use_it_serves_the_sdk_and_stops_cleanly_on_ctrl_c(t
         uploaded = client.files.upload(file=("a.jsonl", b"{}\n"), extra_body={"purpose": "batch"})
         assert client.files.retrieve_metadata(uploaded.id).purpose == "batch"
     finally:
-        process.send_signal(signal.SIGINT)
+        process.send_signal(stop)
         assert process.wait(timeout=30) == 0, log.read_text()
     assert (home / "emulator" / "emulator.sqlite3").exists()
+    assert "Traceback" not in log.read_text()
 
 
 @pytest.mark.parametrize(

@@ -10,6 +10,7 @@ Layout, like a moto service: `routes` (HTTP in and out), `engine` (the time-base
 
 from __future__ import annotations
 
+import signal
 import socket
 import sys
 import threading
@@ -132,8 +133,14 @@ def start_in_thread(config: EmulatorConfig) -> EmulatorServer:
     return EmulatorServer(config).start()
 
 
+def _stop(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def serve_forever(config: EmulatorConfig, on_ready: Callable[[str], None] | None = None) -> None:
-    """Serve in this thread until Ctrl-C; `on_ready` gets the base URL once the port is bound."""
+    """Serve in this thread until Ctrl-C or SIGTERM (what process managers send to stop a
+    service); `on_ready` gets the base URL once the port is bound."""
+    signal.signal(signal.SIGTERM, _stop)
     server = EmulatorServer(config)
     if on_ready is not None:
         on_ready(server.base_url)
