@@ -43,7 +43,12 @@ def test_serve_prints_how_to_use_it_serves_the_sdk_and_stops_cleanly(tmp_path: P
         assert client.files.retrieve_metadata(uploaded.id).purpose == "batch"
     finally:
         process.send_signal(stop)
-        assert process.wait(timeout=30) == 0, log.read_text()
+        try:
+            code = process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()  # never leave a server behind a failed test
+            raise
+    assert code == 0, log.read_text()
     assert (home / "emulator" / "emulator.sqlite3").exists()
     assert "Traceback" not in log.read_text()
 
