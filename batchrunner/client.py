@@ -65,8 +65,19 @@ def choose_backend(flag: str | None, spec_backend: str | None) -> str:
 
 
 @contextmanager
-def open_backend(name: str, home: Path, base_url: str | None = None) -> Iterator[tuple[Backend, str]]:
-    """Yield the backend and the URL to reach it; for `local`, run the emulator meanwhile.
+def connect(name: str, home: Path, base_url: str | None = None) -> Iterator[Api]:
+    """An `Api` on the named backend, closed afterwards; for `local`, the emulator runs meanwhile."""
+    with _endpoint(name, home, base_url) as (backend, url):
+        api = Api(backend, url)
+        try:
+            yield api
+        finally:
+            api.close()
+
+
+@contextmanager
+def _endpoint(name: str, home: Path, base_url: str | None) -> Iterator[tuple[Backend, str]]:
+    """The backend and the URL to reach it; for `local`, run the emulator meanwhile.
 
     The local emulator keeps its data under the state home, so a run detached today is
     found again, and has ended, when a later command starts it on another port.
@@ -150,6 +161,7 @@ class Api:
 
     def __init__(self, backend: Backend, url: str, *, max_retries: int = 4) -> None:
         self.backend = backend
+        self.url = url
         self.sdk = anthropic.Anthropic(api_key=_api_key(backend), base_url=url, max_retries=max_retries)
 
     def close(self) -> None:

@@ -24,7 +24,16 @@ from batchrunner.atomic import atomic_writer, fsync_dir, naming
 from batchrunner.client import Gate, backoff
 from batchrunner.crashpoints import crashpoint, failpoint
 from batchrunner.errors import ApiError, BatchrunnerError, NotFound
-from batchrunner.ledger import ENDED, RESULT_STATUSES, SUBMITTED, Batch, Ledger, PlacedResult, ResultRow, Run
+from batchrunner.ledger import (
+    ENDED,
+    RESULT_STATUSES,
+    SUBMITTED,
+    Batch,
+    Ledger,
+    PlacedResult,
+    ResultRow,
+    Run,
+)
 
 RESULTS_KEPT = timedelta(days=29)
 ARCHIVE_WARNING = timedelta(days=3)
@@ -144,10 +153,11 @@ def count_lines(path: Path) -> int:
     return sum(1 for _ in iter_lines(path))
 
 
-def request_ids(path: Path) -> list[str]:
+def request_ids(path: Path) -> Iterator[str]:
     """The custom_ids of a request file in order; compile writes each line starting with its custom_id."""
     start = len(CUSTOM_ID_PREFIX)
-    return [line[start : line.index(b'"', start)].decode() for line in iter_lines(path)]
+    for line in iter_lines(path):
+        yield line[start : line.index(b'"', start)].decode()
 
 
 def _download(gate_api: Any, url: str, dest: Path, expected: int) -> None:

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import mimetypes
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
+from batchrunner import client
 from batchrunner.atomic import atomic_writer
-from batchrunner.client import Api, choose_backend, is_purpose_refusal, open_backend
+from batchrunner.client import Api, choose_backend, is_purpose_refusal
 from batchrunner.errors import ApiError, InputError, TooLarge
 
 MAX_UPLOAD_BYTES = 500 * 1024 * 1024  # the Files API's limit per file
@@ -27,15 +27,9 @@ DEFAULT_LIMIT = 20
 MIME_TYPES = {".jsonl": "application/jsonl", ".md": "text/markdown"}
 
 
-@contextmanager
-def connect(home: Path, backend: str | None = None) -> Iterator[Api]:
+def connect(home: Path, backend: str | None = None) -> AbstractContextManager[Api]:
     """An `Api` on the chosen backend; `local` keeps its files under `<home>/emulator` between calls."""
-    with open_backend(choose_backend(backend, None), home) as (info, url):
-        api = Api(info, url)
-        try:
-            yield api
-        finally:
-            api.close()
+    return client.connect(choose_backend(backend, None), home)
 
 
 def mime_type(path: Path) -> str:

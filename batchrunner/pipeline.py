@@ -20,12 +20,11 @@ from pathlib import Path
 from typing import Any
 
 from batchrunner import settings
-from batchrunner.client import Api, Gate, choose_backend, open_backend
+from batchrunner.client import Api, Gate, choose_backend, connect
 from batchrunner.collect import (
-    CUSTOM_ID_PREFIX,
     archive_warning,
     collect_batch,
-    iter_lines,
+    request_ids,
     write_output,
 )
 from batchrunner.compile import CompileReport, check_budget, compile_job
@@ -216,11 +215,9 @@ def _check_budget(spec: JobSpec, report: CompileReport, force: bool) -> None:
 
 
 def _shard_custom_ids(run_dir: Path, report: CompileReport) -> Iterator[str]:
-    start = len(CUSTOM_ID_PREFIX)
     for shard in report.shards:
         assert shard.path is not None
-        for line in iter_lines(run_dir / shard.path.name):
-            yield line[start : line.index(b'"', start)].decode()
+        yield from request_ids(run_dir / shard.path.name)
 
 
 def _prepare_run(
@@ -282,14 +279,10 @@ def _prepare_with_attachments(
     checked = compile_job(spec)
     _check_budget(spec, checked, force)
     assert checked.attachments is not None
-    with open_backend(backend, home=ledger.home, base_url=base_url) as (info, url):
-        api = Api(info, url)
-        try:
-            gate = Gate(api, spec.poll.requests_per_minute)
-            key = backend_key(info.name, url)
-            uploaded = asyncio.run(upload_attachments(gate, ledger, key, checked.attachments, events.notice))
-        finally:
-            api.close()
+    with connect(backend, ledger.home, base_url) as api:
+        gate = Gate(api, spec.poll.requests_per_minute)
+        key = backend_key(api.backend.name, api.url)
+        uploaded = asyncio.run(upload_attachments(gate, ledger, key, checked.attachments, events.notice))
     return _prepare_run(ledger, spec, run_id, backend, base_url, force, uploaded)
 
 
@@ -378,12 +371,8 @@ def _session(home: Path, run_id: str) -> Iterator[tuple[Ledger, Run, Api]]:
     """Lock the run and open its backend: what every command that changes a run needs."""
     with Ledger(home) as ledger, run_lock(home, run_id):
         run = ledger.run(run_id)
-        with open_backend(run.backend, home, run.base_url) as (backend, url):
-            api = Api(backend, url)
-            try:
-                yield ledger, run, api
-            finally:
-                api.close()
+        with connect(run.backend, home, run.base_url) as api:
+            yield ledger, run, api
 
 
 def _finish(ledger: Ledger, run: Run, api: Api, events: Events) -> Outcome:
@@ -436,13 +425,9 @@ def submit(
                 else:
                     run = _prepare_run(ledger, spec, run_id, chosen, base_url, force)
                 events.notice(f"run {run.id}: {run.requests} requests in {len(ledger.batches(run))} batch(es)")
-            with open_backend(run.backend, home, run.base_url) as (backend_info, url):
-                api = Api(backend_info, url)
-                try:
-                    _run_loop(lambda: _drive(ledger, run, api, detach=detach, timeout=timeout, events=events), run)
-                    return _finish(ledger, run, api, events)
-                finally:
-                    api.close()
+            with connect(run.backend, home, run.base_url) as api:
+                _run_loop(lambda: _drive(ledger, run, api, detach=detach, timeout=timeout, events=events), run)
+                return _finish(ledger, run, api, events)
 
 
 def resume(
@@ -545,13 +530,9 @@ def cancel(run_id: str, *, home: Path, events: Events | None = None) -> Outcome:
     events = events or Events()
     with Ledger(home) as ledger:
         run = ledger.run(run_id)
-        with open_backend(run.backend, home, run.base_url) as (backend, url):
-            api = Api(backend, url)
-            try:
-                for batch in ledger.batches(run, states=(SUBMITTED,)):
-                    assert batch.batch_id is not None
-                    ledger.record_status(batch, api.cancel_batch(batch.batch_id))
-                    events.notice(f"{batch.batch_id}: cancel requested")
-            finally:
-                api.close()
+        with connect(run.backend, home, run.base_url) as api:
+            for batch in ledger.batches(run, states=(SUBMITTED,)):
+                assert batch.batch_id is not None
+                ledger.record_status(batch, api.cancel_batch(batch.batch_id))
+                events.notice(f"{batch.batch_id}: cancel requested")
         return summarize(ledger, run)
