@@ -26,6 +26,7 @@ from batchrunner.errors import (
     SpecError,
     StillRunning,
     SubmitUncertain,
+    UnknownRun,
 )
 
 _LAZY = {
@@ -53,6 +54,7 @@ __all__ = [
     "SpecError",
     "StillRunning",
     "SubmitUncertain",
+    "UnknownRun",
     "pipeline",
     *sorted(_LAZY),
 ]

@@ -1,7 +1,9 @@
 """The command line: parse, make one library call, render text or `--json`.
 
 This is the only module that imports click, and `BatchrunnerGroup.invoke` is the only place
-where errors become exit codes and messages.
+where errors become exit codes and messages. The global options (`--home`, `--json`, `-v`,
+`-q`) are accepted before or after the command (`CommandsGroup`); a reader that stops
+reading (`| head -1`) ends the output quietly, never the command.
 """
 
 from __future__ import annotations
@@ -12,10 +14,11 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn, TextIO
 
 import click
 import orjson
+from click.core import ParameterSource
 
 from batchrunner import settings
 from batchrunner.errors import (
@@ -30,9 +33,10 @@ if TYPE_CHECKING:
     from batchrunner.compile import CompileReport
     from batchrunner.ledger import Batch, Run
     from batchrunner.pipeline import Events, Outcome
+    from batchrunner.poll import Polled
 
-# The pipeline (and with it the anthropic SDK) is imported by the commands that use it, so
-# `validate` and `serve` start fast.
+# The pipeline is imported by the commands that use it, so `validate`, `serve` and shell
+# completion start fast; the anthropic SDK only by those that call the API (see client.py).
 
 
 @dataclass
@@ -47,15 +51,44 @@ class App:
     def emit(self, data: Any, text: str | None = None) -> None:
         """Write the command's result: one JSON document, or human text."""
         if self.json:
-            sys.stdout.buffer.write(orjson.dumps(data, option=orjson.OPT_INDENT_2, default=str) + b"\n")
-            sys.stdout.flush()
+            _write_json(data)
         elif text is not None:
-            click.echo(text)
+            _echo(text)
 
     def notice(self, message: str) -> None:
         """A side note for people (stderr), silenced by -q."""
         if not self.quiet:
-            click.echo(message, err=True)
+            _echo(message, err=True)
+
+
+def _echo(text: str, *, err: bool = False) -> None:
+    """click.echo, except that a reader who has gone (`| head -1`) silences the stream instead of
+    failing the command: what was already done stands, and the exit code stays the command's."""
+    stream = sys.stderr if err else sys.stdout
+    try:
+        click.echo(text, file=stream)
+    except BrokenPipeError:
+        _silence(stream)
+
+
+def _write_json(data: Any) -> None:
+    try:
+        sys.stdout.buffer.write(orjson.dumps(data, option=orjson.OPT_INDENT_2, default=str) + b"\n")
+        sys.stdout.flush()
+    except BrokenPipeError:
+        _silence(sys.stdout)
+
+
+def _silence(stream: TextIO) -> None:
+    """Point a closed pipe's file descriptor at /dev/null, so later writes and the interpreter's
+    flush at exit succeed instead of printing "Exception ignored ... BrokenPipeError"."""
+    try:
+        fd = stream.fileno()
+    except (OSError, ValueError):  # not a real file (click's test runner): nothing is left to flush
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, fd)
+    os.close(devnull)
 
 
 def _debug(app: App | None) -> bool:
@@ -63,17 +96,77 @@ def _debug(app: App | None) -> bool:
 
 
 def _fail(ctx: click.Context, exit_code: int, payload: dict[str, Any], message: str) -> NoReturn:
-    app: App | None = ctx.obj if isinstance(ctx.obj, App) else None
-    if app is not None and app.json:
-        sys.stdout.buffer.write(orjson.dumps({"error": payload}, option=orjson.OPT_INDENT_2) + b"\n")
-        sys.stdout.flush()
-    click.echo(f"error: {message}", err=True)
+    if _wants_json(ctx):
+        _write_json({"error": payload})
+    _echo(f"error: {message}", err=True)
     ctx.exit(exit_code)
     raise AssertionError("unreachable")
 
 
-class BatchrunnerGroup(click.Group):
+_JSON_TYPED = "batchrunner.json_typed"
+
+
+def _wants_json(ctx: click.Context) -> bool:
+    """--json was typed anywhere, even if parsing stopped at a usage error before reading it."""
+    app: App | None = ctx.obj if isinstance(ctx.obj, App) else None
+    return bool(ctx.meta.get(_JSON_TYPED)) or (app is not None and app.json)
+
+
+def _click_error(ctx: click.Context, exc: click.ClickException) -> None:
+    """With --json, a usage error is one JSON document on stdout too; click prints the message."""
+    if isinstance(exc, click.UsageError):
+        exc.exit_code = EXIT_INVALID
+    if _wants_json(ctx):
+        _write_json({"error": {"type": type(exc).__name__, "message": exc.format_message(), "exit_code": exc.exit_code}})
+
+
+# group option name -> the App field it sets
+_GLOBAL_OPTIONS = {"home": "home", "as_json": "json", "verbose": "verbose", "quiet": "quiet"}
+
+
+def _after_command(option: click.Option, field: str) -> click.Option:
+    """The root's global option once more, for a command: given there, it overrides the root's."""
+
+    def apply(ctx: click.Context, param: click.Parameter, value: Any) -> None:
+        app = ctx.find_object(App)
+        if app is not None and ctx.get_parameter_source(field) is ParameterSource.COMMANDLINE:
+            setattr(app, field, value)
+
+    return click.Option(
+        [field, *option.opts, *option.secondary_opts],
+        type=option.type,
+        is_flag=option.is_flag,
+        count=option.count,
+        help=option.help,
+        expose_value=False,
+        callback=apply,
+    )
+
+
+class CommandsGroup(click.Group):
+    """Gives every command it holds the global options, so they may follow the command as people
+    type them (`batchrunner status RUN --json`); given in both places, the one after the command wins."""
+
+    def add_command(self, cmd: click.Command, name: str | None = None) -> None:
+        cmd.params.extend(
+            _after_command(option, _GLOBAL_OPTIONS[option.name])
+            for option in cli.params
+            if isinstance(option, click.Option) and option.name in _GLOBAL_OPTIONS
+        )
+        super().add_command(cmd, name)
+
+
+class BatchrunnerGroup(CommandsGroup):
     """Maps every error to its exit code and a message, in one place."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        typed = args[: args.index("--")] if "--" in args else args
+        ctx.meta[_JSON_TYPED] = "--json" in typed
+        try:
+            return super().parse_args(ctx, args)
+        except click.ClickException as exc:
+            _click_error(ctx, exc)
+            raise
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -83,8 +176,7 @@ class BatchrunnerGroup(click.Group):
         except click.exceptions.Exit:
             raise
         except click.ClickException as exc:
-            if isinstance(exc, click.UsageError):
-                exc.exit_code = EXIT_INVALID
+            _click_error(ctx, exc)
             raise
         except (KeyboardInterrupt, click.Abort):
             raise
@@ -126,6 +218,14 @@ class BatchrunnerGroup(click.Group):
 def cli(ctx: click.Context, home: Path, as_json: bool, verbose: int, quiet: bool) -> None:
     """Run Claude at scale through Anthropic's Message Batches API."""
     ctx.obj = App(home=home, json=as_json, verbose=verbose, quiet=quiet)
+
+
+def _complete_run(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[str]:
+    """Shell completion of RUN: the ids in the state home the line names (or the default one)."""
+    from batchrunner.ledger import known_run_ids
+
+    home = ctx.find_root().params.get("home")
+    return [run_id for run_id in known_run_ids(Path(home)) if run_id.startswith(incomplete)] if home else []
 
 
 # checking a job
@@ -237,7 +337,19 @@ def _events(app: App, progress: Progress | None = None) -> Events:
             progress.done()
         app.notice(message)
 
-    return Events(notice=notice, progress=progress or (lambda run, batches: None))
+    def log_poll(polled: Polled) -> None:
+        """-v: one line per poll, timestamped, so a cron log shows what the tool is waiting for."""
+        if progress is not None:
+            progress.done()
+        wait = "" if polled.next_in is None else f", next in {polled.next_in:.1f} s"
+        when = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        _echo(f"{when} poll {polled.batch_id} {polled.status} ({polled.done:,}/{polled.total:,} done){wait}", err=True)
+
+    return Events(
+        notice=notice,
+        progress=progress or (lambda run, batches: None),
+        poll=log_poll if app.verbose else (lambda polled: None),
+    )
 
 
 def _summary_text(outcome: Outcome) -> str:
@@ -305,7 +417,7 @@ def submit(
 
 
 @cli.command()
-@click.argument("run_id", metavar="RUN")
+@click.argument("run_id", metavar="RUN", shell_complete=_complete_run)
 @click.option("--timeout", type=click.FloatRange(min=0), help="Stop waiting after this many seconds (exit 4).")
 @click.pass_context
 def watch(ctx: click.Context, run_id: str, timeout: float | None) -> None:
@@ -322,7 +434,7 @@ def watch(ctx: click.Context, run_id: str, timeout: float | None) -> None:
 
 
 @cli.command()
-@click.argument("run_id", metavar="RUN", required=False)
+@click.argument("run_id", metavar="RUN", required=False, shell_complete=_complete_run)
 @click.option("--all", "all_runs", is_flag=True, help="Collect every run that is not done.")
 @click.pass_context
 def collect(ctx: click.Context, run_id: str | None, all_runs: bool) -> None:
@@ -338,7 +450,7 @@ def collect(ctx: click.Context, run_id: str | None, all_runs: bool) -> None:
 
 
 @cli.command()
-@click.argument("run_id", metavar="[RUN]", required=False)
+@click.argument("run_id", metavar="[RUN]", required=False, shell_complete=_complete_run)
 @click.pass_context
 def status(ctx: click.Context, run_id: str | None) -> None:
     """Show one run (default: the latest): its batches and request counts, as the ledger knows them."""
@@ -374,7 +486,7 @@ def runs(ctx: click.Context) -> None:
 
 
 @cli.command()
-@click.argument("run_id", metavar="RUN")
+@click.argument("run_id", metavar="RUN", shell_complete=_complete_run)
 @click.pass_context
 def cancel(ctx: click.Context, run_id: str) -> None:
     """Cancel RUN's running batches; `watch` or `collect` then gathers their partial results."""
@@ -388,7 +500,7 @@ def cancel(ctx: click.Context, run_id: str) -> None:
 # the Files API
 
 
-@cli.group("files")
+@cli.group("files", cls=CommandsGroup)
 def files_group() -> None:
     """The Files API: upload, list, info, download, delete (on the chosen backend)."""
 
@@ -566,7 +678,7 @@ def serve(
 
 
 @cli.command()
-@click.argument("run_id", metavar="[RUN]", required=False)
+@click.argument("run_id", metavar="[RUN]", required=False, shell_complete=_complete_run)
 @click.option("--all", "all_runs", is_flag=True, help="Resume every run that is not done.")
 @click.option("--detach", is_flag=True, help="Only reconcile and submit; do not wait (exit 4).")
 @click.pass_context
@@ -591,7 +703,7 @@ def resume(ctx: click.Context, run_id: str | None, all_runs: bool, detach: bool)
 
 
 @cli.command()
-@click.argument("run_id", metavar="RUN")
+@click.argument("run_id", metavar="RUN", shell_complete=_complete_run)
 @click.option(
     "--status",
     "statuses",

@@ -4,6 +4,9 @@ Every stage talks to the API through `Api`, whose methods take and return plain 
 raise only batchrunner errors; the pipeline calls them through `Gate`, one rate limiter shared
 by every call of a run, each call in a worker thread. There is one client code path: the
 official SDK over HTTP, to the real API or to the emulator started for the `local` backend.
+
+The SDK takes a second to import, so it is imported inside the functions that call it: the
+commands that only read the ledger (`runs`, `status`) never load it.
 """
 
 from __future__ import annotations
@@ -16,10 +19,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any, BinaryIO, TypeVar
+from typing import TYPE_CHECKING, Any, BinaryIO, TypeVar
 
-import anthropic
-import httpx2
 from aiolimiter import AsyncLimiter
 
 from batchrunner import settings
@@ -33,6 +34,9 @@ from batchrunner.errors import (
     TooLarge,
 )
 from batchrunner.settings import BACKENDS
+
+if TYPE_CHECKING:
+    import anthropic
 
 LOCAL_API_KEY = "batchrunner-local"
 DOWNLOAD_CHUNK = 1 << 20
@@ -139,6 +143,8 @@ def _narrower(exc: anthropic.APIStatusError) -> tuple[type[ApiError], str, str]:
 @contextmanager
 def map_sdk_errors(what: str) -> Iterator[None]:
     """Translate SDK exceptions into batchrunner's, most specific first."""
+    import anthropic
+
     try:
         yield
     except anthropic.NotFoundError as exc:
@@ -160,6 +166,8 @@ class Api:
     """Synchronous API calls, as the stages need them."""
 
     def __init__(self, backend: Backend, url: str, *, max_retries: int = 4) -> None:
+        import anthropic
+
         self.backend = backend
         self.url = url
         self.sdk = anthropic.Anthropic(api_key=_api_key(backend), base_url=url, max_retries=max_retries)
@@ -173,6 +181,8 @@ class Api:
         A definite refusal raises ApiError; anything that may have created the batch
         (timeout, dropped connection, 408, 409, 5xx) raises SubmitUncertain.
         """
+        import anthropic
+
         client = self.sdk.with_options(max_retries=0, timeout=settings.seconds(settings.CREATE_TIMEOUT, 600.0))
         try:
             batch = client.post(
@@ -214,6 +224,8 @@ class Api:
 
     def download_results(self, results_url: str, out: BinaryIO, on_chunk: Callable[[], None] = lambda: None) -> int:
         """Stream a results file into `out`; a broken stream raises ApiError so the caller restarts."""
+        import httpx2
+
         written = 0
         with map_sdk_errors("download results"):
             response = self.sdk.get(
@@ -277,6 +289,8 @@ class Api:
 
     def download_file(self, file_id: str, out: BinaryIO) -> int:
         """Stream a file's content into `out`; a broken stream raises ApiError."""
+        import httpx2
+
         written = 0
         with map_sdk_errors(f"download file {file_id}"), self.sdk.files.with_streaming_response.download(file_id) as response:
             try:
@@ -319,6 +333,8 @@ def is_purpose_refusal(error: ApiError) -> bool:
     Only the server's own message counts: ours also holds the upload's path, which may
     contain the word.
     """
+    import anthropic
+
     cause = error.__cause__
     return (
         error.status == 400

@@ -511,9 +511,24 @@ def _confirm_duplicates(spec: JobSpec, problems: _Problems, suspects: list[tuple
 def validate_job(path: Path) -> CompileReport:
     """Load and compile a job without writing anything, and hold it to its budget: `batchrunner validate`."""
     spec = load_spec(path)
+    check_output_writable(spec)
     report = compile_job(spec)
     check_budget(spec, report)
     return report
+
+
+def check_output_writable(spec: JobSpec) -> None:
+    """Refuse before anything is sent or written if the output could never be written."""
+    out = spec.output_path
+    where = (shown(spec.path), spec.key_line("output"))
+    if out.is_dir():
+        example = shown(out / f"{spec.name}.jsonl")
+        raise SpecError([Problem(*where, f"`output` {shown(out)} is a folder: name a file such as {example}")])
+    parent = out.parent
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
+        raise SpecError([Problem(*where, f"cannot write the output {shown(out)}: {shown(parent)} is not a writable folder")])
 
 
 def check_budget(spec: JobSpec, report: CompileReport) -> None:

@@ -5,7 +5,8 @@
     │   │                              raised before anything is sent or written
     │   ├── SpecError (2)              a job spec problem, located at file:line
     │   ├── RowError (2)               an input row problem, located at file:line
-    │   └── BudgetExceeded (2)         the worst-case cost is over the spec's budget_usd
+    │   ├── BudgetExceeded (2)         the worst-case cost is over the spec's budget_usd
+    │   └── UnknownRun (2)             a run id the ledger does not know (a typo, or another --home)
     ├── ApiError (1)                   the API refused or failed a call
     │   ├── NotFound (1)               the API says the thing does not exist
     │   ├── NotDownloadable (1)        the file exists, but the API does not let its content out
@@ -95,6 +96,11 @@ class RowError(InputError):
 
 class BudgetExceeded(InputError):
     """The job's worst-case cost is above its `budget_usd`."""
+
+
+class UnknownRun(InputError):
+    """A run the ledger does not know. Unlike the API's NotFound, it is the user's mistake: a
+    mistyped id or another state home."""
 
 
 class ApiError(BatchrunnerError):

@@ -26,7 +26,7 @@ import orjson
 
 from batchrunner.atomic import naming
 from batchrunner.crashpoints import failpoint
-from batchrunner.errors import NotFound, RunLocked
+from batchrunner.errors import RunLocked, UnknownRun
 
 # Batch states, in the order a batch moves through them.
 PREPARED = "prepared"  # request file written; no create attempted (or the last one was definitely refused)
@@ -40,6 +40,8 @@ UNRECOVERABLE = "unrecoverable"  # archived before its results were collected
 RESULTS_CHUNK_ROWS = 100_000  # a whole batch
 RESULTS_CHUNK_BYTES = 32 << 20  # but never more answer text than this in memory
 CACHE_KIB = 8 * 1024  # results are applied in seq order, so a small page cache is enough
+
+LEDGER_FILE = "ledger.sqlite3"
 
 OPEN_STATES = (PREPARED, CREATING, UNCERTAIN, SUBMITTED, ENDED)
 RESULT_STATUSES = ("succeeded", "errored", "expired", "canceled")
@@ -254,7 +256,7 @@ class Ledger:
     def __init__(self, home: Path) -> None:
         self.home = home
         home.mkdir(parents=True, exist_ok=True, mode=0o700)
-        self.path = home / "ledger.sqlite3"
+        self.path = home / LEDGER_FILE
         self.commits = 0  # transactions committed (or tried) by this instance; BATCHRUNNER_FAIL_WRITE_AT counts them
         old_umask = os.umask(0o077)
         try:
@@ -368,7 +370,7 @@ class Ledger:
     def run(self, run_id: str) -> Run:
         row = self.db.execute("SELECT * FROM runs WHERE id = ?", (run_id,)).fetchone()
         if row is None:
-            raise NotFound(f"no run {run_id!r} in {self.home}; `batchrunner runs` lists the runs there")
+            raise UnknownRun(f"no run {run_id!r} in {self.home}; `batchrunner runs` lists the runs there")
         return _run(row)
 
     def has_run(self, run_id: str) -> bool:
@@ -377,7 +379,7 @@ class Ledger:
     def latest_run(self) -> Run:
         row = self.db.execute("SELECT * FROM runs ORDER BY pk DESC LIMIT 1").fetchone()
         if row is None:
-            raise NotFound(f"there are no runs in {self.home} yet; start one with `batchrunner submit JOB`")
+            raise UnknownRun(f"there are no runs in {self.home} yet; start one with `batchrunner submit JOB`")
         return _run(row)
 
     def runs(self) -> list[Run]:
@@ -673,6 +675,15 @@ class Ledger:
 
     def integrity_check(self) -> str:
         return str(self.db.execute("PRAGMA integrity_check").fetchone()[0])
+
+
+def known_run_ids(home: Path) -> list[str]:
+    """The run ids in a state home, newest first, for shell completion; a home without a ledger
+    has none, and is not created by asking."""
+    if not (home / LEDGER_FILE).exists():
+        return []
+    with Ledger(home) as ledger:
+        return [run.id for run in reversed(ledger.runs())]
 
 
 @contextmanager

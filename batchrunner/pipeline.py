@@ -27,7 +27,7 @@ from batchrunner.collect import (
     request_ids,
     write_output,
 )
-from batchrunner.compile import CompileReport, check_budget, compile_job
+from batchrunner.compile import CompileReport, check_budget, check_output_writable, compile_job
 from batchrunner.crashpoints import crashpoint
 from batchrunner.errors import (
     EXIT_INCOMPLETE,
@@ -35,9 +35,7 @@ from batchrunner.errors import (
     EXIT_RUNNING,
     BudgetExceeded,
     InputError,
-    Problem,
     RunLocked,
-    SpecError,
     StillRunning,
 )
 from batchrunner.ledger import (
@@ -53,10 +51,10 @@ from batchrunner.ledger import (
     Run,
     run_lock,
 )
-from batchrunner.poll import PollSettings, wait_until_ended
+from batchrunner.poll import Polled, PollSettings, wait_until_ended
 from batchrunner.pricing import batch_cost_usd
 from batchrunner.retry import Selection, prepare_attempt, select
-from batchrunner.spec import JobSpec, Pricing, load_spec, shown
+from batchrunner.spec import JobSpec, Pricing, load_spec
 from batchrunner.submit import SubmitSettings, submit_pending
 from batchrunner.uploads import (
     Uploaded,
@@ -70,10 +68,11 @@ RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 
 @dataclass
 class Events:
-    """How the library talks to whoever runs it: notices, and a progress callback for the poller."""
+    """How the library talks to whoever runs it: notices, a progress callback, and each poll (for a log)."""
 
     notice: Callable[[str], None] = lambda message: None
     progress: Callable[[Run, list[Batch]], None] = lambda run, batches: None
+    poll: Callable[[Polled], None] = lambda polled: None
 
 
 @dataclass(frozen=True)
@@ -177,20 +176,6 @@ def _new_run_id(ledger: Ledger, name: str) -> str:
         n += 1
         candidate = f"{base}-{n}"
     return candidate
-
-
-def _check_output_writable(spec: JobSpec) -> None:
-    """Refuse before anything is sent or written if the output could never be written."""
-    out = spec.output_path
-    where = (shown(spec.path), spec.key_line("output"))
-    if out.is_dir():
-        example = shown(out / f"{spec.name}.jsonl")
-        raise SpecError([Problem(*where, f"`output` {shown(out)} is a folder: name a file such as {example}")])
-    parent = out.parent
-    while not parent.exists():
-        parent = parent.parent
-    if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
-        raise SpecError([Problem(*where, f"cannot write the output {shown(out)}: {shown(parent)} is not a writable folder")])
 
 
 def _settings(spec: JobSpec) -> dict[str, Any]:
@@ -312,7 +297,7 @@ async def _drive(ledger: Ledger, run: Run, api: Api, *, detach: bool, timeout: f
 
     async def finish(batch: Batch) -> None:
         if batch.state == SUBMITTED:
-            batch = await wait_until_ended(gate, ledger, batch, poll_settings, report_progress, events.notice)
+            batch = await wait_until_ended(gate, ledger, batch, poll_settings, report_progress, events.notice, events.poll)
         await collect_batch(gate, ledger, run, batch, events.notice)
         report_progress()
 
@@ -369,10 +354,12 @@ def _run_loop(step: Callable[[], Awaitable[None]], run: Run) -> None:
 @contextmanager
 def _session(home: Path, run_id: str) -> Iterator[tuple[Ledger, Run, Api]]:
     """Lock the run and open its backend: what every command that changes a run needs."""
-    with Ledger(home) as ledger, run_lock(home, run_id):
-        run = ledger.run(run_id)
-        with connect(run.backend, home, run.base_url) as api:
-            yield ledger, run, api
+    with Ledger(home) as ledger:
+        ledger.run(run_id)  # an unknown id is refused before a lock file is made in its name
+        with run_lock(home, run_id):
+            run = ledger.run(run_id)
+            with connect(run.backend, home, run.base_url) as api:
+                yield ledger, run, api
 
 
 def _finish(ledger: Ledger, run: Run, api: Api, events: Events) -> Outcome:
@@ -409,7 +396,7 @@ def submit(
         events.notice("no ANTHROPIC_API_KEY: running on the built-in emulator; the answers are simulated")
     if run_id is not None and not RUN_ID.match(run_id):
         raise InputError(f"--run-id {run_id!r}: use letters, digits, '_', '-' and '.', at most 100 characters")
-    _check_output_writable(spec)
+    check_output_writable(spec)
     with Ledger(home) as ledger:
         run_id = run_id or _new_run_id(ledger, spec.name)
         with run_lock(home, run_id):

@@ -24,6 +24,19 @@ RUNNING_STATUSES = ("in_progress", "canceling")
 
 
 @dataclass(frozen=True)
+class Polled:
+    """One look at a batch and the wait before the next: what `-v` logs, so a cron log shows
+    what the poller does. `status` is the API's processing_status, or `not_found` (just created,
+    not visible yet) or `failed` (a transient error, also reported as a notice)."""
+
+    batch_id: str
+    status: str
+    done: int
+    total: int
+    next_in: float | None  # seconds; None once the batch has ended
+
+
+@dataclass(frozen=True)
 class PollSettings:
     initial_interval: float = 2.0
     max_interval: float = 60.0
@@ -42,6 +55,12 @@ def _seconds_since(timestamp: str | None) -> float:
     return (datetime.now(UTC) - created).total_seconds()
 
 
+def _polled(batch_id: str, batch: Batch, status: str, next_in: float | None) -> Polled:
+    counts = batch.request_counts or {}
+    done = sum(n for kind, n in counts.items() if kind != "processing")
+    return Polled(batch_id=batch_id, status=status, done=done, total=batch.requests, next_in=next_in)
+
+
 async def wait_until_ended(
     gate: Gate,
     ledger: Ledger,
@@ -49,27 +68,35 @@ async def wait_until_ended(
     settings: PollSettings,
     on_update: Callable[[Batch], None],
     on_event: Callable[[str], None],
+    on_poll: Callable[[Polled], None],
 ) -> Batch:
     """Poll one batch until the API says `ended`; returns the batch as last recorded."""
-    assert batch.batch_id is not None
+    batch_id = batch.batch_id
+    assert batch_id is not None
     interval = settings.initial_interval
     while True:
         try:
-            remote = await gate(gate.api.retrieve_batch, batch.batch_id)
+            remote = await gate(gate.api.retrieve_batch, batch_id)
         except NotFound:
             if _seconds_since(batch.created_at) > settings.not_found_grace_s:
                 raise
             ledger.count_poll(batch)
+            status = "not_found"
         except ApiError as exc:
             if not is_transient(exc):
                 raise
             ledger.count_poll(batch)
-            on_event(f"{batch.batch_id}: {exc.message}; trying again")
+            on_event(f"{batch_id}: {exc.message}; trying again")
+            status = "failed"
         else:
             batch = ledger.record_status(batch, remote)
             on_update(batch)
-            if remote["processing_status"] == ENDED:
+            status = remote["processing_status"]
+            if status == ENDED:
+                on_poll(_polled(batch_id, batch, status, None))
                 return batch
             crashpoint("poll.polled")
-        await asyncio.sleep(interval * random.uniform(0.8, 1.2))
+        wait = interval * random.uniform(0.8, 1.2)
+        on_poll(_polled(batch_id, batch, status, wait))
+        await asyncio.sleep(wait)
         interval = min(interval * settings.backoff, settings.max_interval)

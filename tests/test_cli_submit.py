@@ -203,7 +203,7 @@ def test_an_output_path_that_is_a_folder_is_refused_before_sending(make_job, run
 
 def test_unknown_run_is_a_clear_error(run_cli):
     result = run_cli("status", "nope")
-    assert result.exit_code == 1
+    assert result.exit_code == 2
     assert "no run 'nope'" in result.stderr
     assert "Traceback" not in result.output + result.stderr
 

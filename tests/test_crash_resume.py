@@ -54,7 +54,7 @@ def test_sigkill_at_each_step_then_resume_completes_exactly_once(point, make_job
     env = user_env(slow_emulator)
     if point == "compile.done":
         missing = batchrunner(home, env, "resume", "nightly")
-        assert missing.returncode == 1 and "no run 'nightly'" in missing.stderr
+        assert missing.returncode == 2 and "no run 'nightly'" in missing.stderr
         recovered = batchrunner(home, env, "submit", job.spec, "--run-id", "nightly")
     else:
         recovered = batchrunner(home, env, "resume", "nightly")

@@ -12,7 +12,7 @@ import batchrunner
 EXPECTED = {
     "ApiError", "BatchrunnerError", "BudgetExceeded", "CompileReport", "EmulatorConfig", "Events", "InputError",
     "JobSpec", "Ledger", "NotFound", "Outcome", "RowError", "RunLocked", "Selection", "SpecError", "StillRunning",
-    "SubmitUncertain", "compile_job", "load_spec", "pipeline", "start_in_thread", "validate_job",
+    "SubmitUncertain", "UnknownRun", "compile_job", "load_spec", "pipeline", "start_in_thread", "validate_job",
 }  # fmt: skip
 
 
