@@ -220,8 +220,8 @@ class Catalog:
         return self._by_name.get(model_id)
 
     def closest(self, model_id: str, n: int = 3) -> list[str]:
-        """The known ids and aliases that look most like `model_id`, for "did you mean"."""
-        names = list(self._by_name)
+        """The known ids and aliases of models not retired that look most like `model_id`, for "did you mean"."""
+        names = [name for name, entry in self._by_name.items() if entry.lifecycle != "retired"]
         return difflib.get_close_matches(model_id, names, n=n, cutoff=0.6)
 
     def entries(self) -> list[ModelEntry]:

@@ -142,7 +142,7 @@ def _validate_text(job: Path, report: CompileReport) -> str:
     if len(shards) > 10:
         lines.append(f"  ... and {len(shards) - 10} more shards")
     if report.cost_low_usd is None or report.cost_high_usd is None:
-        cost = f"cost unknown for {report.model} (add a pricing: block to the spec)"
+        cost = f"cost unknown for {report.model} (the catalog has no price for it: add a pricing: block to the spec)"
     else:
         cost = f"{_usd(report.cost_low_usd)} – {_usd(report.cost_high_usd)} at batch prices ({report.model})"
     lines.append(f"bytes: {report.bytes:,} · estimated input tokens: ~{report.estimated_input_tokens:,}")
@@ -151,6 +151,7 @@ def _validate_text(job: Path, report: CompileReport) -> str:
         lines.append(f"attachments: {len(files):,} distinct file(s), {report.attachments.total_bytes:,} bytes "
                      "(uploaded by submit; not in the token estimate)")
     lines.append(f"cost: {cost}")
+    lines += [f"warning: {warning}" for warning in report.warnings]
     return "\n".join(lines)
 
 
