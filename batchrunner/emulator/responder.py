@@ -19,6 +19,9 @@ from typing import Any
 import jsonschema
 import orjson
 
+from batchrunner.emulator.judge import Judge
+from batchrunner.rules import DEFAULT_API_VERSION
+
 ERROR_TYPES = (
     "invalid_request_error", "authentication_error", "billing_error", "permission_error", "not_found_error",
     "rate_limit_error", "timeout_error", "api_error", "overloaded_error",
@@ -128,11 +131,16 @@ def compose_text(conversation: Conversation, rng: random.Random) -> str:
 class Responder:
     """Turns one request into its result line (as a dict), deterministically."""
 
-    def __init__(self, seed: int, errored_rate: float, expired_rate: float, find_file: FindFile) -> None:
+    def __init__(
+        self, seed: int, errored_rate: float, expired_rate: float, find_file: FindFile,
+        judge: Judge | None = None, api_version: str = DEFAULT_API_VERSION,
+    ) -> None:
         self.seed = seed
         self.errored_rate = errored_rate
         self.expired_rate = expired_rate
         self.find_file = find_file
+        self.judge = judge or Judge()
+        self.api_version = api_version
         self.schema_answer = SchemaAnswer()
 
     def result(self, custom_id: str, params: Any, canon: bytes, occurrence: int = 0) -> dict[str, Any]:
@@ -155,6 +163,9 @@ class Responder:
             validate_params(params, self.find_file, self.schema_answer.check_schema)
         except BadParams as bad:
             return errored("invalid_request_error", str(bad), fate)
+        refusal = self.judge.verdict(params, self.api_version)
+        if refusal is not None:
+            return errored(refusal.error_type, refusal.message, fate)
         if unit(fate[0:4]) < self.errored_rate:
             error_type = RETRYABLE_ERRORS[fate[8] % len(RETRYABLE_ERRORS)]
             return errored(error_type, TRIGGERED_MESSAGES[error_type], fate)
@@ -215,7 +226,7 @@ def errored(error_type: str, message: str, fate: bytes) -> dict[str, Any]:
 
 KNOWN_PARAMS = frozenset(
     "model max_tokens messages system metadata stop_sequences temperature top_p top_k tools tool_choice thinking "
-    "output_config service_tier container inference_geo mcp_servers context_management stream".split()
+    "output_config service_tier container inference_geo mcp_servers context_management stream cache_control".split()
 )
 MAX_OUTPUT_TOKENS = 128_000
 
