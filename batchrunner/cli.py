@@ -542,10 +542,20 @@ RATE = click.FloatRange(0.0, 1.0)
 @click.option("--expired-rate", type=RATE, default=0.0, show_default=True, help="Share of requests ending expired.")
 @click.option("--fault-rate", type=RATE, default=0.0, show_default=True, help="Share of API calls answered 429, 500 or 529.")
 @click.option("--truncate-rate", type=RATE, default=0.0, show_default=True, help="Share of results downloads cut off.")
+@click.option(
+    "--models", "models_file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="A model catalog (JSON, the shape of the packaged one) to serve and judge requests by.",
+)
+@click.option("--keep-order", is_flag=True, help="Results in request order, not shuffled by the seed.")
+@click.option(
+    "--reject-unknown-fields", is_flag=True,
+    help="Strict: a form field the API does not define (such as `purpose` on uploads) is a 400.",
+)
 @click.pass_obj
 def serve(
     app: App, host: str, port: int, data_dir: Path | None, seed: int, processing_seconds: float,
     errored_rate: float, expired_rate: float, fault_rate: float, truncate_rate: float,
+    models_file: Path | None, keep_order: bool, reject_unknown_fields: bool,
 ) -> None:
     """Run the local Anthropic API emulator in the foreground until Ctrl-C."""
     from batchrunner.emulator import (  # only this command pays for loading it
@@ -556,7 +566,8 @@ def serve(
     config = EmulatorConfig(
         data_dir=data_dir or app.home / "emulator", host=host, port=port, seed=seed,
         processing_seconds=processing_seconds, errored_rate=errored_rate, expired_rate=expired_rate,
-        fault_rate=fault_rate, truncate_rate=truncate_rate,
+        fault_rate=fault_rate, truncate_rate=truncate_rate, models_file=models_file, keep_order=keep_order,
+        reject_unknown_fields=reject_unknown_fields,
     )
 
     def ready(base_url: str) -> None:

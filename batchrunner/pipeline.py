@@ -13,17 +13,20 @@ import os
 import re
 import shutil
 from collections.abc import Awaitable, Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+import orjson
 
 from batchrunner import settings
 from batchrunner.client import Api, Gate, choose_backend, connect
 from batchrunner.collect import (
     archive_warning,
     collect_batch,
+    iter_lines,
     request_ids,
     write_output,
 )
@@ -40,6 +43,7 @@ from batchrunner.errors import (
     SpecError,
     StillRunning,
 )
+from batchrunner.models import check_live
 from batchrunner.ledger import (
     CREATING,
     ENDED,
@@ -202,6 +206,8 @@ def _settings(spec: JobSpec) -> dict[str, Any]:
         "retry": spec.retry.model_dump(),
         "poll": spec.poll.model_dump(),
         "max_tokens": spec.max_tokens,
+        "api_version": spec.api_version,
+        "upload_request_files": spec.upload_request_files,
     }
 
 
@@ -220,17 +226,36 @@ def _shard_custom_ids(run_dir: Path, report: CompileReport) -> Iterator[str]:
         yield from request_ids(run_dir / shard.path.name)
 
 
+def _first_request(path: Path) -> dict[str, Any]:
+    """The params of a request file's first line: every request of a run shares its model and params."""
+    params: dict[str, Any] = orjson.loads(next(iter_lines(path)))["params"]
+    return params
+
+
+def _live_check(api: Api, run_or_spec: Run | JobSpec, request_file: Path, events: Events) -> None:
+    """Ask the backend about the model before anything is created (see models.py)."""
+    if isinstance(run_or_spec, JobSpec):
+        version, spec_path, rpm = run_or_spec.api_version, run_or_spec.path, run_or_spec.poll.requests_per_minute
+    else:
+        version = run_or_spec.settings.get("api_version") or api.api_version
+        spec_path, rpm = run_or_spec.spec_path, run_or_spec.settings["poll"]["requests_per_minute"]
+    gate = Gate(api, rpm)
+    check = check_live(gate, _first_request(request_file), api_version=version, spec_path=shown(spec_path), notice=events.notice)
+    asyncio.run(check)
+
+
 def _prepare_run(
     ledger: Ledger,
     spec: JobSpec,
     run_id: str,
-    backend: str,
+    api: Api,
     base_url: str | None,
     force: bool,
+    events: Events,
     uploaded: Uploaded | None = None,
 ) -> Run:
     """Compile into a scratch folder (with the attachments' file ids, once uploaded), check the
-    budget, then register the run in one step."""
+    budget and the live model, then register the run in one step."""
     runs = ledger.home / "runs"
     runs.mkdir(parents=True, exist_ok=True, mode=0o700)
     scratch, run_dir = runs / f".{run_id}.compiling", runs / run_id
@@ -243,6 +268,8 @@ def _prepare_run(
         else:
             report = compile_job(spec, scratch, attachments=uploaded.files, file_ids=uploaded.file_ids)
         _check_budget(spec, report, force)
+        first = next(shard.path for shard in report.shards if shard.path is not None)
+        _live_check(api, spec, scratch / first.name, events)
     except BaseException:
         shutil.rmtree(scratch, ignore_errors=True)
         raise
@@ -255,7 +282,7 @@ def _prepare_run(
             spec_path=spec.path,
             output_path=spec.output_path,
             run_dir=run_dir,
-            backend=backend,
+            backend=api.backend.name,
             base_url=base_url,
             model=spec.model,
             settings=_settings(spec),
@@ -272,18 +299,17 @@ def _prepare_run(
 
 
 def _prepare_with_attachments(
-    ledger: Ledger, spec: JobSpec, run_id: str, backend: str, base_url: str | None, force: bool, events: Events
+    ledger: Ledger, spec: JobSpec, run_id: str, api: Api, base_url: str | None, force: bool, events: Events
 ) -> Run:
     """Check every row and file first (with placeholder ids: nothing is sent if anything is wrong),
     upload the files the server does not have yet, then compile with their real ids."""
     checked = compile_job(spec)
     _check_budget(spec, checked, force)
     assert checked.attachments is not None
-    with connect(backend, ledger.home, base_url) as api:
-        gate = Gate(api, spec.poll.requests_per_minute)
-        key = backend_key(api.backend.name, api.url)
-        uploaded = asyncio.run(upload_attachments(gate, ledger, key, checked.attachments, events.notice))
-    return _prepare_run(ledger, spec, run_id, backend, base_url, force, uploaded)
+    gate = Gate(api, spec.poll.requests_per_minute)
+    key = backend_key(api.backend.name, api.url)
+    uploaded = asyncio.run(upload_attachments(gate, ledger, key, checked.attachments, events.notice))
+    return _prepare_run(ledger, spec, run_id, api, base_url, force, events, uploaded)
 
 
 # driving a run
@@ -297,6 +323,12 @@ def _submit_settings(run: Run) -> SubmitSettings:
 def _poll_settings(run: Run) -> PollSettings:
     poll = run.settings["poll"]
     return PollSettings(initial_interval=poll["initial_interval"], max_interval=poll["max_interval"])
+
+
+def _check_pending(ledger: Ledger, run: Run, api: Api, events: Events) -> None:
+    """The live check for a run that has batches still to create (resume, a continued submit)."""
+    if ledger.batches(run, states=(PREPARED,)):
+        _live_check(api, run, run.run_dir / ledger.batches(run)[0].request_file, events)
 
 
 async def _drive(ledger: Ledger, run: Run, api: Api, *, detach: bool, timeout: float | None, events: Events) -> None:
@@ -366,12 +398,17 @@ def _run_loop(step: Callable[[], Awaitable[None]], run: Run) -> None:
         ) from None
 
 
+def _connect_run(run: Run, home: Path) -> AbstractContextManager[Api]:
+    """The run's backend, spoken to under the run's anthropic-version."""
+    return connect(run.backend, home, run.base_url, api_version=run.settings.get("api_version"))
+
+
 @contextmanager
 def _session(home: Path, run_id: str) -> Iterator[tuple[Ledger, Run, Api]]:
     """Lock the run and open its backend: what every command that changes a run needs."""
     with Ledger(home) as ledger, run_lock(home, run_id):
         run = ledger.run(run_id)
-        with connect(run.backend, home, run.base_url) as api:
+        with _connect_run(run, home) as api:
             yield ledger, run, api
 
 
@@ -418,14 +455,15 @@ def submit(
                 if run.spec_path != spec.path:
                     raise InputError(f"--run-id {run_id} belongs to {run.spec_path}, not {spec.path}")
                 events.notice(f"run {run_id} exists; continuing it")
-            else:
-                base_url = os.environ.get("ANTHROPIC_BASE_URL") if chosen == "anthropic" else None
-                if spec.attachments:
-                    run = _prepare_with_attachments(ledger, spec, run_id, chosen, base_url, force, events)
-                else:
-                    run = _prepare_run(ledger, spec, run_id, chosen, base_url, force)
+                with _connect_run(run, home) as api:
+                    _check_pending(ledger, run, api, events)
+                    _run_loop(lambda: _drive(ledger, run, api, detach=detach, timeout=timeout, events=events), run)
+                    return _finish(ledger, run, api, events)
+            base_url = os.environ.get("ANTHROPIC_BASE_URL") if chosen == "anthropic" else None
+            with connect(chosen, home, base_url, api_version=spec.api_version) as api:
+                prepare = _prepare_with_attachments if spec.attachments else _prepare_run
+                run = prepare(ledger, spec, run_id, api, base_url, force, events)
                 events.notice(f"run {run.id}: {run.requests} requests in {len(ledger.batches(run))} batch(es)")
-            with connect(run.backend, home, run.base_url) as api:
                 _run_loop(lambda: _drive(ledger, run, api, detach=detach, timeout=timeout, events=events), run)
                 return _finish(ledger, run, api, events)
 
@@ -437,6 +475,7 @@ def resume(
     then unless detached poll, collect and write the output, like `submit`."""
     events = events or Events()
     with _session(home, run_id) as (ledger, run, api):
+        _check_pending(ledger, run, api, events)
         _run_loop(lambda: _drive(ledger, run, api, detach=detach, timeout=timeout, events=events), run)
         return _finish(ledger, run, api, events)
 
@@ -479,6 +518,7 @@ def retry(
                 f"run {run.id}'s attachments were deleted from the server when it finished (keep_attachments: false), "
                 "so its requests cannot be sent again: submit the job as a new run, which uploads them again"
             )
+        _live_check(api, run, run.run_dir / ledger.batches(run)[0].request_file, events)
         attempt = prepare_attempt(ledger, run, seqs)
         events.notice(f"run {run.id}: attempt {attempt} sends {len(seqs)} request(s) again")
         _run_loop(lambda: _drive(ledger, run, api, detach=detach, timeout=timeout, events=events), run)
@@ -530,7 +570,7 @@ def cancel(run_id: str, *, home: Path, events: Events | None = None) -> Outcome:
     events = events or Events()
     with Ledger(home) as ledger:
         run = ledger.run(run_id)
-        with connect(run.backend, home, run.base_url) as api:
+        with _connect_run(run, home) as api:
             for batch in ledger.batches(run, states=(SUBMITTED,)):
                 assert batch.batch_id is not None
                 ledger.record_status(batch, api.cancel_batch(batch.batch_id))
