@@ -252,15 +252,20 @@ def _relabel(violation: Violation, label: str) -> str:
 
 def _attachment_judge(
     spec: JobSpec, entry: ModelEntry | None, report: Callable[[int, str], None]
-) -> Callable[[int, bytes], bool] | None:
-    """For a model that cannot read some kinds of attachment, a function from (line, the row's blocks)
-    to whether it reported one; None when every block the rows can have is readable."""
+) -> Callable[[int, dict[str, Any], bytes], bool] | None:
+    """For a model that cannot read some kinds of attachment, a function from (line, row, the row's
+    blocks) to whether it reported one; None when every block the rows can have is readable. An
+    uploaded file's block does not say whether it is a PDF, so the row's file name tells."""
     if entry is None or not spec.attachments or entry.supports("image_input") and entry.supports("pdf_input"):
         return None
     fields = [item.field for item in spec.attachments]
 
-    def unreadable(line_no: int, blocks: bytes) -> bool:
-        params = {"model": entry.id, "messages": [{"role": "user", "content": orjson.loads(b"[" + blocks + b"]")}]}
+    def unreadable(line_no: int, row: dict[str, Any], blocks: bytes) -> bool:
+        content = orjson.loads(b"[" + blocks + b"]")
+        for j, name in enumerate(fields):
+            if content[j]["type"] == "document" and not str(row.get(name, "")).lower().endswith(".pdf"):
+                content[j] = {"type": "text", "text": "a text document"}
+        params = {"model": entry.id, "messages": [{"role": "user", "content": content}]}
         violations = check_request(params, api_version=spec.api_version, model=entry)
         for violation in violations:
             index = violation.path[3] if len(violation.path) > 3 else 0
@@ -493,7 +498,7 @@ def _compile_rows(
         parts[1] = cid.encode()
         if attachments_part is not None:
             blocks = attach_to(line_no, row)
-            if blocks is None or unreadable is not None and unreadable(line_no, blocks):
+            if blocks is None or unreadable is not None and unreadable(line_no, row, blocks):
                 continue
             parts[attachments_part] = blocks
         try:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import textwrap
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -10,6 +11,7 @@ import orjson
 import pytest
 
 import batchrunner.compile as compile_module
+from batchrunner.catalog import Catalog
 from batchrunner.compile import (
     BATCH_FRAMING,
     CompileReport,
@@ -347,3 +349,28 @@ def test_batch_cost_is_half_price_and_overridable() -> None:
     assert batch_cost_usd("unknown", 10, 10) is None
     assert batch_cost_usd("unknown", 1_000_000, 0, Pricing(input_per_mtok=4, output_per_mtok=8)) == pytest.approx(2.0)
     assert (estimate_tokens(0), estimate_tokens(1), estimate_tokens(8), estimate_tokens(9)) == (0, 1, 2, 3)
+
+
+def test_an_attachment_the_model_cannot_read_is_an_error_at_the_rows_line(tmp_path: Path) -> None:
+    (tmp_path / "a.pdf").write_bytes(b"%PDF-1.7\nx")
+    (tmp_path / "b.md").write_text("# notes\n")
+    (tmp_path / "c.jpg").write_bytes(b"\xff\xd8\xff\xe0 jpeg")
+    rows = [{"id": "1", "doc": "b.md", "pic": "c.jpg"}, {"id": "2", "doc": "a.pdf", "pic": "c.jpg"}]
+    spec = job(tmp_path, rows, "name: t\nmodel: claude-haiku-4-5\nmax_tokens: 16\ninput: rows.jsonl\noutput: out.jsonl\n"
+               "id_field: id\nprompt: Compare.\nattachments:\n  - {field: doc}\n  - {field: pic}\n")
+    known = Catalog.default().resolve("claude-haiku-4-5")
+    assert known is not None
+    assert compile_job(spec).requests == 2  # the packaged Haiku 4.5 reads both
+
+    def without(capability: str) -> Catalog:
+        caps = dict(known.capabilities, **{capability: {"supported": False}})
+        return Catalog(as_of="test", sources={}, models=(replace(known, capabilities=caps),))
+
+    with pytest.raises(RowError) as caught:
+        compile_job(spec, catalog=without("pdf_input"))
+    [problem] = caught.value.problems
+    assert Path(problem.path).name == "rows.jsonl" and problem.line == 2
+    assert "the `doc` attachment is a PDF document, and claude-haiku-4-5-20251001 cannot read PDFs" in problem.message
+    with pytest.raises(RowError) as caught:
+        compile_job(spec, catalog=without("image_input"))
+    assert [(p.line, "the `pic` attachment is an image" in p.message) for p in caught.value.problems] == [(1, True), (2, True)]
