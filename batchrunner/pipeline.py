@@ -155,6 +155,7 @@ def summarize(ledger: Ledger, run: Run) -> Outcome:
         summary["input_tokens"],
         summary["output_tokens"],
         Pricing(**pricing) if pricing else None,
+        requests=max(1, summary["counts"]["succeeded"]),  # a tier (Haiku 5.5 over 100K) is per request
     )
     summary["polls"] = sum(batch.polls for batch in batches)
     summary["polls_per_batch"] = round(summary["polls"] / len(batches), 1) if batches else 0
