@@ -265,7 +265,7 @@ def _attachment_judge(
         for j, name in enumerate(fields):
             if content[j]["type"] == "document" and not str(row.get(name, "")).lower().endswith(".pdf"):
                 content[j] = {"type": "text", "text": "a text document"}
-        params = {"model": entry.id, "messages": [{"role": "user", "content": content}]}
+        params = {"model": spec.model, "messages": [{"role": "user", "content": content}]}
         violations = check_request(params, api_version=spec.api_version, model=entry)
         for violation in violations:
             index = violation.path[3] if len(violation.path) > 3 else 0

@@ -59,15 +59,16 @@ def check_request(
     """Every rule `params` breaks under `api_version` on `model` (None: model unknown, so only the
     version and shape rules apply; the caller decides what an unknown model is)."""
     found: list[Violation] = []
-    name = model.id if model is not None else str(params.get("model"))
+    asked = params.get("model")
+    name = asked if isinstance(asked, str) else model.id if model is not None else "this model"  # as the user wrote it
     thinking = params.get("thinking")
     thinking_on = isinstance(thinking, Mapping) and thinking.get("type") in ("enabled", "adaptive")
     sampling = [key for key in SAMPLING if key in params]
     if sampling:
         if api_version == OLD_API_VERSION:
-            found += _sampling_2023(params, sampling, model, thinking_on)
+            found += _sampling_2023(params, sampling, model, name, thinking_on)
         else:
-            found += [_removed(key, api_version, model) for key in sampling]
+            found += [_removed(key, api_version, model, name) for key in sampling]
     messages = params.get("messages")
     if api_version != OLD_API_VERSION and isinstance(messages, list):
         found += _blocks_2026(messages, api_version)
@@ -85,16 +86,16 @@ def check_request(
         found += [_v(("stop_sequences", i), "is empty or only whitespace: the API refuses it; remove it")
                   for i, stop in enumerate(stops) if isinstance(stop, str) and not stop.strip()]
     if model is not None:
-        found += _model_rules(params, messages, model)
+        found += _model_rules(params, messages, model, name)
     return found
 
 
 # ---------------------------------------------------------------- API versions
 
 
-def _removed(key: str, api_version: str, model: ModelEntry | None) -> Violation:
+def _removed(key: str, api_version: str, model: ModelEntry | None, name: str) -> Violation:
     if model is not None and model.sampling_2023 == "default_only":
-        fix = f"remove it ({model.id} takes only the default value even under `api_version: {OLD_API_VERSION}`)"
+        fix = f"remove it ({name} takes only the default value even under `api_version: {OLD_API_VERSION}`)"
     else:
         fix = f"remove it, or set `api_version: {OLD_API_VERSION}` for a model that still takes it"
     return _v((key,), f"was removed in API version {api_version} (a 400 even at its default): {fix}")
@@ -104,13 +105,13 @@ _DEFAULTS = {"temperature": 1.0, "top_p": 1.0}
 
 
 def _sampling_2023(
-    params: Mapping[str, Any], keys: list[str], model: ModelEntry | None, thinking_on: bool
+    params: Mapping[str, Any], keys: list[str], model: ModelEntry | None, name: str, thinking_on: bool
 ) -> list[Violation]:
     found = []
     for key in keys:
         value = params[key]
         if model is not None and model.sampling_2023 == "default_only" and value != _DEFAULTS.get(key):
-            found.append(_v((key,), f"must be left at its default on {model.id}, even under API version "
+            found.append(_v((key,), f"must be left at its default on {name}, even under API version "
                                     f"{OLD_API_VERSION}: remove it, or pick a model that takes it (such as claude-sonnet-4-6)"))
         elif thinking_on and key == "temperature" and value != 1:
             found.append(_v((key,), "must be 1 while thinking is on: remove it, or turn thinking off"))
@@ -259,12 +260,12 @@ def _tools(tools: list[Any]) -> list[Violation]:
 # ---------------------------------------------------------------- model rules
 
 
-def _model_rules(params: Mapping[str, Any], messages: Any, model: ModelEntry) -> list[Violation]:
+def _model_rules(params: Mapping[str, Any], messages: Any, model: ModelEntry, name: str) -> list[Violation]:
     found = []
     if model.lifecycle == "retired":
         retired = str(model.info.get("retires_at") or "")[:10]
         when = f" on {retired}" if retired else ""
-        found.append(_v(("model",), f"{model.id} was retired{when}: requests to it fail; pick a current model "
+        found.append(_v(("model",), f"{name} was retired{when}: requests to it fail; pick a current model "
                                     "(`batchrunner models` lists them)"))
     output_config = params.get("output_config")
     if isinstance(output_config, Mapping):
@@ -272,16 +273,16 @@ def _model_rules(params: Mapping[str, Any], messages: Any, model: ModelEntry) ->
         if isinstance(effort, str) and not model.supports("effort", effort):
             takes = [e for e in EFFORT_ORDER if model.supports("effort", e)]
             fix = f"use one of {', '.join(takes)}" if takes else "remove it"
-            found.append(_v(("output_config", "effort"), f"{effort!r} is not supported for {model.id}: {fix}"))
+            found.append(_v(("output_config", "effort"), f"{effort!r} is not supported for {name}: {fix}"))
         if output_config.get("format") is not None and not model.supports("structured_outputs"):
-            found.append(_v(("output_config", "format"), f"needs structured outputs, which {model.id} does not support: "
+            found.append(_v(("output_config", "format"), f"needs structured outputs, which {name} does not support: "
                                                          "pick a model that does, or remove the schema"))
     if isinstance(messages, list):
-        found += _attachments(messages, model)
+        found += _attachments(messages, model, name)
     return found
 
 
-def _attachments(messages: list[Any], model: ModelEntry) -> list[Violation]:
+def _attachments(messages: list[Any], model: ModelEntry, name: str) -> list[Violation]:
     images = model.supports("image_input")
     pdfs = model.supports("pdf_input")
     if images and pdfs:
@@ -295,10 +296,10 @@ def _attachments(messages: list[Any], model: ModelEntry) -> list[Violation]:
             if not isinstance(block, Mapping):
                 continue
             if block.get("type") == "image" and not images:
-                found.append(_v(("messages", i, "content", j), f"is an image, and {model.id} cannot read images: "
+                found.append(_v(("messages", i, "content", j), f"is an image, and {name} cannot read images: "
                                                                "remove it or pick a model with image input"))
             elif block.get("type") == "document" and not pdfs and _is_pdf(block.get("source")):
-                found.append(_v(("messages", i, "content", j), f"is a PDF document, and {model.id} cannot read PDFs: "
+                found.append(_v(("messages", i, "content", j), f"is a PDF document, and {name} cannot read PDFs: "
                                                                "remove it or pick a model with PDF input"))
     return found
 

@@ -155,12 +155,12 @@ CORPUS = [
     Case("thinking-disabled-on-opus-5-5", edit("claude-haiku-4-5", "claude-opus-5-5") + "params: {thinking: {type: disabled}}\n",
          "job.yaml", 8, "'disabled' is not supported for claude-opus-5-5"),
     Case("effort-on-haiku-4-5", BASE + "params: {output_config: {effort: high}}\n", "job.yaml", 8,
-         "`params.output_config.effort` 'high' is not supported for claude-haiku-4-5-20251001: remove it"),
+         "`params.output_config.effort` 'high' is not supported for claude-haiku-4-5: remove it"),
     Case("forced-tool-choice-opus-5-5", edit("claude-haiku-4-5", "claude-opus-5-5") + "params:\n  tools:\n"
          "    - {name: lookup, input_schema: {type: object}}\n  tool_choice: {type: any}\n", "job.yaml", 11,
          "'any' (a forced tool choice) is not supported for claude-opus-5-5"),
     Case("retired-model", edit("claude-haiku-4-5", "claude-sonnet-4-5"), "job.yaml", 2,
-         "claude-sonnet-4-5-20250929 was retired on 2026-11-30"),
+         "`model` claude-sonnet-4-5 was retired on 2026-11-30"),
     Case("sampling-on-default-only-model-2023", edit("claude-haiku-4-5", "claude-opus-4-7") + "api_version: 2023-06-01\n"
          "params: {temperature: 0.5}\n", "job.yaml", 9, "must be left at its default on claude-opus-4-7"),
     # -- the spec file: paths

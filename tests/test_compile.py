@@ -370,7 +370,7 @@ def test_an_attachment_the_model_cannot_read_is_an_error_at_the_rows_line(tmp_pa
         compile_job(spec, catalog=without("pdf_input"))
     [problem] = caught.value.problems
     assert Path(problem.path).name == "rows.jsonl" and problem.line == 2
-    assert "the `doc` attachment is a PDF document, and claude-haiku-4-5-20251001 cannot read PDFs" in problem.message
+    assert "the `doc` attachment is a PDF document, and claude-haiku-4-5 cannot read PDFs" in problem.message
     with pytest.raises(RowError) as caught:
         compile_job(spec, catalog=without("image_input"))
     assert [(p.line, "the `pic` attachment is an image" in p.message) for p in caught.value.problems] == [(1, True), (2, True)]

@@ -82,7 +82,7 @@ RULES = [
          ("tool_choice", "type"), "not allowed while thinking is on"),
     # limits
     Rule("max-tokens-over-model", request(max_tokens=64_001), ("max_tokens",),
-         "64001 > 64000, which is the maximum allowed number of output tokens for claude-haiku-4-5-20251001"),
+         "64001 > 64000, which is the maximum allowed number of output tokens for claude-haiku-4-5: lower it"),
     Rule("max-tokens-batch-beta-not-sent", request("claude-opus-5-5", max_tokens=300_000), ("max_tokens",),
          "needs the output-300k-2026-03-24 beta", model="claude-opus-5-5"),
     Rule("max-tokens-over-batch-beta", request("claude-opus-5-5", max_tokens=300_001), ("max_tokens",), "300001 > 300000",
@@ -104,7 +104,7 @@ RULES = [
          output_config={"effort": "max"}), ("thinking", "type"), "only at effort high or lower", model="claude-opus-5"),
     # effort, structured outputs, attachments
     Rule("effort-refused", request(output_config={"effort": "low"}), ("output_config", "effort"),
-         "'low' is not supported for claude-haiku-4-5-20251001"),
+         "'low' is not supported for claude-haiku-4-5: remove it"),
     Rule("effort-level-refused", request("claude-opus-4-5", output_config={"effort": "max"}), ("output_config", "effort"),
          "use one of low, medium, high", model="claude-opus-4-5"),
     Rule("structured-outputs-refused", request(output_config={"format": {"type": "json_schema", "schema": {"type": "object"}}}),
