@@ -216,8 +216,9 @@ def check_spec_request(spec: JobSpec, catalog: Catalog | None = None) -> tuple[M
     if entry is None:
         close = catalog.closest(spec.model)
         hint = f"; did you mean {', '.join(close)}?" if close else ""
-        warnings.append(Problem(where, line, f"model {spec.model} is not in the catalog (as of {catalog.as_of}): cost "
-                                f"unknown; submit checks it with the API{hint}"))
+        cost = "priced by the spec's `pricing:`" if spec.pricing is not None else "cost unknown"
+        warnings.append(Problem(where, line, f"model {spec.model} is not in the catalog (as of {catalog.as_of}): {cost}; "
+                                f"submit checks it with the API{hint}"))
     elif entry.lifecycle == "deprecated":
         retires = str(entry.info.get("retires_at") or "")[:10]
         when = f" and retires on {retires}" if retires else ""

@@ -288,6 +288,10 @@ def test_a_model_the_catalog_does_not_know_is_a_warning_with_the_closest_ids(
     assert "not in the catalog" in warning["message"] and "claude-sonnet-5-5" in warning["message"]
     known = orjson.loads(run_cli("--json", "validate", make(tmp_path, BASE, {"rows.jsonl": ROWS})).stdout)
     assert known["warnings"] == []
+    priced = make(tmp_path, edit("claude-haiku-4-5", "house-model") + "pricing: {input_per_mtok: 1, output_per_mtok: 2}\n",
+                  {"rows.jsonl": ROWS})
+    result = run_cli("validate", priced)
+    assert "model house-model is not in the catalog (as of 2026-11-30): priced by the spec's `pricing:`" in result.stdout
 
 
 def test_temperature_is_refused_under_2026_10_21_and_taken_under_2023_06_01(
