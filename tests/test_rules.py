@@ -172,8 +172,8 @@ def test_the_batch_beta_allows_300k_output_where_the_model_has_it() -> None:
     opus = CATALOG.resolve("claude-opus-5-5")
     params = request("claude-opus-5-5", max_tokens=300_000)
     assert check_request(params, api_version=NEW, model=opus, betas=("output-300k-2026-03-24",)) == []
-    haiku = CATALOG.resolve("claude-haiku-5-5")
-    found = check_request(request("claude-haiku-5-5", max_tokens=200_000), api_version=NEW, model=haiku,
+    fable = CATALOG.resolve("claude-fable-5-2")
+    found = check_request(request("claude-fable-5-2", max_tokens=200_000), api_version=NEW, model=fable,
                           betas=("output-300k-2026-03-24",))
     assert [v.path for v in found] == [("max_tokens",)] and "beta" not in found[0].message
 
