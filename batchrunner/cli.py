@@ -521,6 +521,63 @@ def files_delete(app: App, file_id: str, backend: str | None) -> None:
     app.emit(result, f"deleted {file_id}")
 
 
+# models
+
+
+def _tokens(count: int | None) -> str:
+    if count is None:
+        return "?"
+    return f"{count // 1_000_000}M" if count % 1_000_000 == 0 else f"{count // 1000:,}K"
+
+
+def _per_mtok(prices: dict[str, float] | None) -> tuple[str, str]:
+    if prices is None:
+        return "?", "?"
+    return f"{prices['input']:g}", f"{prices['output']:g}"
+
+
+def _models_table(listing: dict[str, Any]) -> str:
+    rows = []
+    for model in listing["models"]:
+        out = _tokens(model["max_tokens"])
+        if model["batch_max_tokens"]:
+            out += f" ({_tokens(model['batch_max_tokens'])} beta)"
+        batch_in, batch_out = _per_mtok(model["batch_price_per_mtok"])
+        for tier in model["batch_price_tiers"]:
+            tier_in, tier_out = _per_mtok(tier)
+            batch_in += f" / {tier_in} >{_tokens(tier['above_prompt_tokens'])}"
+            batch_out += f" / {tier_out} >{_tokens(tier['above_prompt_tokens'])}"
+        rows.append((model["id"], model["lifecycle"], _tokens(model["max_input_tokens"]), out,
+                     ",".join(model["thinking"]) or "-", batch_in, batch_out))
+    header = ("ID", "LIFECYCLE", "CONTEXT", "MAX OUTPUT", "THINKING", "BATCH IN $/MTOK", "BATCH OUT $/MTOK")
+    widths = [max(len(cell) for cell in column) for column in zip(header, *rows)]
+    lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() for row in (header, *rows)]
+    lines.append(f"from {listing['source']}; prices from the catalog of {listing['catalog_as_of']} (? = unknown)")
+    return "\n".join(lines)
+
+
+@cli.command()
+@click.option("--offline", is_flag=True, help="The built-in catalog, without asking the backend.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON document on stdout.")
+@_backend_option
+@click.pass_obj
+def models(app: App, offline: bool, as_json: bool, backend: str | None) -> None:
+    """The models the backend offers (its Models API): limits, thinking types, batch prices."""
+    from batchrunner import client
+    from batchrunner.models import offered_models
+
+    app.json = app.json or as_json
+    if offline:
+        listing = offered_models(None)
+    else:
+        chosen = client.choose_backend(backend, None)
+        if chosen == "local" and (backend or "auto") == "auto":
+            app.notice("no ANTHROPIC_API_KEY: listing the built-in emulator's models (use --offline for the catalog)")
+        with client.connect(chosen, app.home) as api:
+            listing = offered_models(api)
+    app.emit(listing, _models_table(listing))
+
+
 # the emulator
 
 RATE = click.FloatRange(0.0, 1.0)

@@ -4,7 +4,9 @@ The catalog (catalog.py) is what batchrunner knew when it was released; the Mode
 the backend offers today. Before `submit`, `retry` or `resume` create a batch they ask it about
 the run's model (GET /v1/models/{id}, once, through the run's rate limiter) and judge the run's
 request with `rules.check_request` against the live limits and capabilities, so what the API
-would refuse a day later is refused now, with exit 2. A model the backend does not know is
+would refuse a day later is refused now, with exit 2: `submit` compiles the spec against a
+catalog of that one live model (so each problem names its spec line, as `validate` does);
+`retry` and `resume` judge the run's compiled request. A model the backend does not know is
 refused naming the closest ids it does know. A backend whose Models API cannot be reached at all
 (connection refused, 5xx after the SDK's retries) is checked against the catalog, with a notice.
 """
@@ -13,6 +15,7 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -64,7 +67,23 @@ async def live_model(gate: Gate, model_id: str, spec_path: Path, notice: Notify)
         what = "checking against it instead" if known is not None else "it does not know the model either; not checked"
         notice(f"the Models API could not be reached ({exc.message}); {model_id}: {source}: {what}")
         return known
-    return ModelEntry.from_live(info, known)
+    try:
+        return ModelEntry.from_live(info, known)
+    except (KeyError, TypeError, ValueError) as exc:  # e.g. a gateway that leaves out `capabilities`
+        notice(f"the Models API's description of {model_id} is incomplete ({exc}); checking against the built-in catalog")
+        return known
+
+
+async def live_catalog(gate: Gate, model_id: str, spec_path: Path, notice: Notify) -> Catalog:
+    """A catalog of the one model as the backend describes it now, found by the name the spec uses;
+    the packaged catalog if the backend cannot be reached."""
+    catalog = Catalog.default()
+    model = await live_model(gate, model_id, spec_path, notice)
+    if model is None or model is catalog.resolve(model_id):
+        return catalog
+    if model_id != model.id and model_id not in model.aliases:
+        model = replace(model, aliases=(*model.aliases, model_id))
+    return Catalog(as_of=f"live from the backend, {catalog.as_of} for prices", sources=catalog.sources, models=(model,))
 
 
 async def check_live(

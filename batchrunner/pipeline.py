@@ -30,7 +30,7 @@ from batchrunner.collect import (
     request_ids,
     write_output,
 )
-from batchrunner.compile import CompileReport, check_budget, compile_job
+from batchrunner.compile import CompileReport, check_budget, check_spec_request, compile_job
 from batchrunner.crashpoints import crashpoint
 from batchrunner.errors import (
     EXIT_INCOMPLETE,
@@ -43,7 +43,6 @@ from batchrunner.errors import (
     SpecError,
     StillRunning,
 )
-from batchrunner.models import check_live
 from batchrunner.ledger import (
     CREATING,
     ENDED,
@@ -57,6 +56,7 @@ from batchrunner.ledger import (
     Run,
     run_lock,
 )
+from batchrunner.models import check_live, live_catalog
 from batchrunner.poll import PollSettings, wait_until_ended
 from batchrunner.pricing import batch_cost_usd
 from batchrunner.retry import Selection, prepare_attempt, select
@@ -125,6 +125,7 @@ def batch_info(batch: Batch) -> dict[str, Any]:
         "processing_status": batch.processing_status,
         "request_counts": batch.request_counts,
         "file_id": batch.file_id,
+        "purpose_accepted": batch.purpose_accepted,
         "created_at": batch.created_at,
         "ended_at": batch.ended_at,
         "expires_at": batch.expires_at,
@@ -233,16 +234,19 @@ def _first_request(path: Path) -> dict[str, Any]:
     return params
 
 
-def _live_check(api: Api, run_or_spec: Run | JobSpec, request_file: Path, events: Events) -> None:
-    """Ask the backend about the model before anything is created (see models.py)."""
-    if isinstance(run_or_spec, JobSpec):
-        version, spec_path, rpm = run_or_spec.api_version, run_or_spec.path, run_or_spec.poll.requests_per_minute
-    else:
-        version = run_or_spec.settings.get("api_version") or api.api_version
-        spec_path, rpm = run_or_spec.spec_path, run_or_spec.settings["poll"]["requests_per_minute"]
-    gate = Gate(api, rpm)
-    check = check_live(gate, _first_request(request_file), api_version=version, spec_path=shown(spec_path), notice=events.notice)
-    asyncio.run(check)
+def _live_check(api: Api, run: Run, request_file: Path, events: Events) -> None:
+    """Ask the backend about the run's model before anything more is created (see models.py)."""
+    gate = Gate(api, run.settings["poll"]["requests_per_minute"])
+    version = run.settings.get("api_version") or api.api_version
+    params = _first_request(request_file)
+    asyncio.run(check_live(gate, params, api_version=version, spec_path=shown(run.spec_path), notice=events.notice))
+
+
+def _check_spec_live(api: Api, spec: JobSpec, events: Events) -> None:
+    """After the offline checks, before anything is sent: the spec's request against its model as
+    the backend describes it, each problem at its spec line, as `validate` reports them."""
+    gate = Gate(api, spec.poll.requests_per_minute)
+    check_spec_request(spec, asyncio.run(live_catalog(gate, spec.model, shown(spec.path), events.notice)))
 
 
 def _prepare_run(
@@ -256,7 +260,8 @@ def _prepare_run(
     uploaded: Uploaded | None = None,
 ) -> Run:
     """Compile into a scratch folder (with the attachments' file ids, once uploaded), check the
-    budget and the live model, then register the run in one step."""
+    budget and (unless done before the attachments went up) the live model, then register the run
+    in one step."""
     runs = ledger.home / "runs"
     runs.mkdir(parents=True, exist_ok=True, mode=0o700)
     scratch, run_dir = runs / f".{run_id}.compiling", runs / run_id
@@ -266,11 +271,11 @@ def _prepare_run(
     try:
         if uploaded is None:
             report = compile_job(spec, scratch)
+            _check_budget(spec, report, force)
+            _check_spec_live(api, spec, events)
         else:
             report = compile_job(spec, scratch, attachments=uploaded.files, file_ids=uploaded.file_ids)
-        _check_budget(spec, report, force)
-        first = next(shard.path for shard in report.shards if shard.path is not None)
-        _live_check(api, spec, scratch / first.name, events)
+            _check_budget(spec, report, force)
     except BaseException:
         shutil.rmtree(scratch, ignore_errors=True)
         raise
@@ -302,10 +307,11 @@ def _prepare_run(
 def _prepare_with_attachments(
     ledger: Ledger, spec: JobSpec, run_id: str, api: Api, base_url: str | None, force: bool, events: Events
 ) -> Run:
-    """Check every row and file first (with placeholder ids: nothing is sent if anything is wrong),
-    upload the files the server does not have yet, then compile with their real ids."""
+    """Check every row and file first (with placeholder ids: nothing is sent if anything is wrong)
+    and the live model, upload the files the server does not have yet, then compile with their real ids."""
     checked = compile_job(spec)
     _check_budget(spec, checked, force)
+    _check_spec_live(api, spec, events)
     assert checked.attachments is not None
     gate = Gate(api, spec.poll.requests_per_minute)
     key = backend_key(api.backend.name, api.url)

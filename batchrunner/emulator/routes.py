@@ -284,6 +284,7 @@ class App:
 
     def list_models(self, request: Request) -> Response:
         """Newest first; retired models only when `lifecycle` asks for them, as the API lists."""
+        self.models_available()
         wanted = request.query.get("lifecycle[]") or request.query.get("lifecycle") or ["active", "deprecated"]
         unknown = [value for value in wanted if value not in LIFECYCLES]
         if unknown or len(wanted) > 3:
@@ -305,6 +306,7 @@ class App:
         return json_response(page_document(page, has_more, before_id is not None and after_id is None))
 
     def retrieve_model(self, request: Request) -> Response:
+        self.models_available()
         model_id = request.params["model_id"]
         entry = self.catalog.resolve(model_id)
         if entry is None:
@@ -314,6 +316,12 @@ class App:
     @property
     def catalog(self) -> Catalog:
         return self.engine.judge.catalog
+
+    def models_available(self) -> None:
+        down = self.faults.models_api()
+        if down is not None:
+            self.stats.bump("faults_injected")
+            raise down
 
     # control plane
 

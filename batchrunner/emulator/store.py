@@ -83,9 +83,11 @@ class BatchRow:
     counts: dict[str, int] | None
 
     @classmethod
-    def from_db(cls, row: tuple) -> BatchRow:
-        *head, version, cancel_initiated_at, ended_at, counts = row
-        return cls(*head, version or UNRECORDED_VERSION, cancel_initiated_at, ended_at, orjson.loads(counts) if counts else None)
+    def from_db(cls, row: tuple[Any, ...]) -> BatchRow:
+        values = list(row)
+        values[10] = values[10] or UNRECORDED_VERSION
+        values[13] = orjson.loads(values[13]) if values[13] else None
+        return cls(*values)
 
 
 @dataclass(frozen=True)
