@@ -314,3 +314,19 @@ def test_results_in_any_order_are_joined_back_in_input_order(make_job, run_cli, 
     results = read_rows(isolated_env / "runs" / status["run"]["id"] / "results" / f"{batch['batch_id']}.jsonl")
     assert [r["custom_id"] for r in results] != [r["id"] for r in rows], "the emulator shuffles results"
     assert [r["custom_id"] for r in read_rows(job.output)] == [r["id"] for r in rows]
+
+
+def test_the_specs_api_version_is_sent_on_every_call_of_the_run_retry_included(make_job, run_cli, emulator, monkeypatch):
+    use_server(monkeypatch, emulator)
+    rows = reviews(2) + [{"id": "flaky", "text": "[[emulator:errored_once:overloaded_error]]"}]
+    job = make_job(rows, extra="api_version: 2023-06-01\nparams: {temperature: 0.5}\n")
+
+    assert run_cli("submit", job.spec).exit_code == 3  # the emulator judges temperature by the create's version
+    run_id = orjson.loads(run_cli("--json", "status").stdout)["run"]["id"]
+    job.spec.write_text(job.spec.read_text().replace("api_version: 2023-06-01\n", ""))  # a later edit changes nothing
+
+    result = run_cli("retry", run_id)
+
+    assert result.exit_code == 0, result.output
+    out = read_rows(job.output)
+    assert [(r["status"], r["attempt"]) for r in out] == [("succeeded", 1), ("succeeded", 1), ("succeeded", 2)]
