@@ -35,12 +35,19 @@ def _unreachable(error: ApiError) -> bool:
 
 
 async def _closest(gate: Gate, model_id: str, catalog: Catalog) -> list[str]:
-    """The ids the backend lists that look most like `model_id` (the catalog's, if it cannot list)."""
+    """The ids the backend lists (and the catalog's aliases of them) that look most like `model_id`;
+    the catalog's own closest if the backend cannot list."""
     try:
         offered = [info["id"] for info in await gate(gate.api.list_models)]
     except ApiError:
         return catalog.closest(model_id)
-    return difflib.get_close_matches(model_id, offered, n=3, cutoff=0.6)
+    names = [name for model in offered for name in (model, *_aliases(catalog, model))]
+    return difflib.get_close_matches(model_id, names, n=3, cutoff=0.6)
+
+
+def _aliases(catalog: Catalog, model_id: str) -> tuple[str, ...]:
+    entry = catalog.resolve(model_id)
+    return entry.aliases if entry is not None else ()
 
 
 async def live_model(gate: Gate, model_id: str, spec_path: Path, notice: Notify) -> ModelEntry | None:

@@ -180,3 +180,14 @@ def test_resume_asks_before_creating_what_a_crash_left_unsent(make_job, tmp_path
     assert resumed.returncode == 2, resumed.stderr
     assert "does not know this model (404)" in resumed.stderr
     assert stats["create_attempts"] == 0 and stats["calls"]["GET /v1/models/{model_id}"] == 1
+
+
+def test_the_closest_ids_include_the_aliases_users_type(make_job, run_cli, emulator, monkeypatch):
+    use_server(monkeypatch, emulator)
+    job = make_job(reviews(1))
+    job.spec.write_text(job.spec.read_text().replace("model: claude-haiku-4-5\n", "model: claude-haiku-4-6\n"))
+
+    result = run_cli("submit", job.spec)
+
+    assert result.exit_code == 2
+    assert "the closest it offers: claude-haiku-4-5," in result.stderr
