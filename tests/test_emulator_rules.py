@@ -116,6 +116,17 @@ def test_a_request_breaking_a_rule_ends_invalid_request_error_naming_the_paramet
     assert found["good"][0] == "succeeded"
 
 
+def test_the_batch_only_300k_output_needs_the_beta_on_the_create(emulator: EmulatorServer) -> None:
+    big = request("big", model="claude-opus-5-5", max_tokens=300_000)
+    client = client_for(emulator)
+    with_beta = anthropic.Anthropic(base_url=emulator.base_url, api_key="k", max_retries=0,
+                                    default_headers={"anthropic-beta": "output-300k-2026-03-24"})
+
+    refused = outcomes(client, [big])["big"]
+    assert refused[:2] == ("errored", "invalid_request_error") and "300000 > 128000" in refused[2]
+    assert outcomes(with_beta, [big])["big"][0] == "succeeded"
+
+
 def test_a_top_level_cache_control_is_accepted(emulator: EmulatorServer) -> None:
     found = outcomes(client_for(emulator), [request("cached", cache_control={"type": "ephemeral"})])
 

@@ -187,7 +187,9 @@ class Engine:
 
     # batches
 
-    def create_batch(self, body: bytes, visible_after: float = 0.0, api_version: str = DEFAULT_API_VERSION) -> dict[str, Any]:
+    def create_batch(
+        self, body: bytes, visible_after: float = 0.0, api_version: str = DEFAULT_API_VERSION, betas: tuple[str, ...] = ()
+    ) -> dict[str, Any]:
         count = check_create_body(body)
         now = round(self.clock(), 6)  # whole microseconds, as the wire shows them
         processing = self.settings.processing_seconds * (SLOW_FACTOR if SLOW_TRIGGER in body else 1)
@@ -195,7 +197,7 @@ class Engine:
             seq=0, id=new_id("msgbatch_01", 22), created_at=now, visible_at=now + visible_after,
             request_count=count, ends_at=round(now + processing, 6), seed=self.settings.seed,
             processing_seconds=self.settings.processing_seconds, errored_rate=self.settings.errored_rate,
-            expired_rate=self.settings.expired_rate, api_version=api_version, cancel_initiated_at=None, ended_at=None,
+            expired_rate=self.settings.expired_rate, api_version=api_version, betas=betas, cancel_initiated_at=None, ended_at=None,
             counts=None,
         )
         self.store.insert_batch(row, body)
@@ -258,7 +260,9 @@ class Engine:
     def _results(self, row: BatchRow, counts: dict[str, int]) -> Iterator[bytes]:
         """Every result line, in the seed's order (or request order), counting outcomes into `counts`."""
         requests = orjson.loads(self.store.requests_path(row.id).read_bytes())["requests"]
-        responder = Responder(row.seed, row.errored_rate, row.expired_rate, self._stored_file, self.judge, row.api_version)
+        responder = Responder(
+            row.seed, row.errored_rate, row.expired_rate, self._stored_file, self.judge, row.api_version, row.betas
+        )
         cutoff = end_time(row)
         unfinished = "canceled" if row.cancel_initiated_at is not None and cutoff < row.created_at + EXPIRES_AFTER else "expired"
         total = len(requests)

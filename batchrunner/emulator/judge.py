@@ -28,13 +28,13 @@ class Judge:
     def __init__(self, catalog: Catalog | None = None) -> None:
         self.catalog = catalog or Catalog.default()
 
-    def verdict(self, params: dict[str, Any], api_version: str) -> Refusal | None:
+    def verdict(self, params: dict[str, Any], api_version: str, betas: tuple[str, ...] = ()) -> Refusal | None:
         """None if the API would run the request; else the first rule it breaks."""
         model_id = params["model"]
         model = self.catalog.resolve(model_id)
         if model is None:
             return Refusal("not_found_error", f"model: {model_id}")
-        violations = check_request(params, api_version=api_version, model=model)
+        violations = check_request(params, api_version=api_version, model=model, betas=betas)
         if not violations:
             return None
         first = violations[0]

@@ -212,7 +212,8 @@ class App:
         if scripted is not None and not scripted.applies:
             self.stats.bump("faults_injected")
             raise rejection(scripted.mode)
-        batch = self.engine.create_batch(request.body, self.faults.list_lag_seconds, request.headers.get("anthropic-version"))
+        betas = tuple(beta.strip() for beta in request.headers.get("anthropic-beta", "").split(",") if beta.strip())
+        batch = self.engine.create_batch(request.body, self.faults.list_lag_seconds, request.headers.get("anthropic-version"), betas)
         self.stats.bump("batches_created")
         if scripted is None:
             return json_response(batch)

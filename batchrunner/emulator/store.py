@@ -33,7 +33,8 @@ CREATE TABLE IF NOT EXISTS batches (
     ended_at REAL,
     counts TEXT,
     deleted_at REAL,
-    api_version TEXT
+    api_version TEXT,
+    betas TEXT
 );
 CREATE TABLE IF NOT EXISTS request_digests (
     digest BLOB NOT NULL,
@@ -56,7 +57,7 @@ CREATE TABLE IF NOT EXISTS files (
 
 BATCH_COLUMNS = (
     "seq, id, created_at, visible_at, request_count, ends_at, seed, processing_seconds, "
-    "errored_rate, expired_rate, api_version, cancel_initiated_at, ended_at, counts"
+    "errored_rate, expired_rate, api_version, betas, cancel_initiated_at, ended_at, counts"
 )
 # A data dir made before the emulator recorded versions judges its batches by the older, lenient rules.
 UNRECORDED_VERSION = "2023-06-01"
@@ -78,6 +79,7 @@ class BatchRow:
     errored_rate: float
     expired_rate: float
     api_version: str  # the anthropic-version the create was sent with: its requests are judged by it
+    betas: tuple[str, ...]  # its anthropic-beta values (the batch-only 300K output needs one)
     cancel_initiated_at: float | None
     ended_at: float | None
     counts: dict[str, int] | None
@@ -86,7 +88,8 @@ class BatchRow:
     def from_db(cls, row: tuple[Any, ...]) -> BatchRow:
         values = list(row)
         values[10] = values[10] or UNRECORDED_VERSION
-        values[13] = orjson.loads(values[13]) if values[13] else None
+        values[11] = tuple(values[11].split(",")) if values[11] else ()
+        values[14] = orjson.loads(values[14]) if values[14] else None
         return cls(*values)
 
 
@@ -158,8 +161,9 @@ class Store:
         self._db.execute("PRAGMA busy_timeout=10000")
         self._db.executescript(SCHEMA)
         columns = {row[1] for row in self._db.execute("PRAGMA table_info(batches)")}
-        if "api_version" not in columns:  # a data dir from before versions were recorded
-            self._db.execute("ALTER TABLE batches ADD COLUMN api_version TEXT")
+        for column in ("api_version", "betas"):  # a data dir from before versions and betas were recorded
+            if column not in columns:
+                self._db.execute(f"ALTER TABLE batches ADD COLUMN {column} TEXT")
 
     def close(self) -> None:
         with self._lock:
@@ -181,9 +185,9 @@ class Store:
         with self._lock:
             self._db.execute(
                 "INSERT INTO batches (id, created_at, visible_at, request_count, ends_at, seed, processing_seconds,"
-                " errored_rate, expired_rate, api_version) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " errored_rate, expired_rate, api_version, betas) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (row.id, row.created_at, row.visible_at, row.request_count, row.ends_at, row.seed,
-                 row.processing_seconds, row.errored_rate, row.expired_rate, row.api_version),
+                 row.processing_seconds, row.errored_rate, row.expired_rate, row.api_version, ",".join(row.betas)),
             )
 
     def get_batch(self, batch_id: str) -> BatchRow | None:
