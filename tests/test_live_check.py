@@ -191,3 +191,20 @@ def test_the_closest_ids_include_the_aliases_users_type(make_job, run_cli, emula
 
     assert result.exit_code == 2
     assert "the closest it offers: claude-haiku-4-5," in result.stderr
+
+
+def test_a_model_newer_than_the_catalog_is_checked_live_and_submitted(make_job, run_cli, tmp_path, monkeypatch):
+    def plus_newer(model: dict[str, Any]) -> dict[str, Any]:
+        return {**model, "id": "claude-opus-6", "batchrunner": {}} if model["id"] == "claude-opus-5-5" else model
+
+    job = make_job(reviews(2))
+    job.spec.write_text(job.spec.read_text().replace("model: claude-haiku-4-5\n", "model: claude-opus-6\n"))
+    checked = run_cli("validate", job.spec)
+    assert checked.exit_code == 0 and "is not in the catalog" in checked.stdout + checked.stderr
+
+    with server_with(tmp_path, plus_newer) as server:
+        use_server(monkeypatch, server)
+        result = run_cli("submit", job.spec)
+
+    assert result.exit_code == 0, result.output
+    assert {row["status"] for row in read_rows(job.output)} == {"succeeded"}
