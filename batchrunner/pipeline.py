@@ -34,6 +34,7 @@ from batchrunner.compile import CompileReport, check_budget, check_spec_request,
 from batchrunner.crashpoints import crashpoint
 from batchrunner.errors import (
     EXIT_INCOMPLETE,
+    EXIT_INVALID,
     EXIT_OK,
     EXIT_RUNNING,
     BudgetExceeded,
@@ -488,9 +489,22 @@ def resume(
 
 
 def resume_all(*, home: Path, detach: bool = False, events: Events | None = None) -> list[Outcome]:
-    """`resume` for every run that is not done; a run another process holds is reported and skipped."""
+    """`resume` for every run that is not done; a run another process holds is reported and skipped.
+
+    A run the live check refuses (its model gone, say) is reported with exit code 2 and left as it
+    is, so one such run does not keep a scheduled `resume --all` from finishing the others.
+    """
     events = events or Events()
-    return [outcome for run_id in _unfinished(home) if (outcome := _unless_locked(resume, run_id, home, events, detach=detach))]
+    found = (_unless_locked(_resume_or_refused, run_id, home, events, detach=detach) for run_id in _unfinished(home))
+    return [outcome for outcome in found if outcome is not None]
+
+
+def _resume_or_refused(run_id: str, *, home: Path, events: Events, detach: bool) -> Outcome:
+    try:
+        return resume(run_id, home=home, detach=detach, events=events)
+    except InputError as exc:
+        events.notice(f"run {run_id} not resumed: {exc.message}")
+        return replace(status(run_id, home=home), exit_code=EXIT_INVALID)
 
 
 def watch(run_id: str, *, home: Path, timeout: float | None = None, events: Events | None = None) -> Outcome:

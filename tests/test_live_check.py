@@ -160,7 +160,9 @@ def test_retry_asks_again_and_refuses_a_model_the_backend_no_longer_offers(make_
 
 
 def test_resume_asks_before_creating_what_a_crash_left_unsent(make_job, tmp_path):
-    job = make_job(reviews(3))
+    gone = make_job(reviews(3), name="gone")
+    kept = make_job(reviews(2), name="kept")
+    kept.spec.write_text(kept.spec.read_text().replace("model: claude-haiku-4-5\n", "model: claude-opus-5-5\n"))
     home = tmp_path / "state"
     with server_with(tmp_path / "a", lambda model: model) as first:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("ANTHROPIC_", "BATCHRUNNER_"))}
@@ -170,16 +172,20 @@ def test_resume_asks_before_creating_what_a_crash_left_unsent(make_job, tmp_path
             command = [sys.executable, "-m", "batchrunner", "--home", str(home), *map(str, args)]
             return subprocess.run(command, env={**env, **extra}, capture_output=True, text=True, timeout=120)
 
-        crashed = batchrunner("submit", job.spec, BATCHRUNNER_CRASH_AT="run.registered")
-        assert crashed.returncode != 0 and first.stats()["create_attempts"] == 0
+        for job in (gone, kept):
+            crashed = batchrunner("submit", job.spec, BATCHRUNNER_CRASH_AT="run.registered")
+            assert crashed.returncode != 0
+        assert first.stats()["create_attempts"] == 0
         port = int(first.base_url.rsplit(":", 1)[1])
     with server_with(tmp_path / "b", without_haiku, port=port, data_dir=tmp_path / "a" / "emulator") as second:
         resumed = batchrunner("resume", "--all")
         stats = second.stats()
 
     assert resumed.returncode == 2, resumed.stderr
-    assert "does not know this model (404)" in resumed.stderr
-    assert stats["create_attempts"] == 0 and stats["calls"]["GET /v1/models/{model_id}"] == 1
+    assert "not resumed: " in resumed.stderr and "does not know this model (404)" in resumed.stderr
+    assert stats["create_attempts"] == 1 and stats["calls"]["GET /v1/models/{model_id}"] == 2
+    assert not gone.output.exists()
+    assert {row["status"] for row in read_rows(kept.output)} == {"succeeded"}  # one refused run does not stop the others
 
 
 def test_the_closest_ids_include_the_aliases_users_type(make_job, run_cli, emulator, monkeypatch):
