@@ -242,7 +242,7 @@ def _validate_text(job: Path, report: CompileReport) -> str:
     if len(shards) > 10:
         lines.append(f"  ... and {len(shards) - 10} more shards")
     if report.cost_low_usd is None or report.cost_high_usd is None:
-        cost = f"cost unknown for {report.model} (add a pricing: block to the spec)"
+        cost = f"cost unknown for {report.model} (the catalog has no price for it: add a pricing: block to the spec)"
     else:
         cost = f"{_usd(report.cost_low_usd)} – {_usd(report.cost_high_usd)} at batch prices ({report.model})"
     lines.append(f"bytes: {report.bytes:,} · estimated input tokens: ~{report.estimated_input_tokens:,}")
@@ -251,6 +251,7 @@ def _validate_text(job: Path, report: CompileReport) -> str:
         lines.append(f"attachments: {len(files):,} distinct file(s), {report.attachments.total_bytes:,} bytes "
                      "(uploaded by submit; not in the token estimate)")
     lines.append(f"cost: {cost}")
+    lines += [f"warning: {warning}" for warning in report.warnings]
     return "\n".join(lines)
 
 
@@ -632,6 +633,63 @@ def files_delete(app: App, file_id: str, backend: str | None) -> None:
     app.emit(result, f"deleted {file_id}")
 
 
+# models
+
+
+def _tokens(count: int | None) -> str:
+    if count is None:
+        return "?"
+    return f"{count // 1_000_000}M" if count % 1_000_000 == 0 else f"{count // 1000:,}K"
+
+
+def _per_mtok(prices: dict[str, float] | None) -> tuple[str, str]:
+    if prices is None:
+        return "?", "?"
+    return f"{prices['input']:g}", f"{prices['output']:g}"
+
+
+def _models_table(listing: dict[str, Any]) -> str:
+    rows = []
+    for model in listing["models"]:
+        out = _tokens(model["max_tokens"])
+        if model["batch_max_tokens"]:
+            out += f" ({_tokens(model['batch_max_tokens'])} beta)"
+        batch_in, batch_out = _per_mtok(model["batch_price_per_mtok"])
+        for tier in model["batch_price_tiers"]:
+            tier_in, tier_out = _per_mtok(tier)
+            batch_in += f" / {tier_in} >{_tokens(tier['above_prompt_tokens'])}"
+            batch_out += f" / {tier_out} >{_tokens(tier['above_prompt_tokens'])}"
+        rows.append((model["id"], model["lifecycle"], _tokens(model["max_input_tokens"]), out,
+                     ",".join(model["thinking"]) or "-", batch_in, batch_out))
+    header = ("ID", "LIFECYCLE", "CONTEXT", "MAX OUTPUT", "THINKING", "BATCH IN $/MTOK", "BATCH OUT $/MTOK")
+    widths = [max(len(cell) for cell in column) for column in zip(header, *rows)]
+    lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() for row in (header, *rows)]
+    lines.append(f"from {listing['source']}; prices from the catalog of {listing['catalog_as_of']} (? = unknown)")
+    return "\n".join(lines)
+
+
+@cli.command()
+@click.option("--offline", is_flag=True, help="The built-in catalog, without asking the backend.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON document on stdout.")
+@_backend_option
+@click.pass_obj
+def models(app: App, offline: bool, as_json: bool, backend: str | None) -> None:
+    """The models the backend offers (its Models API): limits, thinking types, batch prices."""
+    from batchrunner import client
+    from batchrunner.models import offered_models
+
+    app.json = app.json or as_json
+    if offline:
+        listing = offered_models(None)
+    else:
+        chosen = client.choose_backend(backend, None)
+        if chosen == "local" and (backend or "auto") == "auto":
+            app.notice("no ANTHROPIC_API_KEY: listing the built-in emulator's models (use --offline for the catalog)")
+        with client.connect(chosen, app.home) as api:
+            listing = offered_models(api)
+    app.emit(listing, _models_table(listing))
+
+
 # the emulator
 
 RATE = click.FloatRange(0.0, 1.0)
@@ -653,10 +711,20 @@ RATE = click.FloatRange(0.0, 1.0)
 @click.option("--expired-rate", type=RATE, default=0.0, show_default=True, help="Share of requests ending expired.")
 @click.option("--fault-rate", type=RATE, default=0.0, show_default=True, help="Share of API calls answered 429, 500 or 529.")
 @click.option("--truncate-rate", type=RATE, default=0.0, show_default=True, help="Share of results downloads cut off.")
+@click.option(
+    "--models", "models_file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="A model catalog (JSON, the shape of the packaged one) to serve and judge requests by.",
+)
+@click.option("--keep-order", is_flag=True, help="Results in request order, not shuffled by the seed.")
+@click.option(
+    "--reject-unknown-fields", is_flag=True,
+    help="Strict: a form field the API does not define (such as `purpose` on uploads) is a 400.",
+)
 @click.pass_obj
 def serve(
     app: App, host: str, port: int, data_dir: Path | None, seed: int, processing_seconds: float,
     errored_rate: float, expired_rate: float, fault_rate: float, truncate_rate: float,
+    models_file: Path | None, keep_order: bool, reject_unknown_fields: bool,
 ) -> None:
     """Run the local Anthropic API emulator in the foreground until Ctrl-C."""
     from batchrunner.emulator import (  # only this command pays for loading it
@@ -667,7 +735,8 @@ def serve(
     config = EmulatorConfig(
         data_dir=data_dir or app.home / "emulator", host=host, port=port, seed=seed,
         processing_seconds=processing_seconds, errored_rate=errored_rate, expired_rate=expired_rate,
-        fault_rate=fault_rate, truncate_rate=truncate_rate,
+        fault_rate=fault_rate, truncate_rate=truncate_rate, models_file=models_file, keep_order=keep_order,
+        reject_unknown_fields=reject_unknown_fields,
     )
 
     def ready(base_url: str) -> None:

@@ -40,6 +40,7 @@ if TYPE_CHECKING:
 
 LOCAL_API_KEY = "batchrunner-local"
 DOWNLOAD_CHUNK = 1 << 20
+MODELS_PAGE = 1000
 T = TypeVar("T")
 
 # Create answers that prove nothing was created; everything else is an unknown outcome.
@@ -69,10 +70,13 @@ def choose_backend(flag: str | None, spec_backend: str | None) -> str:
 
 
 @contextmanager
-def connect(name: str, home: Path, base_url: str | None = None) -> Iterator[Api]:
-    """An `Api` on the named backend, closed afterwards; for `local`, the emulator runs meanwhile."""
+def connect(name: str, home: Path, base_url: str | None = None, *, api_version: str | None = None) -> Iterator[Api]:
+    """An `Api` on the named backend, closed afterwards; for `local`, the emulator runs meanwhile.
+
+    `api_version` is the run's `anthropic-version`, sent on every call; None keeps the SDK's own.
+    """
     with _endpoint(name, home, base_url) as (backend, url):
-        api = Api(backend, url)
+        api = Api(backend, url, api_version=api_version)
         try:
             yield api
         finally:
@@ -163,14 +167,26 @@ def map_sdk_errors(what: str) -> Iterator[None]:
 
 
 class Api:
-    """Synchronous API calls, as the stages need them."""
+    """Synchronous API calls, as the stages need them.
 
-    def __init__(self, backend: Backend, url: str, *, max_retries: int = 4) -> None:
+    One `anthropic-version` for every call: a default header overrides the one the SDK pins,
+    so a run created under 2023-06-01 is watched, retried and collected under it too.
+    """
+
+    def __init__(self, backend: Backend, url: str, *, max_retries: int = 4, api_version: str | None = None) -> None:
         import anthropic
 
         self.backend = backend
         self.url = url
-        self.sdk = anthropic.Anthropic(api_key=_api_key(backend), base_url=url, max_retries=max_retries)
+        headers = {"anthropic-version": api_version} if api_version else None
+        self.sdk = anthropic.Anthropic(
+            api_key=_api_key(backend), base_url=url, max_retries=max_retries, default_headers=headers
+        )
+
+    @property
+    def api_version(self) -> str:
+        """The `anthropic-version` this client sends."""
+        return str(self.sdk.default_headers["anthropic-version"])
 
     def close(self) -> None:
         self.sdk.close()
@@ -286,6 +302,16 @@ class Api:
         with map_sdk_errors("list files"):
             for meta in self.sdk.files.list(limit=limit, extra_query={"after_id": after_id} if after_id else None):
                 yield meta.model_dump(mode="json")
+
+    def retrieve_model(self, model_id: str) -> dict[str, Any]:
+        """GET /v1/models/{id}: the ModelInfo (an alias resolves to its model); unknown is NotFound."""
+        with map_sdk_errors(f"model {model_id}"):
+            return self.sdk.models.retrieve(model_id).model_dump(mode="json")
+
+    def list_models(self) -> list[dict[str, Any]]:
+        """Every model the backend offers, newest first, through the SDK's paging."""
+        with map_sdk_errors("list models"):
+            return [info.model_dump(mode="json") for info in self.sdk.models.list(limit=MODELS_PAGE)]
 
     def download_file(self, file_id: str, out: BinaryIO) -> int:
         """Stream a file's content into `out`; a broken stream raises ApiError."""

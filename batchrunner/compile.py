@@ -28,10 +28,12 @@ from batchrunner.attachments import (
     render_blocks,
     scan_attachments,
 )
+from batchrunner.catalog import Catalog, ModelEntry
 from batchrunner.crashpoints import failpoint
 from batchrunner.errors import BudgetExceeded, Problem, RowError, SpecError
 from batchrunner.inputs import SUFFIXES, read_rows, read_rows_raw
 from batchrunner.pricing import batch_cost_usd, estimate_tokens
+from batchrunner.rules import Violation, check_request, dotted
 from batchrunner.spec import MAX_BATCH_SIZE, JobSpec, load_spec, shown
 from batchrunner.template import Template, template_sources
 
@@ -76,6 +78,7 @@ class CompileReport:
     model: str
     rows_path: Path | None
     attachments: AttachmentSet | None = None  # the files the rows attach, when the spec has `attachments`
+    warnings: list[Problem] = field(default_factory=list)  # e.g. a model the catalog does not know
 
     def to_dict(self) -> dict[str, Any]:
         out = {
@@ -87,6 +90,7 @@ class CompileReport:
             "cost_high_usd": self.cost_high_usd,
             "model": self.model,
             "rows_path": None if self.rows_path is None else str(self.rows_path),
+            "warnings": [warning.to_dict() for warning in self.warnings],
         }
         if self.attachments is not None:
             out["attachments"] = {"files": len(self.attachments.distinct()), "bytes": self.attachments.total_bytes}
@@ -189,6 +193,88 @@ def _static_text_bytes(spec: JobSpec) -> int:
     if spec.output_schema is not None:
         total += len(orjson.dumps(spec.output_schema))
     return total
+
+
+# ---------------------------------------------------------------- the API's rules, offline
+
+
+def check_spec_request(spec: JobSpec, catalog: Catalog | None = None) -> tuple[ModelEntry | None, list[Problem]]:
+    """Hold the request every row sends to the API's rules for the spec's `api_version` and model,
+    as the catalog knows it: each broken rule is a SpecError at the line of its key. Returns the
+    model's entry (None if the catalog does not know it) and warnings, such as an unknown model."""
+    catalog = catalog or Catalog.default()
+    entry = catalog.resolve(spec.model)
+    texts = iter([text for _key, text in template_sources(spec.prompt, spec.messages)])
+    params = _params(spec, texts, None)
+    violations = check_request(params, api_version=spec.api_version, model=entry)
+    where = shown(spec.path)
+    if violations:
+        problems = sorted((_spec_problem(spec, where, v) for v in violations), key=lambda p: p.line or 0)
+        raise SpecError(problems)
+    warnings = []
+    line = spec.key_line("model")
+    if entry is None:
+        close = catalog.closest(spec.model)
+        hint = f"; did you mean {', '.join(close)}?" if close else ""
+        cost = "priced by the spec's `pricing:`" if spec.pricing is not None else "cost unknown"
+        warnings.append(Problem(where, line, f"model {spec.model} is not in the catalog (as of {catalog.as_of}): {cost}; "
+                                f"submit checks it with the API{hint}"))
+    elif entry.lifecycle == "deprecated":
+        retires = str(entry.info.get("retires_at") or "")[:10]
+        when = f" and retires on {retires}" if retires else ""
+        warnings.append(Problem(where, line, f"model {spec.model} is deprecated{when}: move to a current model "
+                                "(`batchrunner models` lists them)"))
+    return entry, warnings
+
+
+def _spec_problem(spec: JobSpec, where: Path, violation: Violation) -> Problem:
+    """A violation of the compiled request, at the spec key that produced the offending part."""
+    path = violation.path
+    head = path[0] if path else "params"
+    key: tuple[str | int, ...]
+    if head in ("model", "max_tokens", "system"):
+        key = path
+    elif head == "messages":
+        key = ("prompt",) if spec.prompt is not None else path
+    elif path[:2] == ("output_config", "format") and spec.output_schema is not None:
+        key = ("output_schema",)
+    else:
+        key = ("params", *path)
+    return Problem(where, spec.key_line(*key), _relabel(violation, dotted(key)))
+
+
+def _relabel(violation: Violation, label: str) -> str:
+    """The violation's message with its subject named as the user wrote it."""
+    subject = f"`{dotted(violation.path)}` "
+    if violation.message.startswith(subject):
+        return f"`{label}` " + violation.message[len(subject):]
+    return violation.message
+
+
+def _attachment_judge(
+    spec: JobSpec, entry: ModelEntry | None, report: Callable[[int, str], None]
+) -> Callable[[int, dict[str, Any], bytes], bool] | None:
+    """For a model that cannot read some kinds of attachment, a function from (line, row, the row's
+    blocks) to whether it reported one; None when every block the rows can have is readable. An
+    uploaded file's block does not say whether it is a PDF, so the row's file name tells."""
+    if entry is None or not spec.attachments or entry.supports("image_input") and entry.supports("pdf_input"):
+        return None
+    fields = [item.field for item in spec.attachments]
+
+    def unreadable(line_no: int, row: dict[str, Any], blocks: bytes) -> bool:
+        content = orjson.loads(b"[" + blocks + b"]")
+        for j, name in enumerate(fields):
+            if content[j]["type"] == "document" and not str(row.get(name, "")).lower().endswith(".pdf"):
+                content[j] = {"type": "text", "text": "a text document"}
+        params = {"model": spec.model, "messages": [{"role": "user", "content": content}]}
+        violations = check_request(params, api_version=spec.api_version, model=entry)
+        for violation in violations:
+            index = violation.path[3] if len(violation.path) > 3 else 0
+            field_name = fields[index] if isinstance(index, int) and index < len(fields) else "attachment"
+            report(line_no, _relabel(violation, field_name).replace(f"`{field_name}`", f"the `{field_name}` attachment", 1))
+        return bool(violations)
+
+    return unreadable
 
 
 # ---------------------------------------------------------------- problems and shards
@@ -321,14 +407,17 @@ def compile_job(
     max_shard_bytes: int | None = None,
     attachments: AttachmentSet | None = None,
     file_ids: Mapping[str, str] | None = None,
+    catalog: Catalog | None = None,
 ) -> CompileReport:
     """Compile a job. Without `out_dir` nothing is written (that is `validate`); with it (a folder
     of its own), the shards `requests-NNN.jsonl` and `rows.jsonl` appear only if every row compiled.
 
     A spec with `attachments` needs its files scanned (`attachments`, else scanned here) and their
     ids (`file_ids`: sha256 -> file id, once uploaded; else obvious placeholders, as for `validate`).
+    The request is held to the API's rules for the model as `catalog` (default: the packaged one) knows it.
     """
     max_bytes = MAX_BATCH_BYTES if max_shard_bytes is None else max_shard_bytes
+    entry, warnings = check_spec_request(spec, catalog)
     _check_input(spec)
     if spec.attachments:
         attachments = attachments if attachments is not None else scan_attachments(spec)
@@ -343,7 +432,8 @@ def compile_job(
         rows.tmp, rows.file = _temp_file(out_dir, ROWS_NAME)
     try:
         with naming(out_dir) if out_dir is not None else nullcontext():
-            report = _compile_rows(spec, line, problems, writer, rows.file, max_bytes, attachments, file_ids or {})
+            report = _compile_rows(spec, line, problems, writer, rows.file, max_bytes, attachments, file_ids or {}, entry)
+            report = replace(report, warnings=warnings)
             if problems.count:
                 raise RowError(problems.found, more=problems.more)
             if out_dir is None:
@@ -370,6 +460,7 @@ def _compile_rows(
     max_bytes: int,
     attachments: AttachmentSet | None,
     file_ids: Mapping[str, str],
+    entry: ModelEntry | None,
 ) -> CompileReport:
     path = shown(spec.input_path)
     id_field = spec.id_field
@@ -377,6 +468,7 @@ def _compile_rows(
     renders = [(part, key, template.renderer(), template) for part, key, template in line.slots]
     attachments_part = line.attachments_part
     attach_to = _attacher(spec, attachments, file_ids, lambda line_no, message: problems.add(Problem(path, line_no, message)))
+    unreadable = _attachment_judge(spec, entry, lambda line_no, message: problems.add(Problem(path, line_no, message)))
     parts: list[bytes] = [b""] * (2 * len(line.chunks) - 1)
     parts[::2] = line.chunks
     dumps = orjson.dumps
@@ -407,7 +499,7 @@ def _compile_rows(
         parts[1] = cid.encode()
         if attachments_part is not None:
             blocks = attach_to(line_no, row)
-            if blocks is None:
+            if blocks is None or unreadable is not None and unreadable(line_no, row, blocks):
                 continue
             parts[attachments_part] = blocks
         try:
@@ -446,13 +538,14 @@ def _compile_rows(
     requests = seq
     text_bytes -= 2 * len(renders) * requests  # the quotes around each encoded text
     tokens = estimate_tokens(text_bytes + line.static_text_bytes * requests)
+    priced = entry if entry is not None else spec.model
     return CompileReport(
         requests=requests,
         shards=[Shard(o.index, None, o.requests, o.bytes, o.first_seq) for o in writer.shards()],
         bytes=total_bytes,
         estimated_input_tokens=tokens,
-        cost_low_usd=batch_cost_usd(spec.model, tokens, 0, spec.pricing),
-        cost_high_usd=batch_cost_usd(spec.model, tokens, spec.max_tokens * requests, spec.pricing),
+        cost_low_usd=batch_cost_usd(priced, tokens, 0, spec.pricing, requests=requests),
+        cost_high_usd=batch_cost_usd(priced, tokens, spec.max_tokens * requests, spec.pricing, requests=requests),
         model=spec.model,
         rows_path=None,
         attachments=attachments,

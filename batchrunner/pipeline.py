@@ -13,24 +13,28 @@ import os
 import re
 import shutil
 from collections.abc import Awaitable, Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+import orjson
 
 from batchrunner import settings
 from batchrunner.client import Api, Gate, choose_backend, connect
 from batchrunner.collect import (
     archive_warning,
     collect_batch,
+    iter_lines,
     request_ids,
     write_output,
 )
-from batchrunner.compile import CompileReport, check_budget, check_output_writable, compile_job
+from batchrunner.compile import CompileReport, check_budget, check_output_writable, check_spec_request, compile_job
 from batchrunner.crashpoints import crashpoint
 from batchrunner.errors import (
     EXIT_INCOMPLETE,
+    EXIT_INVALID,
     EXIT_OK,
     EXIT_RUNNING,
     BudgetExceeded,
@@ -51,10 +55,11 @@ from batchrunner.ledger import (
     Run,
     run_lock,
 )
+from batchrunner.models import check_live, live_catalog
 from batchrunner.poll import Polled, PollSettings, wait_until_ended
 from batchrunner.pricing import batch_cost_usd
 from batchrunner.retry import Selection, prepare_attempt, select
-from batchrunner.spec import JobSpec, Pricing, load_spec
+from batchrunner.spec import JobSpec, Pricing, load_spec, shown
 from batchrunner.submit import SubmitSettings, submit_pending
 from batchrunner.uploads import (
     Uploaded,
@@ -120,6 +125,7 @@ def batch_info(batch: Batch) -> dict[str, Any]:
         "processing_status": batch.processing_status,
         "request_counts": batch.request_counts,
         "file_id": batch.file_id,
+        "purpose_accepted": batch.purpose_accepted,
         "created_at": batch.created_at,
         "ended_at": batch.ended_at,
         "expires_at": batch.expires_at,
@@ -150,6 +156,7 @@ def summarize(ledger: Ledger, run: Run) -> Outcome:
         summary["input_tokens"],
         summary["output_tokens"],
         Pricing(**pricing) if pricing else None,
+        requests=max(1, summary["counts"]["succeeded"]),  # a tier (Haiku 5.5 over 100K) is per request
     )
     summary["polls"] = sum(batch.polls for batch in batches)
     summary["polls_per_batch"] = round(summary["polls"] / len(batches), 1) if batches else 0
@@ -187,6 +194,8 @@ def _settings(spec: JobSpec) -> dict[str, Any]:
         "retry": spec.retry.model_dump(),
         "poll": spec.poll.model_dump(),
         "max_tokens": spec.max_tokens,
+        "api_version": spec.api_version,
+        "upload_request_files": spec.upload_request_files,
     }
 
 
@@ -205,17 +214,40 @@ def _shard_custom_ids(run_dir: Path, report: CompileReport) -> Iterator[str]:
         yield from request_ids(run_dir / shard.path.name)
 
 
+def _first_request(path: Path) -> dict[str, Any]:
+    """The params of a request file's first line: every request of a run shares its model and params."""
+    params: dict[str, Any] = orjson.loads(next(iter_lines(path)))["params"]
+    return params
+
+
+def _live_check(api: Api, run: Run, request_file: Path, events: Events) -> None:
+    """Ask the backend about the run's model before anything more is created (see models.py)."""
+    gate = Gate(api, run.settings["poll"]["requests_per_minute"])
+    version = run.settings.get("api_version") or api.api_version
+    params = _first_request(request_file)
+    asyncio.run(check_live(gate, params, api_version=version, spec_path=shown(run.spec_path), notice=events.notice))
+
+
+def _check_spec_live(api: Api, spec: JobSpec, events: Events) -> None:
+    """After the offline checks, before anything is sent: the spec's request against its model as
+    the backend describes it, each problem at its spec line, as `validate` reports them."""
+    gate = Gate(api, spec.poll.requests_per_minute)
+    check_spec_request(spec, asyncio.run(live_catalog(gate, spec.model, shown(spec.path), events.notice)))
+
+
 def _prepare_run(
     ledger: Ledger,
     spec: JobSpec,
     run_id: str,
-    backend: str,
+    api: Api,
     base_url: str | None,
     force: bool,
+    events: Events,
     uploaded: Uploaded | None = None,
 ) -> Run:
     """Compile into a scratch folder (with the attachments' file ids, once uploaded), check the
-    budget, then register the run in one step."""
+    budget and (unless done before the attachments went up) the live model, then register the run
+    in one step."""
     runs = ledger.home / "runs"
     runs.mkdir(parents=True, exist_ok=True, mode=0o700)
     scratch, run_dir = runs / f".{run_id}.compiling", runs / run_id
@@ -225,9 +257,11 @@ def _prepare_run(
     try:
         if uploaded is None:
             report = compile_job(spec, scratch)
+            _check_budget(spec, report, force)
+            _check_spec_live(api, spec, events)
         else:
             report = compile_job(spec, scratch, attachments=uploaded.files, file_ids=uploaded.file_ids)
-        _check_budget(spec, report, force)
+            _check_budget(spec, report, force)
     except BaseException:
         shutil.rmtree(scratch, ignore_errors=True)
         raise
@@ -240,7 +274,7 @@ def _prepare_run(
             spec_path=spec.path,
             output_path=spec.output_path,
             run_dir=run_dir,
-            backend=backend,
+            backend=api.backend.name,
             base_url=base_url,
             model=spec.model,
             settings=_settings(spec),
@@ -257,18 +291,18 @@ def _prepare_run(
 
 
 def _prepare_with_attachments(
-    ledger: Ledger, spec: JobSpec, run_id: str, backend: str, base_url: str | None, force: bool, events: Events
+    ledger: Ledger, spec: JobSpec, run_id: str, api: Api, base_url: str | None, force: bool, events: Events
 ) -> Run:
-    """Check every row and file first (with placeholder ids: nothing is sent if anything is wrong),
-    upload the files the server does not have yet, then compile with their real ids."""
+    """Check every row and file first (with placeholder ids: nothing is sent if anything is wrong)
+    and the live model, upload the files the server does not have yet, then compile with their real ids."""
     checked = compile_job(spec)
     _check_budget(spec, checked, force)
+    _check_spec_live(api, spec, events)
     assert checked.attachments is not None
-    with connect(backend, ledger.home, base_url) as api:
-        gate = Gate(api, spec.poll.requests_per_minute)
-        key = backend_key(api.backend.name, api.url)
-        uploaded = asyncio.run(upload_attachments(gate, ledger, key, checked.attachments, events.notice))
-    return _prepare_run(ledger, spec, run_id, backend, base_url, force, uploaded)
+    gate = Gate(api, spec.poll.requests_per_minute)
+    key = backend_key(api.backend.name, api.url)
+    uploaded = asyncio.run(upload_attachments(gate, ledger, key, checked.attachments, events.notice))
+    return _prepare_run(ledger, spec, run_id, api, base_url, force, events, uploaded)
 
 
 # driving a run
@@ -282,6 +316,12 @@ def _submit_settings(run: Run) -> SubmitSettings:
 def _poll_settings(run: Run) -> PollSettings:
     poll = run.settings["poll"]
     return PollSettings(initial_interval=poll["initial_interval"], max_interval=poll["max_interval"])
+
+
+def _check_pending(ledger: Ledger, run: Run, api: Api, events: Events) -> None:
+    """The live check for a run that has batches still to create (resume, a continued submit)."""
+    if ledger.batches(run, states=(PREPARED,)):
+        _live_check(api, run, run.run_dir / ledger.batches(run)[0].request_file, events)
 
 
 async def _drive(ledger: Ledger, run: Run, api: Api, *, detach: bool, timeout: float | None, events: Events) -> None:
@@ -351,6 +391,11 @@ def _run_loop(step: Callable[[], Awaitable[None]], run: Run) -> None:
         ) from None
 
 
+def _connect_run(run: Run, home: Path) -> AbstractContextManager[Api]:
+    """The run's backend, spoken to under the run's anthropic-version."""
+    return connect(run.backend, home, run.base_url, api_version=run.settings.get("api_version"))
+
+
 @contextmanager
 def _session(home: Path, run_id: str) -> Iterator[tuple[Ledger, Run, Api]]:
     """Lock the run and open its backend: what every command that changes a run needs."""
@@ -358,7 +403,7 @@ def _session(home: Path, run_id: str) -> Iterator[tuple[Ledger, Run, Api]]:
         ledger.run(run_id)  # an unknown id is refused before a lock file is made in its name
         with run_lock(home, run_id):
             run = ledger.run(run_id)
-            with connect(run.backend, home, run.base_url) as api:
+            with _connect_run(run, home) as api:
                 yield ledger, run, api
 
 
@@ -405,14 +450,15 @@ def submit(
                 if run.spec_path != spec.path:
                     raise InputError(f"--run-id {run_id} belongs to {run.spec_path}, not {spec.path}")
                 events.notice(f"run {run_id} exists; continuing it")
-            else:
-                base_url = os.environ.get("ANTHROPIC_BASE_URL") if chosen == "anthropic" else None
-                if spec.attachments:
-                    run = _prepare_with_attachments(ledger, spec, run_id, chosen, base_url, force, events)
-                else:
-                    run = _prepare_run(ledger, spec, run_id, chosen, base_url, force)
+                with _connect_run(run, home) as api:
+                    _check_pending(ledger, run, api, events)
+                    _run_loop(lambda: _drive(ledger, run, api, detach=detach, timeout=timeout, events=events), run)
+                    return _finish(ledger, run, api, events)
+            base_url = os.environ.get("ANTHROPIC_BASE_URL") if chosen == "anthropic" else None
+            with connect(chosen, home, base_url, api_version=spec.api_version) as api:
+                prepare = _prepare_with_attachments if spec.attachments else _prepare_run
+                run = prepare(ledger, spec, run_id, api, base_url, force, events)
                 events.notice(f"run {run.id}: {run.requests} requests in {len(ledger.batches(run))} batch(es)")
-            with connect(run.backend, home, run.base_url) as api:
                 _run_loop(lambda: _drive(ledger, run, api, detach=detach, timeout=timeout, events=events), run)
                 return _finish(ledger, run, api, events)
 
@@ -424,14 +470,28 @@ def resume(
     then unless detached poll, collect and write the output, like `submit`."""
     events = events or Events()
     with _session(home, run_id) as (ledger, run, api):
+        _check_pending(ledger, run, api, events)
         _run_loop(lambda: _drive(ledger, run, api, detach=detach, timeout=timeout, events=events), run)
         return _finish(ledger, run, api, events)
 
 
 def resume_all(*, home: Path, detach: bool = False, events: Events | None = None) -> list[Outcome]:
-    """`resume` for every run that is not done; a run another process holds is reported and skipped."""
+    """`resume` for every run that is not done; a run another process holds is reported and skipped.
+
+    A run the live check refuses (its model gone, say) is reported with exit code 2 and left as it
+    is, so one such run does not keep a scheduled `resume --all` from finishing the others.
+    """
     events = events or Events()
-    return [outcome for run_id in _unfinished(home) if (outcome := _unless_locked(resume, run_id, home, events, detach=detach))]
+    found = (_unless_locked(_resume_or_refused, run_id, home, events, detach=detach) for run_id in _unfinished(home))
+    return [outcome for outcome in found if outcome is not None]
+
+
+def _resume_or_refused(run_id: str, *, home: Path, events: Events, detach: bool) -> Outcome:
+    try:
+        return resume(run_id, home=home, detach=detach, events=events)
+    except InputError as exc:
+        events.notice(f"run {run_id} not resumed: {exc.message}")
+        return replace(status(run_id, home=home), exit_code=EXIT_INVALID)
 
 
 def watch(run_id: str, *, home: Path, timeout: float | None = None, events: Events | None = None) -> Outcome:
@@ -466,6 +526,7 @@ def retry(
                 f"run {run.id}'s attachments were deleted from the server when it finished (keep_attachments: false), "
                 "so its requests cannot be sent again: submit the job as a new run, which uploads them again"
             )
+        _live_check(api, run, run.run_dir / ledger.batches(run)[0].request_file, events)
         attempt = prepare_attempt(ledger, run, seqs)
         events.notice(f"run {run.id}: attempt {attempt} sends {len(seqs)} request(s) again")
         _run_loop(lambda: _drive(ledger, run, api, detach=detach, timeout=timeout, events=events), run)
@@ -517,7 +578,7 @@ def cancel(run_id: str, *, home: Path, events: Events | None = None) -> Outcome:
     events = events or Events()
     with Ledger(home) as ledger:
         run = ledger.run(run_id)
-        with connect(run.backend, home, run.base_url) as api:
+        with _connect_run(run, home) as api:
             for batch in ledger.batches(run, states=(SUBMITTED,)):
                 assert batch.batch_id is not None
                 ledger.record_status(batch, api.cancel_batch(batch.batch_id))

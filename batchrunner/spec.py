@@ -9,6 +9,7 @@ them after the whole batch has ended, up to a day later.
 
 from __future__ import annotations
 
+import datetime
 import difflib
 import os
 import re
@@ -30,6 +31,7 @@ from pydantic_core import PydanticCustomError
 
 from batchrunner.errors import Problem, SpecError
 from batchrunner.request_shape import PARAM_NAMES, Message, Params, System
+from batchrunner.rules import API_VERSIONS, DEFAULT_API_VERSION
 from batchrunner.template import Template, template_sources
 
 MAX_PROBLEMS = 50
@@ -108,6 +110,7 @@ class JobSpec(_Strict):
     name: str
     model: str = Field(min_length=1)
     max_tokens: int = Field(ge=1)
+    api_version: str = DEFAULT_API_VERSION
     backend: Literal["auto", "local", "anthropic"] | None = None
     input_path: Path = Field(strict=False, validation_alias="input")
     output_path: Path = Field(strict=False, validation_alias="output")
@@ -121,6 +124,7 @@ class JobSpec(_Strict):
     params: Params = Field(default_factory=lambda: Params())
     batch_size: int = Field(default=10_000, ge=1, le=MAX_BATCH_SIZE)
     keep_request_files: bool = False
+    upload_request_files: bool = True  # False: skip the request-file upload, which no API call reads
     budget_usd: float | None = Field(default=None, gt=0)
     pricing: Pricing | None = None
     retry: RetryPolicy = Field(default_factory=RetryPolicy)
@@ -134,6 +138,18 @@ class JobSpec(_Strict):
         if not _NAME.fullmatch(value):
             raise PydanticCustomError(
                 "name", "should be 1-64 lowercase letters, digits, '-' or '_' (for example `eval`): it starts run ids"
+            )
+        return value
+
+    @field_validator("api_version", mode="before")
+    @classmethod
+    def _known_version(cls, value: Any) -> Any:
+        if isinstance(value, datetime.date):  # YAML reads an unquoted 2026-10-21 as a date
+            value = value.isoformat()
+        if value not in API_VERSIONS:
+            raise PydanticCustomError(
+                "api_version", "should be one of {versions}, the `anthropic-version` a run sends (got {got})",
+                {"versions": ", ".join(API_VERSIONS), "got": repr(value) if isinstance(value, str) else type(value).__name__},
             )
         return value
 
@@ -234,6 +250,7 @@ _KNOWN_KEYS: dict[tuple[str | int, ...], tuple[str, ...]] = {
 }
 _EXAMPLES = {
     "name": "name: eval",
+    "api_version": "api_version: 2026-10-21",
     "model": "model: claude-haiku-4-5",
     "max_tokens": "max_tokens: 1024",
     "input": "input: ../samples/eval.jsonl",
@@ -417,7 +434,7 @@ def _problem_for(path: Path, data: dict[str, Any], lines: Lines, error: Any) -> 
 
 
 _SAYS_ENOUGH = (
-    "refused", "prompt_or_messages", "json_schema", "thinking_budget", "output_format",
+    "refused", "prompt_or_messages", "json_schema", "thinking_budget", "output_format", "api_version",
     "attachments_with_messages", "documents_only",
 )
 _SUBJECT = re.compile(r"^(Input|String|List|Dictionary|Value|Object) should")

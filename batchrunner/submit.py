@@ -62,8 +62,11 @@ def request_body(path: Path) -> tuple[int, Iterator[bytes]]:
 
 
 async def upload_request_file(gate: Gate, ledger: Ledger, run: Run, batch: Batch) -> Batch:
-    """Upload the shard's JSONL with purpose="batch"; a server that refuses the field gets it without."""
-    if batch.file_id:
+    """Upload the shard's JSONL with purpose="batch"; a server that refuses the field gets it without.
+
+    No call of the API reads the file (the batch is created inline), so a spec may skip it.
+    """
+    if batch.file_id or not run.settings.get("upload_request_files", True):
         return batch
     path = run.run_dir / batch.request_file
     filename = f"{run.id}-{Path(batch.request_file).name}"

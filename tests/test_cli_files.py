@@ -275,3 +275,24 @@ def test_on_the_local_backend_files_persist_between_commands(
     gone = run_cli("files", "info", file_id)
     assert gone.exit_code == 1 and "not found" in gone.stderr
     assert run_cli("-q", "files", "list").stderr == ""
+
+
+# a strict server, as the real Files API is: it defines no `purpose` field
+
+
+def test_upload_purpose_batch_to_a_strict_server_goes_again_without_it_and_says_so(
+    run_cli: Callable[..., Result], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from batchrunner.emulator import EmulatorConfig, start_in_thread
+
+    with start_in_thread(EmulatorConfig(data_dir=tmp_path / "strict", reject_unknown_fields=True)) as strict:
+        monkeypatch.setenv("ANTHROPIC_BASE_URL", strict.base_url)
+        monkeypatch.setenv("ANTHROPIC_API_KEY", "test-key")
+        path = write(tmp_path, "requests.jsonl", b'{"a":1}\n')
+        result = run_cli("--json", "files", "upload", path, "--purpose", "batch", "--backend", "anthropic")
+        stats = strict.stats()
+
+    meta = ok_json(result)
+    assert (meta["purpose_accepted"], meta["purpose"]) == (False, None)
+    assert f"the server refused the purpose field; {meta['id']} was uploaded without it" in result.stderr
+    assert (stats["calls"]["POST /v1/files"], stats["files_stored"]) == (2, 1)

@@ -13,7 +13,7 @@ import orjson
 import pytest
 from helpers import read_rows, reviews
 
-from batchrunner.emulator import EmulatorServer
+from batchrunner.emulator import EmulatorConfig, EmulatorServer, start_in_thread
 
 OUTPUT_KEYS = [
     "custom_id",
@@ -272,3 +272,61 @@ def test_ctrl_c_detaches_says_how_to_come_back_and_never_cancels(make_job, run_c
     watched = run_cli("watch", "interrupted")
     assert watched.exit_code == 0, watched.stderr
     assert [row["status"] for row in read_rows(job.output)] == ["succeeded"] * 3
+
+
+def test_a_strict_server_refusing_purpose_gets_the_request_file_without_it(make_job, run_cli, tmp_path, monkeypatch):
+    with start_in_thread(EmulatorConfig(data_dir=tmp_path / "strict", processing_seconds=0.2, reject_unknown_fields=True)) as strict:
+        use_server(monkeypatch, strict)
+        job = make_job(reviews(3), extra="keep_request_files: true\n")
+        result = run_cli("submit", job.spec)
+        (batch,) = orjson.loads(run_cli("--json", "status").stdout)["batches"]
+        meta = anthropic.Anthropic(base_url=strict.base_url, api_key="k").files.retrieve_metadata(batch["file_id"])
+        stats = strict.stats()
+
+    assert result.exit_code == 0, result.output
+    assert batch["purpose_accepted"] is False
+    assert meta.model_dump().get("purpose") is None and meta.filename.endswith("requests-000.jsonl")
+    assert (stats["calls"]["POST /v1/files"], stats["batches_created"]) == (2, 1)
+    assert len(read_rows(job.output)) == 3
+
+
+def test_upload_request_files_false_sends_no_file_and_the_run_still_completes(make_job, run_cli, emulator, monkeypatch):
+    use_server(monkeypatch, emulator)
+    job = make_job(reviews(3), extra="upload_request_files: false\n")
+
+    assert run_cli("submit", job.spec).exit_code == 0
+
+    (batch,) = orjson.loads(run_cli("--json", "status").stdout)["batches"]
+    assert batch["file_id"] is None
+    assert "POST /v1/files" not in emulator.stats()["calls"]
+    assert len(read_rows(job.output)) == 3
+
+
+def test_results_in_any_order_are_joined_back_in_input_order(make_job, run_cli, emulator, monkeypatch, isolated_env):
+    use_server(monkeypatch, emulator)
+    rows = reviews(40)
+    job = make_job(rows)
+
+    assert run_cli("submit", job.spec).exit_code == 0
+
+    status = orjson.loads(run_cli("--json", "status").stdout)
+    (batch,) = status["batches"]
+    results = read_rows(isolated_env / "runs" / status["run"]["id"] / "results" / f"{batch['batch_id']}.jsonl")
+    assert [r["custom_id"] for r in results] != [r["id"] for r in rows], "the emulator shuffles results"
+    assert [r["custom_id"] for r in read_rows(job.output)] == [r["id"] for r in rows]
+
+
+def test_the_specs_api_version_is_sent_on_every_call_of_the_run_retry_included(make_job, run_cli, emulator, monkeypatch):
+    use_server(monkeypatch, emulator)
+    rows = reviews(2) + [{"id": "flaky", "text": "[[emulator:errored_once:overloaded_error]]"}]
+    job = make_job(rows, extra="api_version: 2023-06-01\nparams: {temperature: 0.5}\n")
+
+    assert run_cli("submit", job.spec).exit_code == 3  # the emulator judges temperature by the create's version
+    run_id = orjson.loads(run_cli("--json", "status").stdout)["run"]["id"]
+    job.spec.write_text(job.spec.read_text().replace("api_version: 2023-06-01\n", ""))  # a later edit changes nothing
+
+    result = run_cli("retry", run_id)
+
+    assert result.exit_code == 0, result.output
+    out = read_rows(job.output)
+    assert [(r["status"], r["attempt"]) for r in out] == [("succeeded", 1), ("succeeded", 1), ("succeeded", 2)]

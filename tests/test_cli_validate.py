@@ -116,6 +116,53 @@ CORPUS = [
          "raise max_tokens"),
     Case("bad-output-schema", BASE + "output_schema: {type: objekt}\n", "job.yaml", 8, "is not a valid JSON Schema"),
     Case("output-schema-not-mapping", BASE + "output_schema: label\n", "job.yaml", 8, "should be a valid dictionary"),
+    # -- the request, held to the API's rules for its version and model (rules.py, the catalog)
+    Case("temperature-removed", BASE + "params: {temperature: 0}\n", "job.yaml", 8,
+         "`params.temperature` was removed in API version 2026-10-21 (a 400 even at its default): remove it, "
+         "or set `api_version: 2023-06-01`"),
+    Case("top-k-removed", BASE + "params:\n  stop_sequences: [END]\n  top_k: 5\n", "job.yaml", 10,
+         "`params.top_k` was removed in API version 2026-10-21"),
+    Case("bad-api-version", BASE + "api_version: 2025-01-01\n", "job.yaml", 8, "should be one of 2023-06-01, 2026-10-21"),
+    Case("assistant-document", edit('prompt: "Review: {text}"', "messages:\n  - {role: user, content: hi}\n"
+         "  - role: assistant\n    content:\n      - {type: document, source: {type: text, media_type: text/plain, data: x}}\n"
+         "  - {role: user, content: '{text}'}"), "job.yaml", 10, "is a document block in an assistant turn"),
+    Case("user-text-citations", edit('prompt: "Review: {text}"', "messages:\n  - role: user\n    content:\n"
+         "      - {type: text, text: '{text}', citations: [{type: char_location, cited_text: a}]}"), "job.yaml", 9,
+         "`messages.0.content.0.citations` are not allowed on a user text block in API version 2026-10-21"),
+    Case("tool-schema-objekt", BASE + "params:\n  tools:\n    - name: lookup\n      input_schema: {type: objekt}\n",
+         "job.yaml", 11, "`params.tools.0.input_schema` is not a valid JSON Schema at type"),
+    Case("tool-schema-not-object", BASE + "params:\n  tools:\n    - name: lookup\n      input_schema: {type: string}\n",
+         "job.yaml", 11, "should have `type: object` at its root"),
+    Case("tool-bad-name", BASE + "params:\n  tools:\n    - name: bad name!\n      input_schema: {type: object}\n",
+         "job.yaml", 10, "`params.tools.0.name` 'bad name!' should be 1-128 of a-z A-Z 0-9 _ -"),
+    Case("tool-choice-undefined", BASE + "params:\n  tools:\n    - {name: lookup, input_schema: {type: object}}\n"
+         "  tool_choice: {type: tool, name: search}\n", "job.yaml", 11,
+         "`params.tool_choice.name` 'search' is not a tool of this request (the tools are lookup)"),
+    Case("thinking-with-temperature-2023", edit("max_tokens: 64", "max_tokens: 4096") + "api_version: 2023-06-01\n"
+         "params:\n  thinking: {type: enabled, budget_tokens: 1024}\n  temperature: 0.5\n", "job.yaml", 11,
+         "`params.temperature` must be 1 while thinking is on"),
+    Case("whitespace-stop-sequence", BASE + "params:\n  stop_sequences: [END, '  ']\n", "job.yaml", 9,
+         "`params.stop_sequences.1` is empty or only whitespace"),
+    Case("max-tokens-absurd", edit("max_tokens: 64", "max_tokens: 1000000000000"), "job.yaml", 3,
+         "`max_tokens` 1000000000000 > 64000, which is the maximum allowed number of output tokens for claude-haiku-4-5"),
+    Case("max-tokens-absurd-unknown-model", edit("max_tokens: 64", "max_tokens: 1000000000000").replace(
+         "claude-haiku-4-5", "house-model"), "job.yaml", 3, "is more than any model can write"),
+    Case("max-tokens-batch-beta", edit("max_tokens: 64", "max_tokens: 200000").replace("claude-haiku-4-5", "claude-opus-5-5"),
+         "job.yaml", 3, "needs the output-300k-2026-03-24 beta"),
+    Case("thinking-enabled-on-opus-4-7", edit("max_tokens: 64", "max_tokens: 4096").replace("claude-haiku-4-5", "claude-opus-4-7")
+         + "params: {thinking: {type: enabled, budget_tokens: 1024}}\n", "job.yaml", 8,
+         "`params.thinking.type` 'enabled' is not supported for claude-opus-4-7: use 'adaptive' or 'disabled'"),
+    Case("thinking-disabled-on-opus-5-5", edit("claude-haiku-4-5", "claude-opus-5-5") + "params: {thinking: {type: disabled}}\n",
+         "job.yaml", 8, "'disabled' is not supported for claude-opus-5-5"),
+    Case("effort-on-haiku-4-5", BASE + "params: {output_config: {effort: high}}\n", "job.yaml", 8,
+         "`params.output_config.effort` 'high' is not supported for claude-haiku-4-5: remove it"),
+    Case("forced-tool-choice-opus-5-5", edit("claude-haiku-4-5", "claude-opus-5-5") + "params:\n  tools:\n"
+         "    - {name: lookup, input_schema: {type: object}}\n  tool_choice: {type: any}\n", "job.yaml", 11,
+         "'any' (a forced tool choice) is not supported for claude-opus-5-5"),
+    Case("retired-model", edit("claude-haiku-4-5", "claude-sonnet-4-5"), "job.yaml", 2,
+         "`model` claude-sonnet-4-5 was retired on 2026-11-30"),
+    Case("sampling-on-default-only-model-2023", edit("claude-haiku-4-5", "claude-opus-4-7") + "api_version: 2023-06-01\n"
+         "params: {temperature: 0.5}\n", "job.yaml", 9, "must be left at its default on claude-opus-4-7"),
     # -- the spec file: paths
     Case("unknown-input-extension", edit("rows.jsonl", "rows.txt"), "job.yaml", 4, "is not a .jsonl or .csv file",
          files={"rows.txt": ROWS}),
@@ -224,6 +271,63 @@ def test_unknown_model_says_cost_unknown(tmp_path: Path, run_cli: Callable[..., 
     spec = make(tmp_path, edit("claude-haiku-4-5", "house-model"), {"rows.jsonl": ROWS})
     result = run_cli("validate", spec)
     assert result.exit_code == 0 and "cost unknown for house-model" in result.stdout
+
+
+def test_a_model_the_catalog_does_not_know_is_a_warning_with_the_closest_ids(
+    tmp_path: Path, run_cli: Callable[..., Result]
+) -> None:
+    spec = make(tmp_path, edit("claude-haiku-4-5", "claude-sonnet-9-9"), {"rows.jsonl": ROWS})
+    result = run_cli("validate", spec)
+    assert result.exit_code == 0, result.output
+    assert ("job.yaml:2: model claude-sonnet-9-9 is not in the catalog (as of 2026-11-30): cost unknown; "
+            "submit checks it with the API; did you mean claude-sonnet-5-5") in result.stdout
+    data = orjson.loads(run_cli("--json", "validate", spec).stdout)
+    assert data["cost_low_usd"] is None
+    [warning] = data["warnings"]
+    assert warning["line"] == 2 and warning["file"].endswith("job.yaml")
+    assert "not in the catalog" in warning["message"] and "claude-sonnet-5-5" in warning["message"]
+    known = orjson.loads(run_cli("--json", "validate", make(tmp_path, BASE, {"rows.jsonl": ROWS})).stdout)
+    assert known["warnings"] == []
+    priced = make(tmp_path, edit("claude-haiku-4-5", "house-model") + "pricing: {input_per_mtok: 1, output_per_mtok: 2}\n",
+                  {"rows.jsonl": ROWS})
+    result = run_cli("validate", priced)
+    assert "model house-model is not in the catalog (as of 2026-11-30): priced by the spec's `pricing:`" in result.stdout
+
+
+def test_temperature_is_refused_under_2026_10_21_and_taken_under_2023_06_01(
+    tmp_path: Path, run_cli: Callable[..., Result]
+) -> None:
+    spec = make(tmp_path, BASE + "batch_size: 10\nparams: {temperature: 0}\n", {"rows.jsonl": ROWS})
+    result = run_cli("validate", spec)
+    assert result.exit_code == 2
+    assert "job.yaml:9: `params.temperature` was removed in API version 2026-10-21" in result.stderr
+    spec.write_text(BASE + "batch_size: 10\nparams: {temperature: 0}\napi_version: 2023-06-01\n")
+    result = run_cli("validate", spec)
+    assert result.exit_code == 0, result.output
+    spec.write_text(BASE + "params: {temperature: 0}\napi_version: '2026-10-21'\n")
+    assert run_cli("validate", spec).exit_code == 2
+
+
+def test_opus_5_5_costs_2_and_10_dollars_per_million_tokens_in_a_batch(
+    tmp_path: Path, run_cli: Callable[..., Result]
+) -> None:
+    spec = make(tmp_path, edit("claude-haiku-4-5", "claude-opus-5-5"), {"rows.jsonl": ROWS})
+    report = orjson.loads(run_cli("--json", "validate", spec).stdout)
+    tokens = report["estimated_input_tokens"]
+    assert report["cost_low_usd"] == pytest.approx(tokens * 2 / 1e6)
+    assert report["cost_high_usd"] == pytest.approx(tokens * 2 / 1e6 + 2 * 64 * 10 / 1e6)
+    # its prefix, claude-opus-5, costs more: the price is never matched by prefix
+    older = orjson.loads(run_cli("--json", "validate", make(tmp_path, BASE.replace("claude-haiku-4-5", "claude-opus-5"),
+                                                            {"rows.jsonl": ROWS})).stdout)
+    assert older["cost_low_usd"] == pytest.approx(older["estimated_input_tokens"] * 2.5 / 1e6)
+
+
+def test_a_deprecated_model_is_a_warning(tmp_path: Path, run_cli: Callable[..., Result]) -> None:
+    spec = make(tmp_path, edit("claude-haiku-4-5", "claude-opus-4-5"), {"rows.jsonl": ROWS})
+    result = run_cli("validate", spec)
+    assert result.exit_code == 0
+    assert "job.yaml:2: model claude-opus-4-5 is deprecated and retires on 2027-01-22" in result.stdout
+    assert "warning: " in result.stdout
 
 
 @pytest.mark.parametrize("job", ["nowhere.yaml", "."])

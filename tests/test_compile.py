@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import textwrap
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -10,6 +11,7 @@ import orjson
 import pytest
 
 import batchrunner.compile as compile_module
+from batchrunner.catalog import Catalog
 from batchrunner.compile import (
     BATCH_FRAMING,
     CompileReport,
@@ -18,7 +20,7 @@ from batchrunner.compile import (
     validate_job,
 )
 from batchrunner.errors import BudgetExceeded, RowError, SpecError
-from batchrunner.pricing import batch_cost_usd, estimate_tokens, standard_price
+from batchrunner.pricing import Usage, batch_cost_usd, estimate_tokens, standard_price
 from batchrunner.spec import JobSpec, Pricing, load_spec
 
 SPEC = """\
@@ -53,7 +55,7 @@ def files(folder: Path) -> set[str]:
 
 
 def test_request_lines_are_exact_anthropic_bodies_with_custom_id_first(tmp_path: Path) -> None:
-    spec = job(tmp_path, reviews(2), SPEC + "params: {temperature: 0.5, stop_sequences: [END]}\n")
+    spec = job(tmp_path, reviews(2), SPEC + "api_version: 2023-06-01\nparams: {temperature: 0.5, stop_sequences: [END]}\n")
     report = compile_job(spec, tmp_path / "out")
     first, second = lines(tmp_path / "out" / "requests-000.jsonl")
     assert first.startswith(b'{"custom_id":"r-1","params":{') and first.endswith(b"}}\n")
@@ -74,7 +76,7 @@ def test_request_lines_are_exact_anthropic_bodies_with_custom_id_first(tmp_path:
 
 
 def test_output_schema_becomes_output_config_format(tmp_path: Path) -> None:
-    spec = job(tmp_path, reviews(1), SPEC + textwrap.dedent("""\
+    spec = job(tmp_path, reviews(1), SPEC.replace("claude-haiku-4-5", "claude-sonnet-4-6") + textwrap.dedent("""\
         params: {output_config: {effort: low}}
         output_schema:
           type: object
@@ -275,7 +277,7 @@ def test_report_to_dict(tmp_path: Path) -> None:
     report = compile_job(job(tmp_path, reviews(3)), tmp_path / "out")
     data = report.to_dict()
     assert set(data) == {"requests", "shards", "bytes", "estimated_input_tokens", "cost_low_usd", "cost_high_usd",
-                         "model", "rows_path"}
+                         "model", "rows_path", "warnings"}
     assert data["shards"] == [{"index": 0, "path": str(tmp_path / "out" / "requests-000.jsonl"), "requests": 3,
                                "bytes": report.bytes, "first_seq": 0}]
     assert orjson.loads(orjson.dumps(data)) == data
@@ -304,11 +306,42 @@ def test_budget(tmp_path: Path) -> None:
         ("claude-opus-4-5", (5.0, 25.0)),
         ("claude-opus-4-7", (5.0, 25.0)),
         ("claude-3-5-haiku-latest", (0.8, 4.0)),
+        ("claude-opus-5-5", (4.0, 20.0)),
+        ("claude-opus-5", (5.0, 25.0)),
+        ("claude-fable-5-2", (8.0, 40.0)),
+        ("claude-fable-5", (10.0, 50.0)),
+        ("claude-sonnet-5-5", (2.0, 10.0)),
+        ("claude-haiku-5-5", (0.10, 0.50)),
+        ("claude-opus-5-5-20270101", None),  # never the price of a prefix
+        ("claude-haiku-4", None),
         ("gpt-4o", None),
     ],
 )
-def test_price_table_matches_families(model: str, price: tuple[float, float] | None) -> None:
+def test_prices_come_from_the_catalog_by_exact_id_or_alias(model: str, price: tuple[float, float] | None) -> None:
     assert standard_price(model) == price
+
+
+def test_haiku_5_5_reprices_prompts_over_100k_tokens_output_included() -> None:
+    assert batch_cost_usd("claude-haiku-5-5", 100_000, 1_000) == pytest.approx((100_000 * 0.10 + 1_000 * 0.50) / 2e6)
+    assert batch_cost_usd("claude-haiku-5-5", 100_001, 1_000) == pytest.approx((100_001 * 0.50 + 1_000 * 2.50) / 2e6)
+    # cache reads count toward the prompt's length
+    assert batch_cost_usd("claude-haiku-5-5", 50_000, 0, cache_read=50_001) == pytest.approx(
+        (50_000 * 0.50 + 50_001 * 0.05) / 2e6)
+    # totals over two requests of 60K each stay in the lower tier
+    assert batch_cost_usd("claude-haiku-5-5", 120_000, 0, requests=2) == pytest.approx(120_000 * 0.10 / 2e6)
+
+
+def test_cache_tokens_are_priced_from_usage_at_batch_rates() -> None:
+    usage = Usage.from_api({
+        "input_tokens": 1_000, "output_tokens": 2_000, "cache_read_input_tokens": 10_000,
+        "cache_creation_input_tokens": 4_000,
+        "cache_creation": {"ephemeral_5m_input_tokens": 3_000, "ephemeral_1h_input_tokens": 1_000},
+    })
+    assert usage == Usage(1_000, 2_000, cache_write_5m=3_000, cache_write_1h=1_000, cache_read=10_000)
+    assert Usage.from_api({"input_tokens": 5, "cache_creation_input_tokens": 7}).cache_write_5m == 7
+    assert Usage.from_api(None) == Usage()
+    cost = batch_cost_usd("claude-opus-5-5", 1_000, 2_000, cache_write_5m=3_000, cache_write_1h=1_000, cache_read=10_000)
+    assert cost == pytest.approx((1_000 * 4 + 2_000 * 20 + 3_000 * 5 + 1_000 * 8 + 10_000 * 0.2) / 2e6)
 
 
 def test_batch_cost_is_half_price_and_overridable() -> None:
@@ -316,3 +349,28 @@ def test_batch_cost_is_half_price_and_overridable() -> None:
     assert batch_cost_usd("unknown", 10, 10) is None
     assert batch_cost_usd("unknown", 1_000_000, 0, Pricing(input_per_mtok=4, output_per_mtok=8)) == pytest.approx(2.0)
     assert (estimate_tokens(0), estimate_tokens(1), estimate_tokens(8), estimate_tokens(9)) == (0, 1, 2, 3)
+
+
+def test_an_attachment_the_model_cannot_read_is_an_error_at_the_rows_line(tmp_path: Path) -> None:
+    (tmp_path / "a.pdf").write_bytes(b"%PDF-1.7\nx")
+    (tmp_path / "b.md").write_text("# notes\n")
+    (tmp_path / "c.jpg").write_bytes(b"\xff\xd8\xff\xe0 jpeg")
+    rows = [{"id": "1", "doc": "b.md", "pic": "c.jpg"}, {"id": "2", "doc": "a.pdf", "pic": "c.jpg"}]
+    spec = job(tmp_path, rows, "name: t\nmodel: claude-haiku-4-5\nmax_tokens: 16\ninput: rows.jsonl\noutput: out.jsonl\n"
+               "id_field: id\nprompt: Compare.\nattachments:\n  - {field: doc}\n  - {field: pic}\n")
+    known = Catalog.default().resolve("claude-haiku-4-5")
+    assert known is not None
+    assert compile_job(spec).requests == 2  # the packaged Haiku 4.5 reads both
+
+    def without(capability: str) -> Catalog:
+        caps = dict(known.capabilities, **{capability: {"supported": False}})
+        return Catalog(as_of="test", sources={}, models=(replace(known, capabilities=caps),))
+
+    with pytest.raises(RowError) as caught:
+        compile_job(spec, catalog=without("pdf_input"))
+    [problem] = caught.value.problems
+    assert Path(problem.path).name == "rows.jsonl" and problem.line == 2
+    assert "the `doc` attachment is a PDF document, and claude-haiku-4-5 cannot read PDFs" in problem.message
+    with pytest.raises(RowError) as caught:
+        compile_job(spec, catalog=without("image_input"))
+    assert [(p.line, "the `pic` attachment is an image" in p.message) for p in caught.value.problems] == [(1, True), (2, True)]

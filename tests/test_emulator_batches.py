@@ -206,7 +206,7 @@ def test_create_refuses_bad_batches_before_creating_anything(
 
 def test_create_refuses_more_than_100000_requests(emulator: EmulatorServer) -> None:
     client = client_for(emulator)
-    tiny = {"model": "m", "max_tokens": 1, "messages": [{"role": "user", "content": "x"}]}
+    tiny = {"model": "claude-haiku-4-5", "max_tokens": 1, "messages": [{"role": "user", "content": "x"}]}
     with pytest.raises(anthropic.BadRequestError, match="at most 100000 items"):
         client.messages.batches.create(requests=[{"custom_id": f"r{i}", "params": tiny} for i in range(100_001)])
 

@@ -61,3 +61,43 @@ def test_serve_refuses_out_of_range_options_with_exit_2(option: list[str]) -> No
     result = CliRunner().invoke(cli, ["serve", *option])
     assert result.exit_code == 2
     assert "Invalid value" in result.output
+
+
+def test_serve_strict_in_order_with_another_catalog(tmp_path: Path) -> None:
+    import orjson
+
+    catalog = orjson.loads((Path(__file__).parent.parent / "batchrunner" / "data" / "models.json").read_bytes())
+    newer = {**catalog["models"][0], "id": "claude-opus-6", "display_name": "Claude Opus 6", "batchrunner": {}}
+    models = tmp_path / "models.json"
+    models.write_bytes(orjson.dumps({**catalog, "models": [newer, *catalog["models"]]}))
+    log = tmp_path / "serve.log"
+    command = [sys.executable, "-m", "batchrunner", "--home", str(tmp_path / "home"), "serve", "--port", "0",
+               "--processing-seconds", "0.1", "--models", str(models), "--keep-order", "--reject-unknown-fields"]
+    with log.open("w") as stderr:
+        process = subprocess.Popen(command, stderr=stderr, text=True)
+    try:
+        found = None
+        deadline = time.monotonic() + 30
+        while found is None and time.monotonic() < deadline and process.poll() is None:
+            found = re.search(r"ANTHROPIC_BASE_URL=(http://127\.0\.0\.1:\d+)", log.read_text())
+            time.sleep(0.05)
+        assert found, log.read_text()
+        client = anthropic.Anthropic(base_url=found.group(1), api_key="anything", max_retries=0)
+
+        with pytest.raises(anthropic.BadRequestError, match="purpose: Extra inputs are not permitted"):
+            client.files.upload(file=("a.jsonl", b"{}\n"), extra_body={"purpose": "batch"})
+        assert client.models.retrieve("claude-opus-6").display_name == "Claude Opus 6"
+        ids = [f"r-{i}" for i in range(30)]
+        params = {"model": "claude-opus-6", "max_tokens": 16, "messages": [{"role": "user", "content": "Hi"}]}
+        batch = client.messages.batches.create(requests=[{"custom_id": i, "params": params} for i in ids])  # type: ignore[misc]
+        while client.messages.batches.retrieve(batch.id).processing_status != "ended":
+            time.sleep(0.05)
+        results = list(client.messages.batches.results(batch.id))
+        assert [r.custom_id for r in results] == ids and {r.result.type for r in results} == {"succeeded"}
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            raise

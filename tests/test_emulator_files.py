@@ -165,7 +165,7 @@ def test_documents_in_requests_resolve_against_stored_files(emulator: EmulatorSe
 
     def asking_about(file_id: str, custom_id: str) -> dict[str, Any]:
         content = [{"type": "document", "source": {"type": "file", "file_id": file_id}}, {"type": "text", "text": "Summarize."}]
-        return {"custom_id": custom_id, "params": {"model": "m", "max_tokens": 64, "messages": [{"role": "user", "content": content}]}}
+        return {"custom_id": custom_id, "params": {"model": "claude-haiku-4-5", "max_tokens": 64, "messages": [{"role": "user", "content": content}]}}
 
     batch = client.messages.batches.create(requests=[asking_about(kept.id, "kept"), asking_about(gone.id, "gone")])
     deadline = time.monotonic() + 5

@@ -40,7 +40,7 @@ SCHEMAS: list[dict[str, Any]] = [
 
 
 def answer(params_extra: dict[str, Any], text: str, *, seed: int = 0, custom_id: str = "r-1") -> dict[str, Any]:
-    params = {"model": "m", "max_tokens": 512, "messages": [{"role": "user", "content": text}], **params_extra}
+    params = {"model": "claude-haiku-4-5", "max_tokens": 512, "messages": [{"role": "user", "content": text}], **params_extra}
     responder = Responder(seed, 0.0, 0.0, lambda file_id: None)
     return responder.result(custom_id, params, orjson.dumps(params, option=orjson.OPT_SORT_KEYS))
 

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from batchrunner.catalog import Catalog
+from batchrunner.compile import check_spec_request
 from batchrunner.errors import SpecError
 from batchrunner.request_shape import PARAM_NAMES
 from batchrunner.spec import JobSpec, PollSettings, Pricing, RetryPolicy, load_spec
@@ -44,6 +46,12 @@ def test_minimal_spec_gets_the_documented_defaults(tmp_path: Path) -> None:
     assert (spec.retry.max_attempts, spec.retry.statuses, spec.retry.error_types) == (1, ["errored", "expired"], None)
     assert (spec.poll.requests_per_minute, spec.poll.initial_interval, spec.poll.max_interval) == (40, 2.0, 60.0)
     assert spec.poll.timeout is None
+    assert spec.api_version == "2026-10-21"
+
+
+@pytest.mark.parametrize("written", ["2023-06-01", "'2023-06-01'"])
+def test_api_version_is_text_whether_or_not_yaml_reads_it_as_a_date(tmp_path: Path, written: str) -> None:
+    assert load_spec(write_spec(tmp_path, MINIMAL + f"api_version: {written}\n")).api_version == "2023-06-01"
 
 
 def test_paths_are_absolute_and_relative_to_the_spec_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -59,8 +67,9 @@ def test_paths_are_absolute_and_relative_to_the_spec_file(tmp_path: Path, monkey
 def test_every_documented_key_loads(tmp_path: Path) -> None:
     spec = load_spec(write_spec(tmp_path, """\
         name: full_job-1
-        model: claude-sonnet-4-5
+        model: claude-sonnet-4-6
         max_tokens: 2048
+        api_version: 2023-06-01
         backend: local
         input: rows.csv
         output: results.jsonl
@@ -72,8 +81,8 @@ def test_every_documented_key_loads(tmp_path: Path) -> None:
           - role: user
             content: [{type: text, text: "Classify: {text}"}]
         params:
-          temperature: 0.2
-          stop_sequences: ["\\n\\n"]
+          temperature: 1
+          stop_sequences: ["\\n\\nEND"]
           metadata: {user_id: abc}
           thinking: {type: enabled, budget_tokens: 1024}
           tools: [{name: lookup, input_schema: {type: object}}, {type: web_search_20250305, name: web_search}]
@@ -92,8 +101,9 @@ def test_every_documented_key_loads(tmp_path: Path) -> None:
     assert spec.pricing is not None and spec.pricing.output_per_mtok == 15.0
     assert spec.retry.max_attempts == 3 and spec.poll.timeout == 3600.0
     assert spec.params["thinking"] == {"type": "enabled", "budget_tokens": 1024}
-    assert spec.key_line("params", "temperature") == 15
-    assert spec.key_line("retry") == 28
+    assert spec.key_line("params", "temperature") == 16
+    assert spec.key_line("retry") == 29
+    assert check_spec_request(spec) == (Catalog.default().resolve("claude-sonnet-4-6"), [])  # the API would take it
 
 
 def test_yaml_anchors_and_merge_keys_work(tmp_path: Path) -> None:

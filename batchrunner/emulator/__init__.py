@@ -21,7 +21,9 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
+from batchrunner.catalog import Catalog
 from batchrunner.emulator.engine import Engine, Settings
+from batchrunner.emulator.judge import Judge
 from batchrunner.emulator.faults import Faults
 from batchrunner.emulator.routes import App, RequestHandler
 from batchrunner.emulator.store import Store
@@ -41,6 +43,9 @@ class EmulatorConfig:
     fault_rate: float = 0.0
     truncate_rate: float = 0.0
     api_key: str | None = None  # None: accept any non-empty key; else require it (401 otherwise)
+    models_file: Path | None = None  # a model catalog to serve and judge by, instead of the packaged one
+    keep_order: bool = False  # results in request order, instead of the seed's shuffle
+    reject_unknown_fields: bool = False  # a strict server: a form field the API does not define is a 400
 
 
 class HTTPServer(ThreadingHTTPServer):
@@ -92,7 +97,9 @@ class EmulatorServer:
         self._store = Store(config.data_dir)
         settings = Settings(config.seed, config.processing_seconds, config.errored_rate, config.expired_rate)
         faults = Faults(config.seed, config.fault_rate, config.truncate_rate)
-        self._app = App(Engine(self._store, settings), faults, config.api_key, self._closing)
+        catalog = Catalog.from_file(config.models_file) if config.models_file is not None else Catalog.default()
+        engine = Engine(self._store, settings, judge=Judge(catalog), keep_order=config.keep_order)
+        self._app = App(engine, faults, config.api_key, self._closing, reject_unknown_fields=config.reject_unknown_fields)
         self._http = HTTPServer((config.host, config.port), self._app)
         host, port = self._http.server_address[:2]
         self.base_url = f"http://{host}:{port}"

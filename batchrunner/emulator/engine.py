@@ -9,7 +9,8 @@ flipped at once) at the simulated end time, not the time of the read, so a resta
 
 Request i of n finishes at created_at + processing_seconds * (i+1)/n ([[emulator:slow]] ones at
 SLOW_FACTOR times the processing time). A cancel keeps the results of requests already finished and
-cancels the rest; the 24 h expiry expires the rest.
+cancels the rest; the 24 h expiry expires the rest. The results file lists them in an order shuffled
+by the seed, as the API promises no order (`keep_order` keeps request order).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import mimetypes
 import os
+import random
 import re
 import threading
 import time
@@ -35,8 +37,10 @@ from batchrunner.emulator.errors import (
     NotFound,
     RequestTooLarge,
 )
+from batchrunner.emulator.judge import Judge
 from batchrunner.emulator.responder import SLOW_TRIGGER, Responder, alphanumeric
 from batchrunner.emulator.store import BatchRow, FileRow, Page, Store
+from batchrunner.rules import DEFAULT_API_VERSION
 
 DAY = 86_400.0
 EXPIRES_AFTER = DAY
@@ -170,15 +174,22 @@ def check_create_body(body: bytes) -> int:
 class Engine:
     """Batches and files: create, read (advancing time), cancel, delete."""
 
-    def __init__(self, store: Store, settings: Settings, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self, store: Store, settings: Settings, clock: Callable[[], float] = time.time, *,
+        judge: Judge | None = None, keep_order: bool = False,
+    ) -> None:
         self.store = store
         self.settings = settings
         self.clock = clock
+        self.judge = judge or Judge()
+        self.keep_order = keep_order
         self._finishing = threading.Lock()
 
     # batches
 
-    def create_batch(self, body: bytes, visible_after: float = 0.0) -> dict[str, Any]:
+    def create_batch(
+        self, body: bytes, visible_after: float = 0.0, api_version: str = DEFAULT_API_VERSION, betas: tuple[str, ...] = ()
+    ) -> dict[str, Any]:
         count = check_create_body(body)
         now = round(self.clock(), 6)  # whole microseconds, as the wire shows them
         processing = self.settings.processing_seconds * (SLOW_FACTOR if SLOW_TRIGGER in body else 1)
@@ -186,7 +197,8 @@ class Engine:
             seq=0, id=new_id("msgbatch_01", 22), created_at=now, visible_at=now + visible_after,
             request_count=count, ends_at=round(now + processing, 6), seed=self.settings.seed,
             processing_seconds=self.settings.processing_seconds, errored_rate=self.settings.errored_rate,
-            expired_rate=self.settings.expired_rate, cancel_initiated_at=None, ended_at=None, counts=None,
+            expired_rate=self.settings.expired_rate, api_version=api_version, betas=betas, cancel_initiated_at=None, ended_at=None,
+            counts=None,
         )
         self.store.insert_batch(row, body)
         return batch_object(row, now)
@@ -246,9 +258,11 @@ class Engine:
             return self.store.get_batch(row.id) or row
 
     def _results(self, row: BatchRow, counts: dict[str, int]) -> Iterator[bytes]:
-        """Every result line, in request order, counting outcomes into `counts` on the way."""
+        """Every result line, in the seed's order (or request order), counting outcomes into `counts`."""
         requests = orjson.loads(self.store.requests_path(row.id).read_bytes())["requests"]
-        responder = Responder(row.seed, row.errored_rate, row.expired_rate, self._stored_file)
+        responder = Responder(
+            row.seed, row.errored_rate, row.expired_rate, self._stored_file, self.judge, row.api_version, row.betas
+        )
         cutoff = end_time(row)
         unfinished = "canceled" if row.cancel_initiated_at is not None and cutoff < row.created_at + EXPIRES_AFTER else "expired"
         total = len(requests)
@@ -257,7 +271,8 @@ class Engine:
             row.seq, [request_digest(r["custom_id"], canon) for r, canon in zip(requests, canons, strict=True)]
         )
         lines: list[bytes] = []
-        for index, (request, canon, occurrence) in enumerate(zip(requests, canons, seen, strict=True)):
+        for index in self._order(row, requests):
+            request, canon, occurrence = requests[index], canons[index], seen[index]
             factor = SLOW_FACTOR if SLOW_TRIGGER in canon else (index + 1) / total
             finished_at = round(row.created_at + row.processing_seconds * factor, 6)  # the last one ends exactly at ends_at
             if row.cancel_initiated_at is not None and finished_at > row.cancel_initiated_at or finished_at > cutoff:
@@ -270,6 +285,15 @@ class Engine:
                 yield b"".join(lines)
                 lines.clear()
         yield b"".join(lines)
+
+    def _order(self, row: BatchRow, requests: list[dict[str, Any]]) -> list[int]:
+        """Request indexes in the order their results are written: a function of the seed and the
+        custom_ids, so the same batch on the same seed comes back in the same order."""
+        order = list(range(len(requests)))
+        if not self.keep_order:
+            key = b"\0".join([str(row.seed).encode(), *(request["custom_id"].encode() for request in requests)])
+            random.Random(hashlib.sha256(key).digest()).shuffle(order)
+        return order
 
     def _stored_file(self, file_id: str) -> tuple[str, int] | None:
         row = self.store.get_file(file_id)

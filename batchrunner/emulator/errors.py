@@ -66,6 +66,11 @@ class ApiFailure(WireError):
     type = "api_error"
 
 
+class Unavailable(WireError):
+    status = 503
+    type = "api_error"
+
+
 class Overloaded(WireError):
     status = 529
     type = "overloaded_error"

@@ -2,7 +2,8 @@
 
 Random faults are a pure function of the seed and a per-server call number, so the same seed and the
 same sequence of calls fail the same way every time. Scripted create faults (POST /_emulator/faults)
-let a test stage exactly the uncertain outcomes a batch client has to reconcile.
+let a test stage exactly the uncertain outcomes a batch client has to reconcile, and `models_down`
+takes the Models API away (a 503 on every call) while batches keep working.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from batchrunner.emulator.errors import (
     InvalidRequest,
     Overloaded,
     RateLimited,
+    Unavailable,
     WireError,
 )
 
@@ -78,6 +80,7 @@ class Faults:
         self.fault_rate = fault_rate
         self.truncate_rate = truncate_rate
         self.list_lag_seconds = 0.0
+        self.models_down = False
         self._script: deque[ScriptedCreate] = deque()
         self._calls = 0
         self._downloads = 0
@@ -99,14 +102,27 @@ class Faults:
             number = self._downloads
         return draw(self.seed, "download", number) < self.truncate_rate
 
+    def models_api(self) -> WireError | None:
+        """The answer of a Models API that is down: retryable, with a short retry-after."""
+        if not self.models_down:
+            return None
+        return Unavailable("The Models API is unavailable (injected by the emulator)", headers=retry_after(0.05))
+
     def next_create(self) -> ScriptedCreate | None:
         with self._lock:
             return self._script.popleft() if self._script else None
 
     def configure(self, document: Any) -> dict[str, Any]:
-        """Apply a POST /_emulator/faults body: `create` replaces the script, `list_lag_seconds` sets the lag."""
-        if not isinstance(document, dict) or not set(document) <= {"create", "list_lag_seconds"}:
-            raise InvalidRequest('faults: send an object with "create" (a list) and/or "list_lag_seconds" (a number)')
+        """Apply a POST /_emulator/faults body: `create` replaces the script, `list_lag_seconds` sets the lag,
+        `models_down` (a boolean) takes the Models API away or brings it back."""
+        if not isinstance(document, dict) or not set(document) <= {"create", "list_lag_seconds", "models_down"}:
+            raise InvalidRequest(
+                'faults: send an object with "create" (a list), "list_lag_seconds" (a number) and/or "models_down" (a boolean)'
+            )
+        if "models_down" in document:
+            if not isinstance(document["models_down"], bool):
+                raise InvalidRequest("models_down: must be true or false")
+            self.models_down = document["models_down"]
         if "create" in document:
             if not isinstance(document["create"], list):
                 raise InvalidRequest("create: must be a list of modes")
@@ -126,6 +142,7 @@ class Faults:
         return {
             "create": script,
             "list_lag_seconds": self.list_lag_seconds,
+            "models_down": self.models_down,
             "fault_rate": self.fault_rate,
             "truncate_rate": self.truncate_rate,
         }

@@ -19,6 +19,9 @@ from typing import Any
 import jsonschema
 import orjson
 
+from batchrunner.emulator.judge import Judge
+from batchrunner.rules import DEFAULT_API_VERSION
+
 ERROR_TYPES = (
     "invalid_request_error", "authentication_error", "billing_error", "permission_error", "not_found_error",
     "rate_limit_error", "timeout_error", "api_error", "overloaded_error",
@@ -128,11 +131,17 @@ def compose_text(conversation: Conversation, rng: random.Random) -> str:
 class Responder:
     """Turns one request into its result line (as a dict), deterministically."""
 
-    def __init__(self, seed: int, errored_rate: float, expired_rate: float, find_file: FindFile) -> None:
+    def __init__(
+        self, seed: int, errored_rate: float, expired_rate: float, find_file: FindFile,
+        judge: Judge | None = None, api_version: str = DEFAULT_API_VERSION, betas: tuple[str, ...] = (),
+    ) -> None:
         self.seed = seed
         self.errored_rate = errored_rate
         self.expired_rate = expired_rate
         self.find_file = find_file
+        self.judge = judge or Judge()
+        self.api_version = api_version
+        self.betas = betas
         self.schema_answer = SchemaAnswer()
 
     def result(self, custom_id: str, params: Any, canon: bytes, occurrence: int = 0) -> dict[str, Any]:
@@ -155,6 +164,9 @@ class Responder:
             validate_params(params, self.find_file, self.schema_answer.check_schema)
         except BadParams as bad:
             return errored("invalid_request_error", str(bad), fate)
+        refusal = self.judge.verdict(params, self.api_version, self.betas)
+        if refusal is not None:
+            return errored(refusal.error_type, refusal.message, fate)
         if unit(fate[0:4]) < self.errored_rate:
             error_type = RETRYABLE_ERRORS[fate[8] % len(RETRYABLE_ERRORS)]
             return errored(error_type, TRIGGERED_MESSAGES[error_type], fate)
@@ -215,9 +227,8 @@ def errored(error_type: str, message: str, fate: bytes) -> dict[str, Any]:
 
 KNOWN_PARAMS = frozenset(
     "model max_tokens messages system metadata stop_sequences temperature top_p top_k tools tool_choice thinking "
-    "output_config service_tier container inference_geo mcp_servers context_management stream".split()
+    "output_config service_tier container inference_geo mcp_servers context_management stream cache_control".split()
 )
-MAX_OUTPUT_TOKENS = 128_000
 
 
 class BadParams(ValueError):
@@ -237,8 +248,8 @@ def validate_params(params: Any, find_file: FindFile, check_schema: Callable[[An
     max_tokens = params.get("max_tokens")
     if type(max_tokens) is not int:
         raise BadParams("max_tokens: Field required")
-    if not 1 <= max_tokens <= MAX_OUTPUT_TOKENS:
-        raise BadParams(f"max_tokens: Input should be between 1 and {MAX_OUTPUT_TOKENS}")
+    if max_tokens < 1:  # the upper bound is the model's, which the rules check (judge.py)
+        raise BadParams("max_tokens: Input should be greater than or equal to 1")
     if params.get("stream"):
         raise BadParams("stream: Streaming is not supported in batch requests")
     for name, low, high in (("temperature", 0.0, 1.0), ("top_p", 0.0, 1.0)):

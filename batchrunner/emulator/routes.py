@@ -3,7 +3,9 @@
 Nothing here decides what happens to a batch; that is the engine's job. This module only speaks the
 wire: both SDK dialects (2.x: Bearer, `page`/`next_page`; 0.x: `x-api-key`, `?beta=true`,
 `before_id`/`after_id`), the error envelope, the `request-id` header on every answer, multipart
-uploads, and files streamed from disk with sendfile.
+uploads, and files streamed from disk with sendfile. The Models API is served from the same
+catalog the engine judges requests by. A strict server (`reject_unknown_fields`) refuses a form
+field the API does not define, `purpose` among them, as the real Files API does.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import orjson
 
+from batchrunner.catalog import Catalog
 from batchrunner.emulator.engine import MAX_FILE_BYTES, Engine, new_id
 from batchrunner.emulator.errors import (
     ApiFailure,
@@ -34,8 +37,10 @@ from batchrunner.emulator.errors import (
     WireError,
 )
 from batchrunner.emulator.faults import Faults, rejection
+from batchrunner.rules import API_VERSIONS
 
-API_VERSIONS = ("2023-06-01", "2026-10-21")
+UPLOAD_FIELDS = ("file", "expires_in_seconds")  # what the Files API defines; `purpose` is ours
+LIFECYCLES = ("active", "deprecated", "retired")
 MAX_BATCH_BODY = 256 * 1024 * 1024
 MAX_UPLOAD_BODY = MAX_FILE_BYTES + 1024 * 1024
 MAX_OTHER_BODY = 1024 * 1024
@@ -112,6 +117,8 @@ ROUTES: list[tuple[str, str, str]] = [
     ("GET", "/v1/files/{file_id}", "file_metadata"),
     ("DELETE", "/v1/files/{file_id}", "delete_file"),
     ("GET", "/v1/files/{file_id}/content", "download_file"),
+    ("GET", "/v1/models", "list_models"),
+    ("GET", "/v1/models/{model_id}", "retrieve_model"),
     ("GET", "/_emulator/health", "emulator_health"),
     ("GET", "/_emulator/stats", "emulator_stats"),
     ("GET", "/_emulator/faults", "emulator_faults"),
@@ -142,11 +149,15 @@ def body_limit(method: str, path: str) -> int:
 class App:
     """One emulator's state behind the routes: engine, faults, stats, and the key it demands."""
 
-    def __init__(self, engine: Engine, faults: Faults, api_key: str | None, closing: threading.Event) -> None:
+    def __init__(
+        self, engine: Engine, faults: Faults, api_key: str | None, closing: threading.Event, *,
+        reject_unknown_fields: bool = False,
+    ) -> None:
         self.engine = engine
         self.faults = faults
         self.api_key = api_key
         self.closing = closing
+        self.reject_unknown_fields = reject_unknown_fields
         self.stats = Stats()
         self.started = time.time()
 
@@ -201,7 +212,8 @@ class App:
         if scripted is not None and not scripted.applies:
             self.stats.bump("faults_injected")
             raise rejection(scripted.mode)
-        batch = self.engine.create_batch(request.body, self.faults.list_lag_seconds)
+        betas = tuple(beta.strip() for beta in request.headers.get("anthropic-beta", "").split(",") if beta.strip())
+        batch = self.engine.create_batch(request.body, self.faults.list_lag_seconds, request.headers.get("anthropic-version"), betas)
         self.stats.bump("batches_created")
         if scripted is None:
             return json_response(batch)
@@ -244,6 +256,10 @@ class App:
         upload = parts.get("file")
         if upload is None:
             raise InvalidRequest("file: Field required")
+        if self.reject_unknown_fields:
+            for name in parts:
+                if name not in UPLOAD_FIELDS:
+                    raise InvalidRequest(f"{name}: Extra inputs are not permitted")
         text = {name: part.content.decode("utf-8", "replace") for name, part in parts.items() if name != "file"}
         return json_response(self.engine.upload_file(
             upload.filename, upload.content_type, upload.content, text.get("purpose"), text.get("expires_in_seconds")
@@ -264,6 +280,49 @@ class App:
     def download_file(self, request: Request) -> Response:
         path, mime_type = self.engine.file_content(request.params["file_id"])
         return Response(content_type=mime_type, file=path)
+
+    # models
+
+    def list_models(self, request: Request) -> Response:
+        """Newest first; retired models only when `lifecycle` asks for them, as the API lists."""
+        self.models_available()
+        wanted = request.query.get("lifecycle[]") or request.query.get("lifecycle") or ["active", "deprecated"]
+        unknown = [value for value in wanted if value not in LIFECYCLES]
+        if unknown or len(wanted) > 3:
+            raise InvalidRequest(f"lifecycle: Input should be up to 3 of 'active', 'deprecated' or 'retired', not {wanted}")
+        after_id, before_id = cursors(request)
+        data = [entry.info for entry in self.catalog.entries() if entry.lifecycle in wanted]
+        ids = [info["id"] for info in data]
+        for cursor in (after_id, before_id):
+            if cursor is not None and cursor not in ids:
+                raise InvalidRequest(f"No model with id {cursor!r} to page from")
+        limit = page_limit(request)
+        if before_id is not None and after_id is None:
+            end = ids.index(before_id)
+            page, has_more = data[max(0, end - limit):end], end > limit
+        else:
+            start = ids.index(after_id) + 1 if after_id is not None else 0
+            stop = ids.index(before_id) if before_id is not None else len(data)
+            page, has_more = data[start:min(stop, start + limit)], start + limit < stop
+        return json_response(page_document(page, has_more, before_id is not None and after_id is None))
+
+    def retrieve_model(self, request: Request) -> Response:
+        self.models_available()
+        model_id = request.params["model_id"]
+        entry = self.catalog.resolve(model_id)
+        if entry is None:
+            raise NotFound(f"model: {model_id}")
+        return json_response(entry.info)
+
+    @property
+    def catalog(self) -> Catalog:
+        return self.engine.judge.catalog
+
+    def models_available(self) -> None:
+        down = self.faults.models_api()
+        if down is not None:
+            self.stats.bump("faults_injected")
+            raise down
 
     # control plane
 

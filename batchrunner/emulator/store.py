@@ -32,7 +32,9 @@ CREATE TABLE IF NOT EXISTS batches (
     cancel_initiated_at REAL,
     ended_at REAL,
     counts TEXT,
-    deleted_at REAL
+    deleted_at REAL,
+    api_version TEXT,
+    betas TEXT
 );
 CREATE TABLE IF NOT EXISTS request_digests (
     digest BLOB NOT NULL,
@@ -55,8 +57,10 @@ CREATE TABLE IF NOT EXISTS files (
 
 BATCH_COLUMNS = (
     "seq, id, created_at, visible_at, request_count, ends_at, seed, processing_seconds, "
-    "errored_rate, expired_rate, cancel_initiated_at, ended_at, counts"
+    "errored_rate, expired_rate, api_version, betas, cancel_initiated_at, ended_at, counts"
 )
+# A data dir made before the emulator recorded versions judges its batches by the older, lenient rules.
+UNRECORDED_VERSION = "2023-06-01"
 FILE_COLUMNS = "seq, id, filename, mime_type, size_bytes, created_at, purpose, downloadable, expires_at"
 
 
@@ -74,14 +78,19 @@ class BatchRow:
     processing_seconds: float
     errored_rate: float
     expired_rate: float
+    api_version: str  # the anthropic-version the create was sent with: its requests are judged by it
+    betas: tuple[str, ...]  # its anthropic-beta values (the batch-only 300K output needs one)
     cancel_initiated_at: float | None
     ended_at: float | None
     counts: dict[str, int] | None
 
     @classmethod
-    def from_db(cls, row: tuple) -> BatchRow:
-        *head, counts = row
-        return cls(*head, orjson.loads(counts) if counts else None)
+    def from_db(cls, row: tuple[Any, ...]) -> BatchRow:
+        values = list(row)
+        values[10] = values[10] or UNRECORDED_VERSION
+        values[11] = tuple(values[11].split(",")) if values[11] else ()
+        values[14] = orjson.loads(values[14]) if values[14] else None
+        return cls(*values)
 
 
 @dataclass(frozen=True)
@@ -151,6 +160,10 @@ class Store:
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.execute("PRAGMA busy_timeout=10000")
         self._db.executescript(SCHEMA)
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(batches)")}
+        for column in ("api_version", "betas"):  # a data dir from before versions and betas were recorded
+            if column not in columns:
+                self._db.execute(f"ALTER TABLE batches ADD COLUMN {column} TEXT")
 
     def close(self) -> None:
         with self._lock:
@@ -172,9 +185,9 @@ class Store:
         with self._lock:
             self._db.execute(
                 "INSERT INTO batches (id, created_at, visible_at, request_count, ends_at, seed, processing_seconds,"
-                " errored_rate, expired_rate) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " errored_rate, expired_rate, api_version, betas) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (row.id, row.created_at, row.visible_at, row.request_count, row.ends_at, row.seed,
-                 row.processing_seconds, row.errored_rate, row.expired_rate),
+                 row.processing_seconds, row.errored_rate, row.expired_rate, row.api_version, ",".join(row.betas)),
             )
 
     def get_batch(self, batch_id: str) -> BatchRow | None:
