@@ -670,15 +670,13 @@ def _models_table(listing: dict[str, Any]) -> str:
 
 @cli.command()
 @click.option("--offline", is_flag=True, help="The built-in catalog, without asking the backend.")
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON document on stdout.")
 @_backend_option
 @click.pass_obj
-def models(app: App, offline: bool, as_json: bool, backend: str | None) -> None:
+def models(app: App, offline: bool, backend: str | None) -> None:
     """The models the backend offers (its Models API): limits, thinking types, batch prices."""
     from batchrunner import client
     from batchrunner.models import offered_models
 
-    app.json = app.json or as_json
     if offline:
         listing = offered_models(None)
     else:
