@@ -101,7 +101,12 @@ def result_row(line: bytes, parse_answer: AnswerParser | None) -> ResultRow:
         parsed, error = parse_answer(text) if parse_answer is not None else (None, None)
         fragment = _fragment(text, parsed, message.get("stop_reason"), usage, error)
         return ResultRow(
-            custom_id, "succeeded", None, usage.get("input_tokens") or 0, usage.get("output_tokens") or 0, fragment
+            custom_id,
+            "succeeded",
+            error["type"] if error else None,  # output_invalid: answered, but not usable
+            usage.get("input_tokens") or 0,
+            usage.get("output_tokens") or 0,
+            fragment,
         )
     if kind == "errored":
         envelope = result.get("error") or {}

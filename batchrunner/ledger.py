@@ -557,7 +557,8 @@ class Ledger:
         """Join results into the run's results table; safe to repeat after a crash halfway.
 
         A newer attempt replaces an older failure and never a success, so re-applying the same
-        results changes nothing. Results are buffered up to a whole batch (or RESULTS_CHUNK_BYTES
+        results changes nothing. An answer that failed output_schema (succeeded, with an error
+        type) is a failure here: any newer result replaces it, and a valid answer wins over it. Results are buffered up to a whole batch (or RESULTS_CHUNK_BYTES
         of answers, whichever comes first) and written in seq order: a first attempt's seqs are
         one contiguous stretch, so its rows are appended page after page instead of splitting
         pages in the middle.
@@ -569,8 +570,8 @@ class Ledger:
             " status = excluded.status, attempt = excluded.attempt, batch_pk = excluded.batch_pk,"
             " error_type = excluded.error_type, input_tokens = excluded.input_tokens,"
             " output_tokens = excluded.output_tokens, result = excluded.result"
-            " WHERE results.status != 'succeeded'"
-            " AND (results.attempt <= excluded.attempt OR excluded.status = 'succeeded')"
+            " WHERE (results.status != 'succeeded' OR results.error_type IS NOT NULL)"
+            " AND (results.attempt <= excluded.attempt OR (excluded.status = 'succeeded' AND excluded.error_type IS NULL))"
         )
         buffered: list[PlacedResult] = []
         size = 0
@@ -621,9 +622,14 @@ class Ledger:
                 (run.pk,),
             )
         }
+        invalid = self.db.execute(
+            "SELECT count(*) FROM results WHERE run_pk = ? AND status = 'succeeded' AND error_type IS NOT NULL",
+            (run.pk,),
+        ).fetchone()[0]
         return {
             "requests": run.requests,
             "counts": counts,
+            "output_invalid": invalid,
             "errors_by_type": errors,
             "input_tokens": input_tokens,
             "output_tokens": output_tokens,
@@ -637,8 +643,13 @@ class Ledger:
         error_types: Iterable[str] | None,
         exclude_error_types: Iterable[str],
     ) -> list[tuple[int, str]]:
-        """(seq, custom_id) of the requests whose latest outcome matches, in input order."""
-        status_list = list(statuses)
+        """(seq, custom_id) of the requests whose latest outcome matches, in input order.
+
+        An error type selects errored rows of that type; `output_invalid` also selects the
+        succeeded rows whose answer failed output_schema.
+        """
+        wanted = set(error_types) if error_types is not None else None
+        status_list = list(statuses) + (["succeeded"] if wanted and "output_invalid" in wanted else [])
         marks = ",".join("?" * len(status_list))
         rows = self.db.execute(
             f"SELECT q.seq, q.custom_id, coalesce(r.status, 'pending') AS latest, r.error_type FROM requests q"
@@ -646,11 +657,12 @@ class Ledger:
             f" WHERE q.run_pk = ? AND latest IN ({marks}) ORDER BY q.seq",
             (run.pk, *status_list),
         )
-        wanted = set(error_types) if error_types is not None else None
         excluded = set(exclude_error_types)
         picked = []
         for seq, custom_id, status, error_type in rows:
-            if status == "errored":
+            if status == "succeeded" and error_type is None:
+                continue
+            if status in ("errored", "succeeded"):
                 if wanted is not None and error_type not in wanted:
                     continue
                 if wanted is None and error_type in excluded:
@@ -659,9 +671,11 @@ class Ledger:
         return picked
 
     def requests_by_custom_id(self, run: Run, custom_ids: Iterable[str]) -> list[tuple[int, str, str]]:
-        """(seq, custom_id, status) for the given ids; unknown ids are left out."""
+        """(seq, custom_id, status) for the given ids, an unusable answer's status being its
+        error type (output_invalid); unknown ids are left out."""
         query = (
-            "SELECT q.seq, q.custom_id, coalesce(r.status, 'pending') FROM requests q"
+            "SELECT q.seq, q.custom_id, CASE WHEN r.status = 'succeeded' AND r.error_type IS NOT NULL"
+            " THEN r.error_type ELSE coalesce(r.status, 'pending') END FROM requests q"
             " LEFT JOIN results r ON r.run_pk = q.run_pk AND r.seq = q.seq WHERE q.run_pk = ? AND q.custom_id = ?"
         )
         found = []
