@@ -20,13 +20,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from operator import itemgetter
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, NoReturn
 
 import orjson
 
 from batchrunner.atomic import naming
 from batchrunner.crashpoints import failpoint
-from batchrunner.errors import NotFound, RunLocked
+from batchrunner.errors import LedgerUnusable, NotFound, RunLocked
 
 # Batch states, in the order a batch moves through them.
 PREPARED = "prepared"  # request file written; no create attempted (or the last one was definitely refused)
@@ -248,25 +248,142 @@ def _batch(row: sqlite3.Row) -> Batch:
     )
 
 
-class Ledger:
-    """The state home's database. One instance per process; not shared across threads."""
+DAMAGED = (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB)
 
-    def __init__(self, home: Path) -> None:
+
+def _damaged(path: Path, exc: sqlite3.DatabaseError) -> LedgerUnusable | None:
+    """The one message for a ledger SQLite cannot read, whichever command found out."""
+    if getattr(exc, "sqlite_errorcode", 0) & 0xFF not in DAMAGED:
+        return None
+    return LedgerUnusable(
+        f"the ledger {path} is damaged ({exc}). Restore it (and any {path.name}-wal beside it) from a backup; "
+        f"or, to start afresh, move it aside with its -wal and -shm files (mkdir {path.parent}/damaged && "
+        f"mv {path}* {path.parent}/damaged/): batchrunner then forgets every run in {path.parent}. Their folders "
+        "under runs/ and their outputs stay, but status, collect, retry and resume no longer know them, and the "
+        "results of batches still running on the API are never collected"
+    )
+
+
+def _reraise(connection: sqlite3.Connection, exc: sqlite3.DatabaseError) -> NoReturn:
+    damaged = _damaged(connection.path, exc) if isinstance(connection, _Connection) else None
+    if damaged is None:
+        raise exc
+    raise damaged from exc
+
+
+class _Cursor(sqlite3.Cursor):
+    """A cursor that reports a damaged ledger as such, at whichever row SQLite finds out."""
+
+    def execute(self, sql: str, parameters: Any = (), /) -> _Cursor:
+        try:
+            super().execute(sql, parameters)
+        except sqlite3.DatabaseError as exc:
+            _reraise(self.connection, exc)
+        return self
+
+    def executemany(self, sql: str, seq_of_parameters: Any, /) -> _Cursor:
+        try:
+            super().executemany(sql, seq_of_parameters)
+        except sqlite3.DatabaseError as exc:
+            _reraise(self.connection, exc)
+        return self
+
+    def __next__(self) -> Any:
+        try:
+            return super().__next__()
+        except sqlite3.DatabaseError as exc:
+            _reraise(self.connection, exc)
+
+    def fetchone(self) -> Any:
+        try:
+            return super().fetchone()
+        except sqlite3.DatabaseError as exc:
+            _reraise(self.connection, exc)
+
+
+class _Connection(sqlite3.Connection):
+    path: Path
+
+    def execute(self, sql: str, parameters: Any = (), /) -> _Cursor:
+        return self.cursor(_Cursor).execute(sql, parameters)
+
+    def executemany(self, sql: str, parameters: Any, /) -> _Cursor:
+        return self.cursor(_Cursor).executemany(sql, parameters)
+
+
+class Ledger:
+    """The state home's database. One instance per process; not shared across threads.
+
+    `read_only` is for commands that only look (status, runs): they open the file read-only,
+    so they work on a home the user cannot write to, and never change it.
+    """
+
+    def __init__(self, home: Path, *, read_only: bool = False) -> None:
         self.home = home
-        home.mkdir(parents=True, exist_ok=True, mode=0o700)
         self.path = home / "ledger.sqlite3"
         self.commits = 0  # transactions committed (or tried) by this instance; BATCHRUNNER_FAIL_WRITE_AT counts them
-        old_umask = os.umask(0o077)
+        self._refuse_emptied()
+        if read_only and self.path.is_file():
+            self.db = self._open_read_only()
+            if self.db.execute("PRAGMA user_version").fetchone()[0] == len(_MIGRATIONS):
+                return
+            self.db.close()  # an older ledger: migrating it needs write access
         try:
-            self.db = sqlite3.connect(self.path, isolation_level=None, timeout=30.0)
-        finally:
-            os.umask(old_umask)
+            home.mkdir(parents=True, exist_ok=True, mode=0o700)
+            old_umask = os.umask(0o077)
+            try:
+                self.db = sqlite3.connect(self.path, isolation_level=None, timeout=30.0, factory=_Connection)
+            finally:
+                os.umask(old_umask)
+            self._setup()
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute("PRAGMA synchronous=FULL")
+            self.db.execute("PRAGMA foreign_keys=ON")
+            self._migrate()
+        except (sqlite3.OperationalError, PermissionError) as exc:
+            code = getattr(exc, "sqlite_errorcode", 0) & 0xFF
+            if isinstance(exc, sqlite3.OperationalError) and code not in (sqlite3.SQLITE_CANTOPEN, sqlite3.SQLITE_READONLY):
+                raise
+            raise LedgerUnusable(
+                f"cannot write the ledger {self.path} ({exc}): make {home} writable for this user, or pass --home "
+                "to use another state home; `batchrunner status` and `batchrunner runs` still read it"
+            ) from exc
+
+    def _refuse_emptied(self) -> None:
+        """A 0-byte ledger beside run folders was truncated: opening it would silently forget them."""
+        runs = self.home / "runs"
+        if not self.path.is_file() or self.path.stat().st_size or not runs.is_dir():
+            return
+        folders = [p.name for p in runs.iterdir() if p.is_dir() and not p.name.startswith(".")]
+        if folders:
+            raise LedgerUnusable(
+                f"the ledger {self.path} is empty (0 bytes), but {runs} holds {len(folders)} run folder(s) "
+                f"({', '.join(sorted(folders)[:3])}{', ...' if len(folders) > 3 else ''}): it was truncated, and using it "
+                f"would forget those runs. Restore it from a backup; or, to start afresh and forget them, move it "
+                f"aside (mv {self.path} {self.path}.empty)"
+            )
+
+    def _open_read_only(self) -> sqlite3.Connection:
+        """Read-only; on a read-only file system, where SQLite cannot make the WAL index, as immutable
+        (no one can write there while we read)."""
+        for query in ("mode=ro", "mode=ro&immutable=1"):
+            try:
+                self.db = sqlite3.connect(
+                    f"{self.path.resolve().as_uri()}?{query}", uri=True, isolation_level=None, factory=_Connection
+                )
+                self._setup()
+                self.db.execute("PRAGMA user_version").fetchone()
+                return self.db
+            except sqlite3.OperationalError as exc:
+                if exc.sqlite_errorcode & 0xFF != sqlite3.SQLITE_CANTOPEN or "immutable" in query:
+                    raise
+        raise AssertionError("unreachable")
+
+    def _setup(self) -> None:
+        assert isinstance(self.db, _Connection)
+        self.db.path = self.path
         self.db.row_factory = sqlite3.Row
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("PRAGMA synchronous=FULL")
-        self.db.execute("PRAGMA foreign_keys=ON")
         self.db.execute(f"PRAGMA cache_size=-{CACHE_KIB}")
-        self._migrate()
 
     def close(self) -> None:
         self.db.close()

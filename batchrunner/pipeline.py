@@ -520,13 +520,13 @@ def _unless_locked(command: Callable[..., Outcome], run_id: str, home: Path, eve
 
 def status(run_id: str | None, *, home: Path) -> Outcome:
     """What the ledger knows of a run (default: the latest), without calling the API."""
-    with Ledger(home) as ledger:
+    with Ledger(home, read_only=True) as ledger:
         run = ledger.run(run_id) if run_id else ledger.latest_run()
         return summarize(ledger, run)
 
 
 def list_runs(*, home: Path) -> list[Outcome]:
-    with Ledger(home) as ledger:
+    with Ledger(home, read_only=True) as ledger:
         return [summarize(ledger, run) for run in ledger.runs()]
 
 
