@@ -241,6 +241,8 @@ def _events(app: App, progress: Progress | None = None) -> Events:
 
 
 def _summary_text(outcome: Outcome) -> str:
+    from batchrunner.spec import shown
+
     s = outcome.summary
     counts = " · ".join(f"{n:,} {status}" for status, n in s["counts"].items() if n)
     cost = "cost unknown" if s["cost_usd"] is None else f"${s['cost_usd']:.4f} at batch prices"
@@ -256,7 +258,7 @@ def _summary_text(outcome: Outcome) -> str:
         lines.append(f"output_invalid: {s['output_invalid']:,} answer(s) not valid under output_schema (parsed: null)")
     run_id = outcome.run.id
     if outcome.state == "done":
-        lines.append(f"output: {outcome.run.output_path}")
+        lines.append(f"output: {shown(outcome.run.output_path)}")
     elif outcome.state == "ended":
         lines.append(f"ended — run `batchrunner collect {run_id}` to download the results and write the output")
     elif outcome.exit_code == EXIT_RUNNING:
