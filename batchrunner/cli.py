@@ -286,9 +286,9 @@ def _retry_hints(outcome: Outcome) -> list[str]:
     for kind in NEVER_RETRIED_BY_DEFAULT:
         if errors.get(kind):
             hints.append(
-                f"{errors[kind]:,} request(s) were refused as {kind}: sending them unchanged fails again, so fix the "
-                f"job (the error messages in the output say what), submit it again, or after fixing what the "
-                f"server refused `batchrunner retry {run_id} --error-type {kind}`"
+                f"{errors[kind]:,} request(s) were refused ({kind}; the output's error messages say why): a retry "
+                "sends the same requests, so fix the job and submit it again; if what was refused was on the "
+                f"server's side (a file or a model since made available), `batchrunner retry {run_id} --error-type {kind}`"
             )
     if s["counts"]["canceled"]:
         hints.append(f"{s['counts']['canceled']:,} request(s) were canceled; `batchrunner retry {run_id} --status canceled` sends them again")
