@@ -295,7 +295,11 @@ def write_output(ledger: Ledger, run: Run, backend: str) -> Path:
     heads = {status: b'","status":"%b","row":' % status.encode() for status in ("pending", *RESULT_STATUSES)}
     path = run.output_path
     path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_writer(path, site="output.write") as out, (run.run_dir / "rows.jsonl").open("rb", buffering=READ_CHUNK) as rows:
+    with (
+        ledger.checked(),
+        atomic_writer(path, site="output.write") as out,
+        (run.run_dir / "rows.jsonl").open("rb", buffering=READ_CHUNK) as rows,
+    ):
         for written, ((custom_id, status, batch_pk, fragment), row) in enumerate(
             zip(ledger.output_rows(run), rows, strict=True)
         ):

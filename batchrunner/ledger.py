@@ -272,7 +272,8 @@ def _reraise(connection: sqlite3.Connection, exc: sqlite3.DatabaseError) -> NoRe
 
 
 class _Cursor(sqlite3.Cursor):
-    """A cursor that reports a damaged ledger as such, at whichever row SQLite finds out."""
+    """A cursor that reports a damaged ledger as such. Rows read by iterating are not checked
+    here (that would cost every row a Python call): a long scan runs inside `Ledger.checked()`."""
 
     def execute(self, sql: str, parameters: Any = (), /) -> _Cursor:
         try:
@@ -287,12 +288,6 @@ class _Cursor(sqlite3.Cursor):
         except sqlite3.DatabaseError as exc:
             _reraise(self.connection, exc)
         return self
-
-    def __next__(self) -> Any:
-        try:
-            return super().__next__()
-        except sqlite3.DatabaseError as exc:
-            _reraise(self.connection, exc)
 
     def fetchone(self) -> Any:
         try:
@@ -498,7 +493,8 @@ class Ledger:
         return _run(row)
 
     def runs(self) -> list[Run]:
-        return [_run(row) for row in self.db.execute("SELECT * FROM runs ORDER BY pk")]
+        with self.checked():
+            return [_run(row) for row in self.db.execute("SELECT * FROM runs ORDER BY pk")]
 
     def mark_output_written(self, run: Run) -> None:
         with self.transaction() as db:
@@ -509,7 +505,8 @@ class Ledger:
     def batches(self, run: Run, states: Iterable[str] | None = None) -> list[Batch]:
         rows = self.db.execute("SELECT * FROM batches WHERE run_pk = ? ORDER BY attempt, shard", (run.pk,))
         wanted = set(states) if states is not None else None
-        return [_batch(row) for row in rows if wanted is None or row["state"] in wanted]
+        with self.checked():
+            return [_batch(row) for row in rows if wanted is None or row["state"] in wanted]
 
     def batch(self, pk: int) -> Batch:
         return _batch(self.db.execute("SELECT * FROM batches WHERE pk = ?", (pk,)).fetchone())
@@ -711,14 +708,16 @@ class Ledger:
             db.execute("UPDATE batches SET state = 'collected' WHERE pk = ?", (batch.pk,))
 
     def output_rows(self, run: Run) -> Iterator[tuple[str, str, int | None, bytes | None]]:
-        """(custom_id, status, batch_pk, fragment) for every request, in input order; no result is pending."""
-        return iter(
-            self.db.execute(
-                "SELECT q.custom_id, coalesce(r.status, 'pending'), r.batch_pk, r.result FROM requests q"
-                " LEFT JOIN results r ON r.run_pk = q.run_pk AND r.seq = q.seq WHERE q.run_pk = ? ORDER BY q.seq",
-                (run.pk,),
-            )
+        """(custom_id, status, batch_pk, fragment) for every request, in input order; no result is pending.
+
+        Iterate it inside `checked()`, so a damaged page met halfway is reported as such.
+        """
+        rows = self.db.execute(
+            "SELECT q.custom_id, coalesce(r.status, 'pending'), r.batch_pk, r.result FROM requests q"
+            " LEFT JOIN results r ON r.run_pk = q.run_pk AND r.seq = q.seq WHERE q.run_pk = ? ORDER BY q.seq",
+            (run.pk,),
         )
+        return iter(rows)
 
     def summary(self, run: Run) -> dict[str, Any]:
         counts = {status: 0 for status in ("pending", *RESULT_STATUSES)}
@@ -776,15 +775,16 @@ class Ledger:
         )
         excluded = set(exclude_error_types)
         picked = []
-        for seq, custom_id, status, error_type in rows:
-            if status == "succeeded" and error_type is None:
-                continue
-            if status in ("errored", "succeeded"):
-                if wanted is not None and error_type not in wanted:
+        with self.checked():
+            for seq, custom_id, status, error_type in rows:
+                if status == "succeeded" and error_type is None:
                     continue
-                if wanted is None and error_type in excluded:
-                    continue
-            picked.append((seq, custom_id))
+                if status in ("errored", "succeeded"):
+                    if wanted is not None and error_type not in wanted:
+                        continue
+                    if wanted is None and error_type in excluded:
+                        continue
+                picked.append((seq, custom_id))
         return picked
 
     def requests_by_custom_id(self, run: Run, custom_ids: Iterable[str]) -> list[tuple[int, str, str]]:
@@ -801,6 +801,14 @@ class Ledger:
             if row is not None:
                 found.append((row[0], row[1], row[2]))
         return sorted(found)
+
+    @contextmanager
+    def checked(self) -> Iterator[None]:
+        """Report a damaged ledger met while iterating rows as such (a try block costs no row anything)."""
+        try:
+            yield
+        except sqlite3.DatabaseError as exc:
+            _reraise(self.db, exc)
 
     def integrity_check(self) -> str:
         return str(self.db.execute("PRAGMA integrity_check").fetchone()[0])

@@ -100,3 +100,18 @@ def test_a_command_that_writes_on_a_read_only_home_says_so(read_only_home, run_c
     assert result.exit_code == 1
     assert f"cannot write the ledger {read_only_home / 'ledger.sqlite3'}" in result.stderr
     assert "`batchrunner status` and `batchrunner runs` still read it" in result.stderr
+
+
+def test_damage_met_halfway_through_writing_the_output_is_named_too(make_job, run_cli, isolated_env):
+    job = make_job(reviews(3000))
+    assert run_cli("submit", job.spec, "--run-id", "r1").exit_code == 0
+    ledger = isolated_env / "ledger.sqlite3"
+    data = ledger.read_bytes()
+    ledger.write_bytes(data[: len(data) * 2 // 3] + os.urandom(len(data) - len(data) * 2 // 3))
+    before = job.output.read_bytes()
+
+    result = run_cli("collect", "r1")  # a finished run: collect writes its output again, scanning every row
+
+    assert result.exit_code == 1
+    assert f"error: the ledger {ledger} is damaged" in result.stderr
+    assert job.output.read_bytes() == before, "the output is kept as it was"
