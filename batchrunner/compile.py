@@ -391,6 +391,7 @@ def _compile_rows(
     max_requests = writer.max_requests
     shard = writer.current
     seq = total_bytes = text_bytes = 0
+    cid: Any  # a str once checked; before that whatever the row holds
     for line_no, row, raw in read_rows_raw(spec.input_path, lambda p: problems.add(Problem(path, p.line, p.message))):
         seq += 1
         if id_field is None:
