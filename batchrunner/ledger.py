@@ -317,10 +317,10 @@ class Ledger:
         self.home = home
         self.path = home / "ledger.sqlite3"
         self.commits = 0  # transactions committed (or tried) by this instance; BATCHRUNNER_FAIL_WRITE_AT counts them
+        self.db: sqlite3.Connection
         self._refuse_emptied()
         if read_only and self.path.is_file():
-            self.db = self._open_read_only()
-            if self.db.execute("PRAGMA user_version").fetchone()[0] == len(_MIGRATIONS):
+            if self._open_read_only() == len(_MIGRATIONS):
                 return
             self.db.close()  # an older ledger: migrating it needs write access
         try:
@@ -358,19 +358,21 @@ class Ledger:
                 f"aside (mv {self.path} {self.path}.empty)"
             )
 
-    def _open_read_only(self) -> sqlite3.Connection:
-        """Read-only; on a read-only file system, where SQLite cannot make the WAL index, as immutable
-        (no one can write there while we read)."""
-        for query in ("mode=ro", "mode=ro&immutable=1"):
+    def _open_read_only(self) -> int:
+        """Read-only. Where SQLite cannot make the WAL index (a home on a read-only file system),
+        as immutable: no one can write there while we read, though a WAL left by a crash is not read.
+        Returns the ledger's schema version."""
+        queries = ["mode=ro"] + ([] if os.access(self.home, os.W_OK) else ["mode=ro&immutable=1"])
+        for number, query in enumerate(queries, start=1):
+            self.db = sqlite3.connect(
+                f"{self.path.resolve().as_uri()}?{query}", uri=True, isolation_level=None, factory=_Connection
+            )
             try:
-                self.db = sqlite3.connect(
-                    f"{self.path.resolve().as_uri()}?{query}", uri=True, isolation_level=None, factory=_Connection
-                )
                 self._setup()
-                self.db.execute("PRAGMA user_version").fetchone()
-                return self.db
+                return int(self.db.execute("PRAGMA user_version").fetchone()[0])
             except sqlite3.OperationalError as exc:
-                if exc.sqlite_errorcode & 0xFF != sqlite3.SQLITE_CANTOPEN or "immutable" in query:
+                self.db.close()
+                if exc.sqlite_errorcode & 0xFF != sqlite3.SQLITE_CANTOPEN or number == len(queries):
                     raise
         raise AssertionError("unreachable")
 
