@@ -217,3 +217,13 @@ def test_when_every_failure_is_a_refused_request_the_summary_does_not_suggest_a_
     assert f"`batchrunner retry {run_id}`" not in result.stdout
     assert "fix the job" in result.stdout
     assert f"retry {run_id} --error-type invalid_request_error" in result.stdout
+
+
+def test_the_spec_retry_policy_can_ask_again_for_invalid_answers(make_job, run_cli):
+    job = make_job(invalid_once_rows(), extra=SCHEMA + "retry: {max_attempts: 2, error_types: [output_invalid]}\n")
+
+    result = run_cli("submit", job.spec)
+
+    assert result.exit_code == 0, result.stdout
+    assert "retry policy: attempt 2 sends 2 failed request(s) again" in result.stderr
+    assert all(row["parsed"] is not None for row in read_rows(job.output))
