@@ -259,7 +259,8 @@ def _damaged(path: Path, exc: sqlite3.DatabaseError) -> LedgerUnusable | None:
         f"the ledger {path} is damaged ({exc}). Restore it (and any {path.name}-wal beside it) from a backup; "
         f"or, to start afresh, move it aside with its -wal and -shm files (mkdir {path.parent}/damaged && "
         f"mv {path}* {path.parent}/damaged/): batchrunner then forgets every run in {path.parent}. Their folders "
-        "under runs/ and their outputs stay, but status, collect, retry and resume no longer know them, and the "
+        "under runs/ (until a new run of the same id takes one) and their outputs stay, but status, collect, "
+        "retry and resume no longer know them, and the "
         "results of batches still running on the API are never collected"
     )
 
