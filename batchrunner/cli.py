@@ -354,6 +354,8 @@ def _events(app: App, progress: Progress | None = None) -> Events:
 
 
 def _summary_text(outcome: Outcome) -> str:
+    from batchrunner.spec import shown
+
     s = outcome.summary
     counts = " · ".join(f"{n:,} {status}" for status, n in s["counts"].items() if n)
     cost = "cost unknown" if s["cost_usd"] is None else f"${s['cost_usd']:.4f} at batch prices"
@@ -365,13 +367,47 @@ def _summary_text(outcome: Outcome) -> str:
     lines.extend(f"warning: {warning}" for warning in s["warnings"])
     if s["errors_by_type"]:
         lines.append("errors: " + ", ".join(f"{n:,} {kind}" for kind, n in s["errors_by_type"].items()))
+    if s["output_invalid"]:
+        lines.append(f"output_invalid: {s['output_invalid']:,} answer(s) not valid under output_schema (parsed: null)")
+    run_id = outcome.run.id
     if outcome.state == "done":
-        lines.append(f"output: {outcome.run.output_path}")
+        lines.append(f"output: {shown(outcome.run.output_path)}")
+    elif outcome.state == "ended":
+        lines.append(f"ended — run `batchrunner collect {run_id}` to download the results and write the output")
     elif outcome.exit_code == EXIT_RUNNING:
-        lines.append(f"still running; come back with `batchrunner watch {outcome.run.id}` or `batchrunner collect {outcome.run.id}`")
+        lines.append(f"still running; come back with `batchrunner watch {run_id}` or `batchrunner collect {run_id}`")
     if outcome.exit_code == EXIT_INCOMPLETE:
-        lines.append(f"some requests did not succeed; `batchrunner retry {outcome.run.id}` sends just those again")
+        lines.extend(_retry_hints(outcome))
     return "\n".join(lines)
+
+
+def _retry_hints(outcome: Outcome) -> list[str]:
+    """What to do about the failures: only commands that would find something to send."""
+    from batchrunner.retry import NEVER_RETRIED_BY_DEFAULT
+
+    s, run_id = outcome.summary, outcome.run.id
+    errors = s["errors_by_type"]
+    by_default = sum(n for kind, n in errors.items() if kind not in NEVER_RETRIED_BY_DEFAULT) + s["counts"]["expired"]
+    hints = []
+    if by_default:
+        hints.append(f"{by_default:,} request(s) did not succeed; `batchrunner retry {run_id}` sends just those again")
+    if s["output_invalid"]:
+        hints.append(
+            f"{s['output_invalid']:,} answer(s) failed output_schema; "
+            f"`batchrunner retry {run_id} --error-type output_invalid` asks again"
+        )
+    for kind in NEVER_RETRIED_BY_DEFAULT:
+        if errors.get(kind):
+            hints.append(
+                f"{errors[kind]:,} request(s) were refused ({kind}; the output's error messages say why): a retry "
+                "sends the same requests, so fix the job and submit it again; if what was refused was on the "
+                f"server's side (a file or a model since made available), `batchrunner retry {run_id} --error-type {kind}`"
+            )
+    if s["counts"]["canceled"]:
+        hints.append(f"{s['counts']['canceled']:,} request(s) were canceled; `batchrunner retry {run_id} --status canceled` sends them again")
+    if s["counts"]["pending"]:
+        hints.append(f"{s['counts']['pending']:,} request(s) have no result; `batchrunner retry {run_id} --status pending` sends them again")
+    return hints
 
 
 def _finish(ctx: click.Context, outcome: Outcome) -> None:
@@ -454,7 +490,10 @@ def collect(ctx: click.Context, run_id: str | None, all_runs: bool) -> None:
 @click.argument("run_id", metavar="[RUN]", required=False, shell_complete=_complete_run)
 @click.pass_context
 def status(ctx: click.Context, run_id: str | None) -> None:
-    """Show one run (default: the latest): its batches and request counts, as the ledger knows them."""
+    """Show one run (default: the latest): its batches and request counts, as the ledger knows them.
+
+    Exits with the run's outcome: 0 done and every request succeeded, 3 done with failures, 4 not done.
+    """
     from batchrunner import pipeline
 
     app: App = ctx.obj
@@ -465,6 +504,7 @@ def status(ctx: click.Context, run_id: str | None) -> None:
         for b in outcome.batches
     ]
     app.emit(outcome.to_dict(), _summary_text(outcome) + ("\n" + "\n".join(rows) if rows else ""))
+    ctx.exit(outcome.exit_code)
 
 
 @cli.command()
@@ -774,14 +814,21 @@ def resume(ctx: click.Context, run_id: str | None, all_runs: bool, detach: bool)
 @click.option(
     "--status",
     "statuses",
-    default="errored,expired",
-    show_default=True,
-    help="Comma-separated latest statuses to retry: errored, expired, canceled, pending.",
+    help="Comma-separated latest statuses to retry: errored, expired, canceled, pending  "
+    "[default: errored,expired; with --error-type: only those errors]",
 )
-@click.option("--error-type", "error_types", multiple=True, help="Only errored requests of this type (repeatable).")
+@click.option(
+    "--error-type",
+    "error_types",
+    multiple=True,
+    help="Only requests that failed with this error type (repeatable); output_invalid selects answers "
+    "that failed output_schema.",
+)
 @click.option("--custom-id", "custom_ids", multiple=True, help="Exactly this request (repeatable).")
 @click.option(
-    "--ids-file", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="A file of custom_ids, one a line."
+    "--ids-file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="A file of custom_ids, one a line; blank lines and # comments are skipped.",
 )
 @click.option("--detach", is_flag=True, help="Return once the new batches are created (exit 4).")
 @click.option("--timeout", type=click.FloatRange(min=0), help="Stop waiting after this many seconds (exit 4).")
@@ -789,7 +836,7 @@ def resume(ctx: click.Context, run_id: str | None, all_runs: bool, detach: bool)
 def retry(
     ctx: click.Context,
     run_id: str,
-    statuses: str,
+    statuses: str | None,
     error_types: tuple[str, ...],
     custom_ids: tuple[str, ...],
     ids_file: Path | None,
@@ -798,7 +845,8 @@ def retry(
 ) -> None:
     """Send only RUN's failed requests again; their results merge into the same output.
 
-    invalid_request_error rows are retried only when named with --error-type or --custom-id.
+    invalid_request_error and output_invalid rows are retried only when named with
+    --error-type or --custom-id.
     """
     from batchrunner import pipeline
     from batchrunner.retry import Selection, read_ids_file
@@ -806,7 +854,7 @@ def retry(
     app: App = ctx.obj
     ids = list(custom_ids) + (read_ids_file(ids_file) if ids_file else [])
     selection = Selection(
-        statuses=tuple(part.strip() for part in statuses.split(",") if part.strip()),
+        statuses=None if statuses is None else tuple(part.strip() for part in statuses.split(",") if part.strip()),
         error_types=error_types or None,
         custom_ids=tuple(ids),
     )
@@ -822,6 +870,9 @@ def retry(
 
 def _finish_many(ctx: click.Context, outcomes: list[Outcome], nothing: str) -> None:
     app: App = ctx.obj
+    for outcome in outcomes:
+        if outcome.skipped:  # even with -q: a cron job's log must say why it exits 4
+            click.echo(f"skipped: {outcome.skipped}", err=True)
     app.emit(
         {"runs": [outcome.to_dict() for outcome in outcomes]},
         "\n\n".join(_summary_text(outcome) for outcome in outcomes) or nothing,

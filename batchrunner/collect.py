@@ -101,7 +101,12 @@ def result_row(line: bytes, parse_answer: AnswerParser | None) -> ResultRow:
         parsed, error = parse_answer(text) if parse_answer is not None else (None, None)
         fragment = _fragment(text, parsed, message.get("stop_reason"), usage, error)
         return ResultRow(
-            custom_id, "succeeded", None, usage.get("input_tokens") or 0, usage.get("output_tokens") or 0, fragment
+            custom_id,
+            "succeeded",
+            error["type"] if error else None,  # output_invalid: answered, but not usable
+            usage.get("input_tokens") or 0,
+            usage.get("output_tokens") or 0,
+            fragment,
         )
     if kind == "errored":
         envelope = result.get("error") or {}
@@ -290,7 +295,11 @@ def write_output(ledger: Ledger, run: Run, backend: str) -> Path:
     heads = {status: b'","status":"%b","row":' % status.encode() for status in ("pending", *RESULT_STATUSES)}
     path = run.output_path
     path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_writer(path, site="output.write") as out, (run.run_dir / "rows.jsonl").open("rb", buffering=READ_CHUNK) as rows:
+    with (
+        ledger.checked(),
+        atomic_writer(path, site="output.write") as out,
+        (run.run_dir / "rows.jsonl").open("rb", buffering=READ_CHUNK) as rows,
+    ):
         for written, ((custom_id, status, batch_pk, fragment), row) in enumerate(
             zip(ledger.output_rows(run), rows, strict=True)
         ):

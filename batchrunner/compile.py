@@ -31,11 +31,11 @@ from batchrunner.attachments import (
 from batchrunner.catalog import Catalog, ModelEntry
 from batchrunner.crashpoints import failpoint
 from batchrunner.errors import BudgetExceeded, Problem, RowError, SpecError
-from batchrunner.inputs import SUFFIXES, read_rows, read_rows_raw
+from batchrunner.inputs import SUFFIXES, exact_row, read_rows_raw
 from batchrunner.pricing import batch_cost_usd, estimate_tokens
 from batchrunner.rules import Violation, check_request, dotted
 from batchrunner.spec import MAX_BATCH_SIZE, JobSpec, load_spec, shown
-from batchrunner.template import Template, template_sources
+from batchrunner.template import InexactNumber, Template, template_sources
 
 MAX_BATCH_REQUESTS = MAX_BATCH_SIZE
 MAX_BATCH_BYTES = 240_000_000  # the API allows 256 MB per batch; leave headroom
@@ -384,17 +384,20 @@ def _id_problem(id_field: str, row: dict[str, Any], value: Any) -> str:
     if type(value) is not str:
         if id_field not in row:
             return f"no `{id_field}` field for the custom_id: add it to the row, or drop `id_field`"
-        return f"`{id_field}` is {type(value).__name__}; a custom_id must be a string or an integer"
+        kind = "float" if isinstance(value, float) else type(value).__name__
+        return f"`{id_field}` is {kind}; a custom_id must be a string or an integer"
     if len(value) > 64:
         return f"custom_id {value[:20]!r}... from `{id_field}` is {len(value)} characters: at most 64"
     return f"custom_id {value!r} from `{id_field}` must be 1-64 of A-Z a-z 0-9 - _: change the id"
 
 
-def _custom_id(id_field: str | None, row: dict[str, Any], seq: int) -> str | None:
+def _custom_id(id_field: str | None, row: dict[str, Any], raw: bytes, seq: int) -> str | None:
     """The row's custom_id, or None if its `id_field` value cannot be one."""
     if id_field is None:
         return f"row-{seq}"
     value = row.get(id_field)
+    if type(value) is float:  # perhaps an integer beyond 64 bits, which orjson reads as a float
+        value = exact_row(raw).get(id_field)
     if type(value) is int:
         value = str(value)
     return value if type(value) is str and _CUSTOM_ID.fullmatch(value) else None
@@ -480,6 +483,7 @@ def _compile_rows(
     max_requests = writer.max_requests
     shard = writer.current
     seq = total_bytes = text_bytes = 0
+    cid: Any  # a str once checked; before that whatever the row holds
     for line_no, row, raw in read_rows_raw(spec.input_path, lambda p: problems.add(Problem(path, p.line, p.message))):
         seq += 1
         if id_field is None:
@@ -487,6 +491,9 @@ def _compile_rows(
         else:
             cid = row.get(id_field)
             if type(cid) is not str:
+                if type(cid) is float:  # perhaps an integer beyond 64 bits, which orjson reads as a float
+                    row = exact_row(raw)
+                    cid = row.get(id_field)
                 cid = str(cid) if type(cid) is int else None
             if cid is None or not fullmatch(cid):
                 problems.add(Problem(path, line_no, _id_problem(id_field, row, row.get(id_field))))
@@ -498,13 +505,21 @@ def _compile_rows(
                 unique += 1
         parts[1] = cid.encode()
         if attachments_part is not None:
-            blocks = attach_to(line_no, row)
+            try:
+                blocks = attach_to(line_no, row)
+            except InexactNumber:
+                row = exact_row(raw)
+                blocks = attach_to(line_no, row)
             if blocks is None or unreadable is not None and unreadable(line_no, row, blocks):
                 continue
             parts[attachments_part] = blocks
         try:
             for slot, key, render, template in renders:
-                text = render(row)
+                try:
+                    text = render(row)
+                except InexactNumber:  # an integer beyond 64 bits: render the row read exactly
+                    row = exact_row(raw)
+                    text = render(row)
                 if not text or text.isspace():
                     problems.add(Problem(path, line_no, f"`{key}` renders to empty text for this row "
                                          f"(the API rejects empty text): fill in {', '.join(template.fields)}"))
@@ -582,8 +597,8 @@ def _confirm_duplicates(spec: JobSpec, problems: _Problems, suspects: list[tuple
     """Ids were checked by hash to keep memory flat; a second pass finds where each first appeared."""
     wanted = {cid for cid, _ in suspects}
     first: dict[str, int] = {}
-    for seq, (line_no, row) in enumerate(read_rows(spec.input_path, lambda problem: None), start=1):
-        cid = _custom_id(spec.id_field, row, seq)
+    for seq, (line_no, row, raw) in enumerate(read_rows_raw(spec.input_path, lambda problem: None), start=1):
+        cid = _custom_id(spec.id_field, row, raw, seq)
         if cid in wanted and cid not in first:
             first[cid] = line_no
     duplicates = [

@@ -13,6 +13,7 @@
     │   ├── TooLarge (1)               a file or request over the API's size limit (files: checked before uploading)
     │   ├── StorageFull (1)            the organization's file storage is full
     │   └── SubmitUncertain (1)        a create whose outcome is unknown and could not be reconciled
+    ├── LedgerUnusable (1)             the state home's ledger is damaged, emptied, or cannot be written
     ├── StillRunning (4)               the run has batches that have not ended yet
     └── RunLocked (75)                 another process holds this run's lock
 
@@ -133,6 +134,10 @@ class StorageFull(ApiError):
 
 class SubmitUncertain(ApiError):
     """A batch create may or may not have happened, and reconciling did not settle it."""
+
+
+class LedgerUnusable(BatchrunnerError):
+    """The ledger cannot be used as it is; the message names the file and what to do."""
 
 
 class StillRunning(BatchrunnerError):

@@ -8,6 +8,7 @@ the reader reports each bad row there and carries on with the next one.
 from __future__ import annotations
 
 import csv
+import json
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -39,6 +40,20 @@ def read_rows_raw(path: Path, on_problem: ProblemSink | None = None) -> Iterator
     if suffix == ".csv":
         return _read_csv(path, report)
     raise RowError([Problem(path, None, f"unsupported input type {suffix or '(no extension)'!r}: use .jsonl or .csv")])
+
+
+class ExactFloat(float):
+    """A float that `exact_row` read as one: in the input it was a float, not a rounded integer."""
+
+
+def exact_row(raw: bytes) -> Row:
+    """A JSONL row read again by the standard library, which keeps integers beyond 64 bits exact.
+
+    orjson (the fast path for every row) reads such integers as floats; a consumer that meets a
+    float where one may hide (an id, a template value) asks for the line again through here.
+    """
+    row: Row = json.loads(raw, parse_float=ExactFloat)
+    return row
 
 
 def _raise(problem: Problem) -> None:

@@ -20,13 +20,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from operator import itemgetter
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, NoReturn
 
 import orjson
 
 from batchrunner.atomic import naming
 from batchrunner.crashpoints import failpoint
-from batchrunner.errors import RunLocked, UnknownRun
+from batchrunner.errors import LedgerUnusable, RunLocked, UnknownRun
 
 # Batch states, in the order a batch moves through them.
 PREPARED = "prepared"  # request file written; no create attempted (or the last one was definitely refused)
@@ -250,25 +250,140 @@ def _batch(row: sqlite3.Row) -> Batch:
     )
 
 
-class Ledger:
-    """The state home's database. One instance per process; not shared across threads."""
+DAMAGED = (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB)
 
-    def __init__(self, home: Path) -> None:
+
+def _damaged(path: Path, exc: sqlite3.DatabaseError) -> LedgerUnusable | None:
+    """The one message for a ledger SQLite cannot read, whichever command found out."""
+    if getattr(exc, "sqlite_errorcode", 0) & 0xFF not in DAMAGED:
+        return None
+    return LedgerUnusable(
+        f"the ledger {path} is damaged ({exc}). Restore it (and any {path.name}-wal beside it) from a backup; "
+        f"or, to start afresh, move it aside with its -wal and -shm files (mkdir {path.parent}/damaged && "
+        f"mv {path}* {path.parent}/damaged/): batchrunner then forgets every run in {path.parent}. Their folders "
+        "under runs/ (until a new run of the same id takes one) and their outputs stay, but status, collect, "
+        "retry and resume no longer know them, and the "
+        "results of batches still running on the API are never collected"
+    )
+
+
+def _reraise(connection: sqlite3.Connection, exc: sqlite3.DatabaseError) -> NoReturn:
+    damaged = _damaged(connection.path, exc) if isinstance(connection, _Connection) else None
+    if damaged is None:
+        raise exc
+    raise damaged from exc
+
+
+class _Cursor(sqlite3.Cursor):
+    """A cursor that reports a damaged ledger as such. Rows read by iterating are not checked
+    here (that would cost every row a Python call): a long scan runs inside `Ledger.checked()`."""
+
+    def execute(self, sql: str, parameters: Any = (), /) -> _Cursor:
+        try:
+            super().execute(sql, parameters)
+        except sqlite3.DatabaseError as exc:
+            _reraise(self.connection, exc)
+        return self
+
+    def executemany(self, sql: str, seq_of_parameters: Any, /) -> _Cursor:
+        try:
+            super().executemany(sql, seq_of_parameters)
+        except sqlite3.DatabaseError as exc:
+            _reraise(self.connection, exc)
+        return self
+
+    def fetchone(self) -> Any:
+        try:
+            return super().fetchone()
+        except sqlite3.DatabaseError as exc:
+            _reraise(self.connection, exc)
+
+
+class _Connection(sqlite3.Connection):
+    path: Path
+
+    def execute(self, sql: str, parameters: Any = (), /) -> _Cursor:
+        return self.cursor(_Cursor).execute(sql, parameters)
+
+    def executemany(self, sql: str, parameters: Any, /) -> _Cursor:
+        return self.cursor(_Cursor).executemany(sql, parameters)
+
+
+class Ledger:
+    """The state home's database. One instance per process; not shared across threads.
+
+    `read_only` is for commands that only look (status, runs): they open the file read-only,
+    so they work on a home the user cannot write to, and never change it.
+    """
+
+    def __init__(self, home: Path, *, read_only: bool = False) -> None:
         self.home = home
-        home.mkdir(parents=True, exist_ok=True, mode=0o700)
         self.path = home / LEDGER_FILE
         self.commits = 0  # transactions committed (or tried) by this instance; BATCHRUNNER_FAIL_WRITE_AT counts them
-        old_umask = os.umask(0o077)
+        self.db: sqlite3.Connection
+        self._refuse_emptied()
+        if read_only and self.path.is_file():
+            if self._open_read_only() == len(_MIGRATIONS):
+                return
+            self.db.close()  # an older ledger: migrating it needs write access
         try:
-            self.db = sqlite3.connect(self.path, isolation_level=None, timeout=30.0)
-        finally:
-            os.umask(old_umask)
+            home.mkdir(parents=True, exist_ok=True, mode=0o700)
+            old_umask = os.umask(0o077)
+            try:
+                self.db = sqlite3.connect(self.path, isolation_level=None, timeout=30.0, factory=_Connection)
+            finally:
+                os.umask(old_umask)
+            self._setup()
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute("PRAGMA synchronous=FULL")
+            self.db.execute("PRAGMA foreign_keys=ON")
+            self._migrate()
+        except (sqlite3.OperationalError, PermissionError) as exc:
+            code = getattr(exc, "sqlite_errorcode", 0) & 0xFF
+            if isinstance(exc, sqlite3.OperationalError) and code not in (sqlite3.SQLITE_CANTOPEN, sqlite3.SQLITE_READONLY):
+                raise
+            raise LedgerUnusable(
+                f"cannot write the ledger {self.path} ({exc}): make {home} writable for this user, or pass --home "
+                "to use another state home; `batchrunner status` and `batchrunner runs` still read it"
+            ) from exc
+
+    def _refuse_emptied(self) -> None:
+        """A 0-byte ledger beside run folders was truncated: opening it would silently forget them."""
+        runs = self.home / "runs"
+        if not self.path.is_file() or self.path.stat().st_size or not runs.is_dir():
+            return
+        folders = [p.name for p in runs.iterdir() if p.is_dir() and not p.name.startswith(".")]
+        if folders:
+            raise LedgerUnusable(
+                f"the ledger {self.path} is empty (0 bytes), but {runs} holds {len(folders)} run folder(s) "
+                f"({', '.join(sorted(folders)[:3])}{', ...' if len(folders) > 3 else ''}): it was truncated, and using it "
+                f"would forget those runs. Restore it from a backup; or, to start afresh and forget them, move it "
+                f"aside (mv {self.path} {self.path}.empty)"
+            )
+
+    def _open_read_only(self) -> int:
+        """Read-only. Where SQLite cannot make the WAL index (a home on a read-only file system),
+        as immutable: no one can write there while we read, though a WAL left by a crash is not read.
+        Returns the ledger's schema version."""
+        queries = ["mode=ro"] + ([] if os.access(self.home, os.W_OK) else ["mode=ro&immutable=1"])
+        for number, query in enumerate(queries, start=1):
+            self.db = sqlite3.connect(
+                f"{self.path.resolve().as_uri()}?{query}", uri=True, isolation_level=None, factory=_Connection
+            )
+            try:
+                self._setup()
+                return int(self.db.execute("PRAGMA user_version").fetchone()[0])
+            except sqlite3.OperationalError as exc:
+                self.db.close()
+                if exc.sqlite_errorcode & 0xFF != sqlite3.SQLITE_CANTOPEN or number == len(queries):
+                    raise
+        raise AssertionError("unreachable")
+
+    def _setup(self) -> None:
+        assert isinstance(self.db, _Connection)
+        self.db.path = self.path
         self.db.row_factory = sqlite3.Row
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("PRAGMA synchronous=FULL")
-        self.db.execute("PRAGMA foreign_keys=ON")
         self.db.execute(f"PRAGMA cache_size=-{CACHE_KIB}")
-        self._migrate()
 
     def close(self) -> None:
         self.db.close()
@@ -383,7 +498,8 @@ class Ledger:
         return _run(row)
 
     def runs(self) -> list[Run]:
-        return [_run(row) for row in self.db.execute("SELECT * FROM runs ORDER BY pk")]
+        with self.checked():
+            return [_run(row) for row in self.db.execute("SELECT * FROM runs ORDER BY pk")]
 
     def mark_output_written(self, run: Run) -> None:
         with self.transaction() as db:
@@ -394,7 +510,8 @@ class Ledger:
     def batches(self, run: Run, states: Iterable[str] | None = None) -> list[Batch]:
         rows = self.db.execute("SELECT * FROM batches WHERE run_pk = ? ORDER BY attempt, shard", (run.pk,))
         wanted = set(states) if states is not None else None
-        return [_batch(row) for row in rows if wanted is None or row["state"] in wanted]
+        with self.checked():
+            return [_batch(row) for row in rows if wanted is None or row["state"] in wanted]
 
     def batch(self, pk: int) -> Batch:
         return _batch(self.db.execute("SELECT * FROM batches WHERE pk = ?", (pk,)).fetchone())
@@ -559,7 +676,8 @@ class Ledger:
         """Join results into the run's results table; safe to repeat after a crash halfway.
 
         A newer attempt replaces an older failure and never a success, so re-applying the same
-        results changes nothing. Results are buffered up to a whole batch (or RESULTS_CHUNK_BYTES
+        results changes nothing. An answer that failed output_schema (succeeded, with an error
+        type) is a failure here: any newer result replaces it, and a valid answer wins over it. Results are buffered up to a whole batch (or RESULTS_CHUNK_BYTES
         of answers, whichever comes first) and written in seq order: a first attempt's seqs are
         one contiguous stretch, so its rows are appended page after page instead of splitting
         pages in the middle.
@@ -571,8 +689,8 @@ class Ledger:
             " status = excluded.status, attempt = excluded.attempt, batch_pk = excluded.batch_pk,"
             " error_type = excluded.error_type, input_tokens = excluded.input_tokens,"
             " output_tokens = excluded.output_tokens, result = excluded.result"
-            " WHERE results.status != 'succeeded'"
-            " AND (results.attempt <= excluded.attempt OR excluded.status = 'succeeded')"
+            " WHERE (results.status != 'succeeded' OR results.error_type IS NOT NULL)"
+            " AND (results.attempt <= excluded.attempt OR (excluded.status = 'succeeded' AND excluded.error_type IS NULL))"
         )
         buffered: list[PlacedResult] = []
         size = 0
@@ -595,14 +713,16 @@ class Ledger:
             db.execute("UPDATE batches SET state = 'collected' WHERE pk = ?", (batch.pk,))
 
     def output_rows(self, run: Run) -> Iterator[tuple[str, str, int | None, bytes | None]]:
-        """(custom_id, status, batch_pk, fragment) for every request, in input order; no result is pending."""
-        return iter(
-            self.db.execute(
-                "SELECT q.custom_id, coalesce(r.status, 'pending'), r.batch_pk, r.result FROM requests q"
-                " LEFT JOIN results r ON r.run_pk = q.run_pk AND r.seq = q.seq WHERE q.run_pk = ? ORDER BY q.seq",
-                (run.pk,),
-            )
+        """(custom_id, status, batch_pk, fragment) for every request, in input order; no result is pending.
+
+        Iterate it inside `checked()`, so a damaged page met halfway is reported as such.
+        """
+        rows = self.db.execute(
+            "SELECT q.custom_id, coalesce(r.status, 'pending'), r.batch_pk, r.result FROM requests q"
+            " LEFT JOIN results r ON r.run_pk = q.run_pk AND r.seq = q.seq WHERE q.run_pk = ? ORDER BY q.seq",
+            (run.pk,),
         )
+        return iter(rows)
 
     def summary(self, run: Run) -> dict[str, Any]:
         counts = {status: 0 for status in ("pending", *RESULT_STATUSES)}
@@ -623,9 +743,14 @@ class Ledger:
                 (run.pk,),
             )
         }
+        invalid = self.db.execute(
+            "SELECT count(*) FROM results WHERE run_pk = ? AND status = 'succeeded' AND error_type IS NOT NULL",
+            (run.pk,),
+        ).fetchone()[0]
         return {
             "requests": run.requests,
             "counts": counts,
+            "output_invalid": invalid,
             "errors_by_type": errors,
             "input_tokens": input_tokens,
             "output_tokens": output_tokens,
@@ -639,8 +764,13 @@ class Ledger:
         error_types: Iterable[str] | None,
         exclude_error_types: Iterable[str],
     ) -> list[tuple[int, str]]:
-        """(seq, custom_id) of the requests whose latest outcome matches, in input order."""
-        status_list = list(statuses)
+        """(seq, custom_id) of the requests whose latest outcome matches, in input order.
+
+        An error type selects errored rows of that type; `output_invalid` also selects the
+        succeeded rows whose answer failed output_schema.
+        """
+        wanted = set(error_types) if error_types is not None else None
+        status_list = list(statuses) + (["succeeded"] if wanted and "output_invalid" in wanted else [])
         marks = ",".join("?" * len(status_list))
         rows = self.db.execute(
             f"SELECT q.seq, q.custom_id, coalesce(r.status, 'pending') AS latest, r.error_type FROM requests q"
@@ -648,22 +778,26 @@ class Ledger:
             f" WHERE q.run_pk = ? AND latest IN ({marks}) ORDER BY q.seq",
             (run.pk, *status_list),
         )
-        wanted = set(error_types) if error_types is not None else None
         excluded = set(exclude_error_types)
         picked = []
-        for seq, custom_id, status, error_type in rows:
-            if status == "errored":
-                if wanted is not None and error_type not in wanted:
+        with self.checked():
+            for seq, custom_id, status, error_type in rows:
+                if status == "succeeded" and error_type is None:
                     continue
-                if wanted is None and error_type in excluded:
-                    continue
-            picked.append((seq, custom_id))
+                if status in ("errored", "succeeded"):
+                    if wanted is not None and error_type not in wanted:
+                        continue
+                    if wanted is None and error_type in excluded:
+                        continue
+                picked.append((seq, custom_id))
         return picked
 
     def requests_by_custom_id(self, run: Run, custom_ids: Iterable[str]) -> list[tuple[int, str, str]]:
-        """(seq, custom_id, status) for the given ids; unknown ids are left out."""
+        """(seq, custom_id, status) for the given ids, an unusable answer's status being its
+        error type (output_invalid); unknown ids are left out."""
         query = (
-            "SELECT q.seq, q.custom_id, coalesce(r.status, 'pending') FROM requests q"
+            "SELECT q.seq, q.custom_id, CASE WHEN r.status = 'succeeded' AND r.error_type IS NOT NULL"
+            " THEN r.error_type ELSE coalesce(r.status, 'pending') END FROM requests q"
             " LEFT JOIN results r ON r.run_pk = q.run_pk AND r.seq = q.seq WHERE q.run_pk = ? AND q.custom_id = ?"
         )
         found = []
@@ -672,6 +806,14 @@ class Ledger:
             if row is not None:
                 found.append((row[0], row[1], row[2]))
         return sorted(found)
+
+    @contextmanager
+    def checked(self) -> Iterator[None]:
+        """Report a damaged ledger met while iterating rows as such (a try block costs no row anything)."""
+        try:
+            yield
+        except sqlite3.DatabaseError as exc:
+            _reraise(self.db, exc)
 
     def integrity_check(self) -> str:
         return str(self.db.execute("PRAGMA integrity_check").fetchone()[0])

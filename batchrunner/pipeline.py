@@ -89,14 +89,18 @@ class Outcome:
     exit_code: int
     summary: dict[str, Any]
     batches: list[Batch] = field(default_factory=list)
+    skipped: str | None = None  # why `--all` left this run alone (another process holds it)
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out = {
             "run": run_info(self.run, self.state),
             "summary": self.summary,
             "batches": [batch_info(b) for b in self.batches],
             "exit_code": self.exit_code,
         }
+        if self.skipped is not None:
+            out["skipped"] = self.skipped
+        return out
 
 
 def run_info(run: Run, state: str) -> dict[str, Any]:
@@ -166,7 +170,7 @@ def summarize(ledger: Ledger, run: Run) -> Outcome:
     state = run_state(run, batches)
     if state != "done":
         code = EXIT_RUNNING
-    elif summary["counts"]["succeeded"] == run.requests:
+    elif summary["counts"]["succeeded"] == run.requests and not summary["output_invalid"]:
         code = EXIT_OK
     else:
         code = EXIT_INCOMPLETE
@@ -476,14 +480,14 @@ def resume(
 
 
 def resume_all(*, home: Path, detach: bool = False, events: Events | None = None) -> list[Outcome]:
-    """`resume` for every run that is not done; a run another process holds is reported and skipped.
+    """`resume` for every run that is not done; a run another process holds is skipped, and its
+    outcome (still in progress, exit 4) says so.
 
     A run the live check refuses (its model gone, say) is reported with exit code 2 and left as it
     is, so one such run does not keep a scheduled `resume --all` from finishing the others.
     """
     events = events or Events()
-    found = (_unless_locked(_resume_or_refused, run_id, home, events, detach=detach) for run_id in _unfinished(home))
-    return [outcome for outcome in found if outcome is not None]
+    return [_unless_locked(_resume_or_refused, run_id, home, events, detach=detach) for run_id in _unfinished(home)]
 
 
 def _resume_or_refused(run_id: str, *, home: Path, events: Events, detach: bool) -> Outcome:
@@ -542,9 +546,10 @@ def collect(run_id: str, *, home: Path, events: Events | None = None) -> Outcome
 
 
 def collect_all(*, home: Path, events: Events | None = None) -> list[Outcome]:
-    """`collect` for every run that is not done; a run another process holds is reported and skipped."""
+    """`collect` for every run that is not done; a run another process holds is skipped, and its
+    outcome (still in progress, exit 4) says so."""
     events = events or Events()
-    return [outcome for run_id in _unfinished(home) if (outcome := _unless_locked(collect, run_id, home, events))]
+    return [_unless_locked(collect, run_id, home, events) for run_id in _unfinished(home)]
 
 
 def _unfinished(home: Path) -> list[str]:
@@ -552,23 +557,23 @@ def _unfinished(home: Path) -> list[str]:
         return [run.id for run in ledger.runs() if run_state(run, ledger.batches(run)) != "done"]
 
 
-def _unless_locked(command: Callable[..., Outcome], run_id: str, home: Path, events: Events, **options: Any) -> Outcome | None:
+def _unless_locked(command: Callable[..., Outcome], run_id: str, home: Path, events: Events, **options: Any) -> Outcome:
+    """A run held by another process is in progress: counted as such (exit 4), never as done."""
     try:
         return command(run_id, home=home, events=events, **options)
     except RunLocked as exc:
-        events.notice(f"skipped: {exc.message}")
-        return None
+        return replace(status(run_id, home=home), exit_code=EXIT_RUNNING, skipped=exc.message)
 
 
 def status(run_id: str | None, *, home: Path) -> Outcome:
     """What the ledger knows of a run (default: the latest), without calling the API."""
-    with Ledger(home) as ledger:
+    with Ledger(home, read_only=True) as ledger:
         run = ledger.run(run_id) if run_id else ledger.latest_run()
         return summarize(ledger, run)
 
 
 def list_runs(*, home: Path) -> list[Outcome]:
-    with Ledger(home) as ledger:
+    with Ledger(home, read_only=True) as ledger:
         return [summarize(ledger, run) for run in ledger.runs()]
 
 

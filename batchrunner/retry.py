@@ -24,23 +24,27 @@ RETRYABLE_STATUSES = ("errored", "expired", "canceled", "pending")
 
 @dataclass(frozen=True)
 class Selection:
-    """Which requests to send again. Named custom_ids win over status and error type."""
+    """Which requests to send again. Named custom_ids win over status and error type.
 
-    statuses: tuple[str, ...] = DEFAULT_STATUSES
+    No statuses means the default (errored and expired), or with error types only the
+    requests that failed with those types.
+    """
+
+    statuses: tuple[str, ...] | None = None
     error_types: tuple[str, ...] | None = None
     custom_ids: tuple[str, ...] = ()
 
 
 def read_ids_file(path: Path) -> list[str]:
-    """One custom_id per line; blank lines and `#` comments are skipped."""
+    """One custom_id per line; blank lines, `#` comment lines and trailing `# comments` are skipped."""
     ids = []
     with path.open("rb") as handle:
         for number, raw in enumerate(handle, start=1):
             try:
-                line = raw.decode("utf-8").strip()
+                line = raw.decode("utf-8").partition("#")[0].strip()
             except UnicodeDecodeError:
                 raise InputError([Problem(path, number, "is not UTF-8 text; write one custom_id per line")]) from None
-            if line and not line.startswith("#"):
+            if line:
                 ids.append(line)
     return ids
 
@@ -60,14 +64,17 @@ def select(ledger: Ledger, run: Run, selection: Selection) -> list[int]:
         if problems:
             raise InputError(problems[:20], more=max(0, len(problems) - 20))
         return sorted(seq for seq, _ in found.values())
-    unknown = set(selection.statuses) - set(RETRYABLE_STATUSES)
+    statuses = selection.statuses
+    if statuses is None:
+        statuses = ("errored",) if selection.error_types else DEFAULT_STATUSES
+    unknown = set(statuses) - set(RETRYABLE_STATUSES)
     if unknown:
         raise InputError(f"--status {','.join(sorted(unknown))}: choose from {', '.join(RETRYABLE_STATUSES)}")
     return [
         seq
         for seq, _ in ledger.select_requests(
             run,
-            statuses=selection.statuses,
+            statuses=statuses,
             error_types=selection.error_types,
             exclude_error_types=NEVER_RETRIED_BY_DEFAULT,
         )

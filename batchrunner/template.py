@@ -8,6 +8,7 @@ attributes or run a format method. A row value that is not a string appears as i
 
 from __future__ import annotations
 
+import json
 import string
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -86,9 +87,35 @@ class Template:
         return self.render
 
 
+class InexactNumber(ValueError):
+    """A row value that may be an integer beyond 64 bits, which orjson read as a float: the caller
+    reads the row again with `inputs.exact_row` and renders that."""
+
+
+_ROUNDED_FROM = float(2**63)  # orjson keeps every integer below this exact
+
+
+def _maybe_rounded(value: Any) -> bool:
+    if type(value) is float:
+        return value.is_integer() and abs(value) >= _ROUNDED_FROM
+    if type(value) is list:
+        return any(map(_maybe_rounded, value))
+    if type(value) is dict:
+        return any(map(_maybe_rounded, value.values()))
+    return False
+
+
 def value_text(value: Any) -> str:
-    """How a non-string row value appears in a prompt: as its JSON text (3, true, null, [1, 2])."""
-    return orjson.dumps(value).decode()
+    """How a non-string row value appears in a prompt: as its JSON text (3, true, null, [1, 2]).
+
+    orjson refuses integers beyond 64 bits; the standard library writes them exactly.
+    """
+    if _maybe_rounded(value):
+        raise InexactNumber(value)
+    try:
+        return orjson.dumps(value).decode()
+    except orjson.JSONEncodeError:
+        return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
 
 
 

@@ -121,3 +121,109 @@ def test_a_second_process_on_the_same_run_exits_75_at_once(make_job, tmp_path):
     assert f"pid {first.pid}" in second.stderr
     assert holder_still_running, "the second process did not wait for the first to finish"
     assert first.returncode == 0
+
+
+def test_retry_by_error_type_sends_only_those_errors_not_the_expired_rows(make_job, run_cli):
+    job = make_job(mixed_rows())
+    run_id = orjson.loads(run_cli("--json", "submit", job.spec).stdout)["run"]["id"]
+
+    result = run_cli("--json", "retry", run_id, "--error-type", "overloaded_error")
+
+    assert [b["requests"] for b in orjson.loads(result.stdout)["batches"] if b["attempt"] == 2] == [1]
+    final = statuses(job.output)
+    assert (final["r-2"], final["r-5"], final["r-8"]) == ("succeeded", "expired", "errored")
+
+
+def test_an_ids_file_may_carry_trailing_comments(make_job, run_cli, tmp_path):
+    job = make_job(mixed_rows())
+    run_id = orjson.loads(run_cli("--json", "submit", job.spec).stdout)["run"]["id"]
+    ids = tmp_path / "ids.txt"
+    ids.write_text("r-2   # flaky overload\n  # a comment line\n\nr-5\t# expired once\n")
+
+    result = run_cli("--json", "retry", run_id, "--ids-file", ids)
+
+    assert result.exit_code == 3, result.stderr
+    assert [b["requests"] for b in orjson.loads(result.stdout)["batches"] if b["attempt"] == 2] == [2]
+    assert (statuses(job.output)["r-2"], statuses(job.output)["r-5"]) == ("succeeded", "succeeded")
+
+
+def test_the_retry_help_says_what_each_selector_picks(run_cli):
+    help_text = " ".join(run_cli("retry", "--help").stdout.split())
+
+    assert "with --error-type: only those errors" in help_text
+    assert "output_invalid selects answers that failed output_schema" in help_text
+    assert "# comments are skipped" in help_text
+
+
+SCHEMA = "output_schema: {type: object, properties: {label: {enum: [positive, negative, neutral]}}, required: [label]}\n"
+
+
+def invalid_once_rows() -> list[dict[str, str]]:
+    rows = reviews(4)
+    rows[1]["text"] += "[[emulator:invalid_json_once]]"
+    rows[2]["text"] += "[[emulator:invalid_json_once]]"
+    return rows
+
+
+def test_answers_that_fail_the_output_schema_are_counted_and_exit_3(make_job, run_cli):
+    job = make_job(invalid_once_rows(), extra=SCHEMA)
+
+    result = run_cli("submit", job.spec)
+
+    assert result.exit_code == 3
+    assert "output_invalid: 2 answer(s) not valid under output_schema" in result.stdout
+    assert "--error-type output_invalid` asks again" in result.stdout
+    status = run_cli("--json", "status")
+    assert status.exit_code == 3
+    assert orjson.loads(status.stdout)["summary"]["output_invalid"] == 2
+    rows = {row["custom_id"]: row for row in read_rows(job.output)}
+    assert (rows["r-2"]["status"], rows["r-2"]["parsed"], rows["r-2"]["error"]["type"]) == ("succeeded", None, "output_invalid")
+
+
+def test_retry_by_error_type_output_invalid_replaces_the_invalid_answers(make_job, run_cli):
+    job = make_job(invalid_once_rows(), extra=SCHEMA)
+    run_id = orjson.loads(run_cli("--json", "submit", job.spec).stdout)["run"]["id"]
+
+    result = run_cli("--json", "retry", run_id, "--error-type", "output_invalid")
+
+    assert result.exit_code == 0, result.stderr
+    assert [b["requests"] for b in orjson.loads(result.stdout)["batches"] if b["attempt"] == 2] == [2]
+    rows = {row["custom_id"]: row for row in read_rows(job.output)}
+    assert (rows["r-2"]["parsed"] is not None, rows["r-2"]["error"], rows["r-2"]["attempt"]) == (True, None, 2)
+    assert rows["r-1"]["attempt"] == 1
+
+
+def test_retry_by_custom_id_sends_an_invalid_answer_again(make_job, run_cli):
+    job = make_job(invalid_once_rows(), extra=SCHEMA)
+    run_id = orjson.loads(run_cli("--json", "submit", job.spec).stdout)["run"]["id"]
+
+    result = run_cli("retry", run_id, "--custom-id", "r-3")
+
+    assert result.exit_code == 3, "r-2 is still invalid"
+    rows = {row["custom_id"]: row for row in read_rows(job.output)}
+    assert (rows["r-3"]["error"], rows["r-3"]["attempt"]) == (None, 2)
+    assert rows["r-2"]["error"]["type"] == "output_invalid"
+
+
+def test_when_every_failure_is_a_refused_request_the_summary_does_not_suggest_a_plain_retry(make_job, run_cli):
+    rows = reviews(3)
+    rows[0]["text"] += BAD_REQUEST
+    job = make_job(rows)
+
+    result = run_cli("submit", job.spec)
+
+    assert result.exit_code == 3
+    run_id = orjson.loads(run_cli("--json", "status").stdout)["run"]["id"]
+    assert f"`batchrunner retry {run_id}`" not in result.stdout
+    assert "fix the job" in result.stdout
+    assert f"retry {run_id} --error-type invalid_request_error" in result.stdout
+
+
+def test_the_spec_retry_policy_can_ask_again_for_invalid_answers(make_job, run_cli):
+    job = make_job(invalid_once_rows(), extra=SCHEMA + "retry: {max_attempts: 2, error_types: [output_invalid]}\n")
+
+    result = run_cli("submit", job.spec)
+
+    assert result.exit_code == 0, result.stdout
+    assert "retry policy: attempt 2 sends 2 failed request(s) again" in result.stderr
+    assert all(row["parsed"] is not None for row in read_rows(job.output))

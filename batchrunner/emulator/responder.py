@@ -29,8 +29,9 @@ ERROR_TYPES = (
 TRIGGER = re.compile(
     rb"\[\[emulator:(?:errored(?P<error_once>_once)?:(?P<error_type>"
     + "|".join(ERROR_TYPES).encode()
-    + rb")|(?P<fate>expired|canceled)(?P<fate_once>_once)?|slow)\]\]"
+    + rb")|(?P<fate>expired|canceled)(?P<fate_once>_once)?|(?P<invalid_json>invalid_json)(?P<invalid_once>_once)?|slow)\]\]"
 )
+INVALID_JSON_TEXT = "Sorry, I cannot put that into JSON."
 SLOW_TRIGGER = b"[[emulator:slow]]"
 RETRYABLE_ERRORS = ("overloaded_error", "api_error")
 TRIGGERED_MESSAGES = {
@@ -153,7 +154,7 @@ class Responder:
         """
         fate = self._digest(custom_id.encode() + b"\0" + canon + (b"\0%d" % occurrence if occurrence else b""))
         trigger = TRIGGER.search(canon) if b"[[emulator:" in canon else None
-        if trigger and occurrence and (trigger["error_once"] or trigger["fate_once"]):
+        if trigger and occurrence and (trigger["error_once"] or trigger["fate_once"] or trigger["invalid_once"]):
             trigger = None
         if trigger and trigger["fate"]:
             return {"type": trigger["fate"].decode()}
@@ -172,13 +173,16 @@ class Responder:
             return errored(error_type, TRIGGERED_MESSAGES[error_type], fate)
         if unit(fate[4:8]) < self.expired_rate:
             return {"type": "expired"}
-        return {"type": "succeeded", "message": self._message(params, canon, fate)}
+        invalid = bool(trigger and trigger["invalid_json"])
+        return {"type": "succeeded", "message": self._message(params, canon, fate, invalid_json=invalid)}
 
-    def _message(self, params: dict[str, Any], canon: bytes, fate: bytes) -> dict[str, Any]:
+    def _message(self, params: dict[str, Any], canon: bytes, fate: bytes, *, invalid_json: bool = False) -> dict[str, Any]:
         rng = random.Random(self._digest(canon))
         conversation = read_conversation(params, self._attachment_tokens)
         schema = ((params.get("output_config") or {}).get("format") or {}).get("schema")
-        if schema is not None:
+        if invalid_json:
+            text = INVALID_JSON_TEXT
+        elif schema is not None:
             instance = self.schema_answer.instance(schema, rng, conversation.user_text)
             text = orjson.dumps(instance).decode()
         else:
