@@ -6,6 +6,7 @@ where errors become exit codes and messages.
 
 from __future__ import annotations
 
+import math
 import os
 import sys
 import threading
@@ -24,6 +25,8 @@ from batchrunner.errors import (
     EXIT_INVALID,
     EXIT_RUNNING,
     BatchrunnerError,
+    Detached,
+    Interrupted,
 )
 
 if TYPE_CHECKING:
@@ -72,12 +75,27 @@ def _fail(ctx: click.Context, exit_code: int, payload: dict[str, Any], message: 
     raise AssertionError("unreachable")
 
 
+def _stopped(ctx: click.Context, exc: Detached | Interrupted) -> NoReturn:
+    """Ctrl-C is what the user asked for, not an error: say what it left and how to come back."""
+    app: App | None = ctx.obj if isinstance(ctx.obj, App) else None
+    if app is not None and app.json:
+        sys.stdout.buffer.write(orjson.dumps({"stopped": exc.to_dict()}, option=orjson.OPT_INDENT_2) + b"\n")
+        sys.stdout.flush()
+    click.echo(exc.message, err=True)
+    ctx.exit(exc.exit_code)
+    raise AssertionError("unreachable")
+
+
 class BatchrunnerGroup(click.Group):
     """Maps every error to its exit code and a message, in one place."""
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
+        except (KeyboardInterrupt, click.Abort):  # Ctrl-C outside any run (the pipeline maps it inside one)
+            _stopped(ctx, Interrupted("interrupted"))
+        except (Detached, Interrupted) as exc:
+            _stopped(ctx, exc)
         except BatchrunnerError as exc:
             _fail(ctx, exc.exit_code, exc.to_dict(), exc.message)
         except click.exceptions.Exit:
@@ -85,8 +103,6 @@ class BatchrunnerGroup(click.Group):
         except click.ClickException as exc:
             if isinstance(exc, click.UsageError):
                 exc.exit_code = EXIT_INVALID
-            raise
-        except (KeyboardInterrupt, click.Abort):
             raise
         except OSError as exc:
             if _debug(ctx.obj if isinstance(ctx.obj, App) else None):
@@ -109,10 +125,33 @@ class BatchrunnerGroup(click.Group):
             )
 
 
+def _home(ctx: click.Context, param: click.Parameter, value: str) -> Path:
+    """An empty --home or BATCHRUNNER_HOME would quietly make the working folder the state home."""
+    if not value:
+        raise click.BadParameter(
+            f"the state home is an empty path (from --home or {settings.HOME}): name a folder, "
+            f"or leave both unset for ./.batchrunner",
+            ctx,
+            param,
+        )
+    return Path(value)
+
+
+class Finite(click.FloatRange):
+    """A FloatRange that also refuses nan and inf, which pass every comparison or none."""
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        number = super().convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number", param, ctx)
+        return number
+
+
 @click.group(cls=BatchrunnerGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option(
     "--home",
-    type=click.Path(file_okay=False, path_type=Path),
+    type=click.Path(file_okay=False),
+    callback=_home,
     envvar=settings.HOME,
     default=".batchrunner",
     show_default=True,
@@ -165,7 +204,7 @@ def validate(ctx: click.Context, job: Path) -> None:
     from batchrunner.compile import validate_job
 
     app: App = ctx.obj
-    report = validate_job(job)
+    report = validate_job(job, app.home)
     app.emit(report.to_dict(), _validate_text(job, report))
 
 
@@ -237,7 +276,12 @@ def _events(app: App, progress: Progress | None = None) -> Events:
             progress.done()
         app.notice(message)
 
-    return Events(notice=notice, progress=progress or (lambda run, batches: None))
+    def warning(message: str) -> None:
+        if progress is not None:
+            progress.done()
+        click.echo(f"warning: {message}", err=True)
+
+    return Events(notice=notice, warning=warning, progress=progress or (lambda run, batches: None))
 
 
 def _summary_text(outcome: Outcome) -> str:
@@ -271,7 +315,7 @@ def _finish(ctx: click.Context, outcome: Outcome) -> None:
 @click.argument("job", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--run-id", help="Name the run; submitting again with the same id continues it instead of starting over.")
 @click.option("--detach", is_flag=True, help="Return once the batches are created (exit 4); collect later.")
-@click.option("--timeout", type=click.FloatRange(min=0), help="Stop waiting after this many seconds (exit 4).")
+@click.option("--timeout", type=Finite(min=0), help="Stop waiting after this many seconds (exit 4).")
 @click.option(
     "--backend",
     type=click.Choice(settings.BACKENDS),
@@ -306,7 +350,7 @@ def submit(
 
 @cli.command()
 @click.argument("run_id", metavar="RUN")
-@click.option("--timeout", type=click.FloatRange(min=0), help="Stop waiting after this many seconds (exit 4).")
+@click.option("--timeout", type=Finite(min=0), help="Stop waiting after this many seconds (exit 4).")
 @click.pass_context
 def watch(ctx: click.Context, run_id: str, timeout: float | None) -> None:
     """Reattach to RUN: wait until its batches end, then collect."""
@@ -522,7 +566,7 @@ def files_delete(app: App, file_id: str, backend: str | None) -> None:
 
 # the emulator
 
-RATE = click.FloatRange(0.0, 1.0)
+RATE = Finite(0.0, 1.0)
 
 
 @cli.command()
@@ -533,9 +577,9 @@ RATE = click.FloatRange(0.0, 1.0)
     type=click.Path(file_okay=False, path_type=Path),
     help="Where batches and files are kept  [default: <home>/emulator]",
 )
-@click.option("--seed", type=int, default=0, show_default=True, help="The same seed and requests give the same results.")
+@click.option("--seed", type=click.IntRange(-(2**63), 2**63 - 1), default=0, show_default=True, help="The same seed and requests give the same results.")
 @click.option(
-    "--processing-seconds", type=click.FloatRange(min=0.0), default=2.0, show_default=True, help="How long a batch takes."
+    "--processing-seconds", type=Finite(min=0.0), default=2.0, show_default=True, help="How long a batch takes."
 )
 @click.option("--errored-rate", type=RATE, default=0.0, show_default=True, help="Share of requests ending errored (retryable).")
 @click.option("--expired-rate", type=RATE, default=0.0, show_default=True, help="Share of requests ending expired.")
@@ -605,7 +649,7 @@ def resume(ctx: click.Context, run_id: str | None, all_runs: bool, detach: bool)
     "--ids-file", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="A file of custom_ids, one a line."
 )
 @click.option("--detach", is_flag=True, help="Return once the new batches are created (exit 4).")
-@click.option("--timeout", type=click.FloatRange(min=0), help="Stop waiting after this many seconds (exit 4).")
+@click.option("--timeout", type=Finite(min=0), help="Stop waiting after this many seconds (exit 4).")
 @click.pass_context
 def retry(
     ctx: click.Context,

@@ -29,6 +29,7 @@ from batchrunner.attachments import (
     scan_attachments,
 )
 from batchrunner.crashpoints import failpoint
+from batchrunner.destination import check_output
 from batchrunner.errors import BudgetExceeded, Problem, RowError, SpecError
 from batchrunner.inputs import SUFFIXES, read_rows, read_rows_raw
 from batchrunner.pricing import batch_cost_usd, estimate_tokens
@@ -508,9 +509,12 @@ def _confirm_duplicates(spec: JobSpec, problems: _Problems, suspects: list[tuple
     problems.found = merged[: problems.cap]
 
 
-def validate_job(path: Path) -> CompileReport:
-    """Load and compile a job without writing anything, and hold it to its budget: `batchrunner validate`."""
+def validate_job(path: Path, home: Path | None = None) -> CompileReport:
+    """Load and compile a job without writing anything, and hold it to its budget: `batchrunner validate`.
+    With the state home, also check that the output may be written there."""
     spec = load_spec(path)
+    if home is not None:
+        check_output(spec, home)
     report = compile_job(spec)
     check_budget(spec, report)
     return report

@@ -12,11 +12,13 @@ import asyncio
 import os
 import re
 import shutil
+import sqlite3
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
+from types import TracebackType
 from typing import Any
 
 from batchrunner import settings
@@ -29,12 +31,16 @@ from batchrunner.collect import (
 )
 from batchrunner.compile import CompileReport, check_budget, compile_job
 from batchrunner.crashpoints import crashpoint
+from batchrunner.destination import check_output
 from batchrunner.errors import (
     EXIT_INCOMPLETE,
     EXIT_OK,
     EXIT_RUNNING,
+    BatchrunnerError,
     BudgetExceeded,
+    Detached,
     InputError,
+    Interrupted,
     Problem,
     RunLocked,
     SpecError,
@@ -56,7 +62,7 @@ from batchrunner.ledger import (
 from batchrunner.poll import PollSettings, wait_until_ended
 from batchrunner.pricing import batch_cost_usd
 from batchrunner.retry import Selection, prepare_attempt, select
-from batchrunner.spec import JobSpec, Pricing, load_spec, shown
+from batchrunner.spec import JobSpec, Pricing, load_spec, same_file, shown
 from batchrunner.submit import SubmitSettings, submit_pending
 from batchrunner.uploads import (
     Uploaded,
@@ -70,9 +76,11 @@ RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 
 @dataclass
 class Events:
-    """How the library talks to whoever runs it: notices, and a progress callback for the poller."""
+    """How the library talks to whoever runs it: notices, warnings (shown even to the quiet),
+    and a progress callback for the poller."""
 
     notice: Callable[[str], None] = lambda message: None
+    warning: Callable[[str], None] = lambda message: None
     progress: Callable[[Run, list[Batch]], None] = lambda run, batches: None
 
 
@@ -179,20 +187,6 @@ def _new_run_id(ledger: Ledger, name: str) -> str:
     return candidate
 
 
-def _check_output_writable(spec: JobSpec) -> None:
-    """Refuse before anything is sent or written if the output could never be written."""
-    out = spec.output_path
-    where = (shown(spec.path), spec.key_line("output"))
-    if out.is_dir():
-        example = shown(out / f"{spec.name}.jsonl")
-        raise SpecError([Problem(*where, f"`output` {shown(out)} is a folder: name a file such as {example}")])
-    parent = out.parent
-    while not parent.exists():
-        parent = parent.parent
-    if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
-        raise SpecError([Problem(*where, f"cannot write the output {shown(out)}: {shown(parent)} is not a writable folder")])
-
-
 def _settings(spec: JobSpec) -> dict[str, Any]:
     """What later commands need from the spec, frozen with the run so editing the spec cannot change it."""
     return {
@@ -243,11 +237,11 @@ def _prepare_run(
         else:
             report = compile_job(spec, scratch, attachments=uploaded.files, file_ids=uploaded.file_ids)
         _check_budget(spec, report, force)
+        crashpoint("compile.done")
+        scratch.rename(run_dir)
     except BaseException:
         shutil.rmtree(scratch, ignore_errors=True)
         raise
-    crashpoint("compile.done")
-    scratch.rename(run_dir)
     try:
         run = ledger.create_run(
             run_id=run_id,
@@ -265,7 +259,8 @@ def _prepare_run(
             keep_attachments=spec.keep_attachments,
         )
     except BaseException:  # not registered (e.g. a full disk): its folder would be an orphan
-        shutil.rmtree(run_dir, ignore_errors=True)
+        if not ledger.has_run(run_id):  # a Ctrl-C just after the commit leaves a registered run
+            shutil.rmtree(run_dir, ignore_errors=True)
         raise
     crashpoint("run.registered")
     return run
@@ -357,19 +352,60 @@ async def _collect_ended(ledger: Ledger, run: Run, api: Api, events: Events) -> 
         await collect_batch(gate, ledger, run, batch, events.notice)
 
 
-def _run_loop(step: Callable[[], Awaitable[None]], run: Run) -> None:
-    try:
-        asyncio.run(step())  # type: ignore[arg-type]
-    except KeyboardInterrupt:
-        raise StillRunning(
-            f"detached from run {run.id}; its batches keep running. Come back with `batchrunner watch {run.id}`"
-        ) from None
+LEDGER_FILE = "ledger.sqlite3"
+
+
+class _Guard:
+    """What Ctrl-C, or a deleted state home, means at any instant of a command on one run.
+
+    Ctrl-C once the run is in the ledger detaches (exit 4; its batches go on, nothing is
+    cancelled); before that nothing was sent (exit 130). An error once the state home has been
+    deleted under the command says that, in one line, instead of what it broke.
+    """
+
+    def __init__(self, home: Path, before_run: str = "interrupted; nothing was sent") -> None:
+        self.home = Path(os.path.abspath(home))
+        self.before_run = before_run
+        self.run_id: str | None = None  # set once the ledger is open
+
+    def __enter__(self) -> _Guard:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None) -> None:
+        if isinstance(error, KeyboardInterrupt):
+            raise self._interrupted() from None
+        operational = isinstance(error, (OSError, sqlite3.Error, BatchrunnerError)) and not isinstance(error, InputError)
+        if operational and self.run_id is not None and not (self.home / LEDGER_FILE).exists():
+            raise BatchrunnerError(
+                f"the state home {self.home} was deleted during run {self.run_id}: its ledger and run folders "
+                "are gone, so the run cannot be finished or resumed; submit the job again"
+            ) from error
+
+    def _interrupted(self) -> BatchrunnerError:
+        if self.run_id is not None and (self.home / LEDGER_FILE).exists():
+            with Ledger(self.home) as ledger:
+                if ledger.has_run(self.run_id):
+                    return Detached(_detached(ledger, ledger.run(self.run_id)))
+        return Interrupted(self.before_run)
+
+
+def _detached(ledger: Ledger, run: Run) -> str:
+    batches = ledger.batches(run)
+    unsent = sum(1 for batch in batches if batch.state in (PREPARED, CREATING, UNCERTAIN))
+    if unsent:
+        return (
+            f"detached from run {run.id} with {unsent} of {len(batches)} batch(es) not submitted yet; "
+            f"`batchrunner resume {run.id}` submits them and waits (as does `batchrunner watch {run.id}`)"
+        )
+    return f"detached from run {run.id}; its batches keep running. Come back with `batchrunner watch {run.id}`"
 
 
 @contextmanager
 def _session(home: Path, run_id: str) -> Iterator[tuple[Ledger, Run, Api]]:
     """Lock the run and open its backend: what every command that changes a run needs."""
-    with Ledger(home) as ledger, run_lock(home, run_id):
+    settings.check_numbers()
+    with _Guard(home) as guard, Ledger(home) as ledger, run_lock(home, run_id):
+        guard.run_id = run_id
         run = ledger.run(run_id)
         with connect(run.backend, home, run.base_url) as api:
             yield ledger, run, api
@@ -403,31 +439,61 @@ def submit(
 ) -> Outcome:
     """Compile, submit, and unless detached wait and collect. With an existing --run-id, continue that run."""
     events = events or Events()
-    spec = load_spec(spec_path)
-    chosen = choose_backend(backend, spec.backend)
-    if chosen == "local" and (backend or spec.backend or "auto") == "auto":
-        events.notice("no ANTHROPIC_API_KEY: running on the built-in emulator; the answers are simulated")
-    if run_id is not None and not RUN_ID.match(run_id):
-        raise InputError(f"--run-id {run_id!r}: use letters, digits, '_', '-' and '.', at most 100 characters")
-    _check_output_writable(spec)
-    with Ledger(home) as ledger:
-        run_id = run_id or _new_run_id(ledger, spec.name)
-        with run_lock(home, run_id):
-            if ledger.has_run(run_id):
-                run = ledger.run(run_id)
-                if run.spec_path != spec.path:
-                    raise InputError(f"--run-id {run_id} belongs to {run.spec_path}, not {spec.path}")
-                events.notice(f"run {run_id} exists; continuing it")
-            else:
-                base_url = os.environ.get("ANTHROPIC_BASE_URL") if chosen == "anthropic" else None
-                if spec.attachments:
-                    run = _prepare_with_attachments(ledger, spec, run_id, chosen, base_url, force, events)
-                else:
-                    run = _prepare_run(ledger, spec, run_id, chosen, base_url, force)
-                events.notice(f"run {run.id}: {run.requests} requests in {len(ledger.batches(run))} batch(es)")
-            with connect(run.backend, home, run.base_url) as api:
-                _run_loop(lambda: _drive(ledger, run, api, detach=detach, timeout=timeout, events=events), run)
-                return _finish(ledger, run, api, events)
+    with _Guard(home) as guard:
+        settings.check_numbers()
+        spec = load_spec(spec_path)
+        chosen = choose_backend(backend, spec.backend)
+        if chosen == "local" and (backend or spec.backend or "auto") == "auto":
+            events.notice("no ANTHROPIC_API_KEY: running on the built-in emulator; the answers are simulated")
+        if run_id is not None and not RUN_ID.match(run_id):
+            raise InputError(f"--run-id {run_id!r}: use letters, digits, '_', '-' and '.', at most 100 characters")
+        check_output(spec, home)
+        if spec.attachments:
+            guard.before_run = "interrupted; no batch was created (attachments uploaded so far are reused next time)"
+        with Ledger(home) as ledger:
+            guard.run_id = run_id = run_id or _new_run_id(ledger, spec.name)
+            with run_lock(home, run_id):
+                return _submit_run(ledger, spec, run_id, chosen, detach=detach, timeout=timeout, force=force, events=events)
+
+
+def _submit_run(
+    ledger: Ledger, spec: JobSpec, run_id: str, chosen: str, *, detach: bool, timeout: float | None, force: bool, events: Events
+) -> Outcome:
+    """`submit` once its run is locked: continue the run, or register it, then drive it."""
+    home = ledger.home
+    if ledger.has_run(run_id):
+        run = ledger.run(run_id)
+        if run.spec_path != spec.path:
+            raise InputError(f"--run-id {run_id} belongs to {run.spec_path}, not {spec.path}")
+        events.notice(f"run {run_id} exists; continuing it")
+    else:
+        _warn_about_other_runs(ledger, spec, events)
+        base_url = os.environ.get("ANTHROPIC_BASE_URL") if chosen == "anthropic" else None
+        if spec.attachments:
+            run = _prepare_with_attachments(ledger, spec, run_id, chosen, base_url, force, events)
+        else:
+            run = _prepare_run(ledger, spec, run_id, chosen, base_url, force)
+        events.notice(f"run {run.id}: {run.requests} requests in {len(ledger.batches(run))} batch(es)")
+    with connect(run.backend, home, run.base_url) as api:
+        asyncio.run(_drive(ledger, run, api, detach=detach, timeout=timeout, events=events))
+        return _finish(ledger, run, api, events)
+
+
+def _warn_about_other_runs(ledger: Ledger, spec: JobSpec, events: Events) -> None:
+    """Before a new run: an unfinished run of the same job (resume it rather than pay for its
+    requests again), or another job's run writing the same output file."""
+    for run in ledger.runs():
+        state = run_state(run, ledger.batches(run))
+        if run.spec_path == spec.path and state != "done":
+            events.warning(
+                f"run {run.id} of this job is not finished ({state}); `batchrunner resume {run.id}` finishes it "
+                "(a new run sends every request again)"
+            )
+        elif same_file(run.output_path, spec.output_path) and (state != "done" or run.spec_path != spec.path):
+            events.warning(
+                f"run {run.id} (job {run.job_name}) also writes {shown(spec.output_path)}; "
+                "whichever finishes last overwrites the other's output"
+            )
 
 
 def resume(
@@ -437,7 +503,7 @@ def resume(
     then unless detached poll, collect and write the output, like `submit`."""
     events = events or Events()
     with _session(home, run_id) as (ledger, run, api):
-        _run_loop(lambda: _drive(ledger, run, api, detach=detach, timeout=timeout, events=events), run)
+        asyncio.run(_drive(ledger, run, api, detach=detach, timeout=timeout, events=events))
         return _finish(ledger, run, api, events)
 
 
@@ -481,7 +547,7 @@ def retry(
             )
         attempt = prepare_attempt(ledger, run, seqs)
         events.notice(f"run {run.id}: attempt {attempt} sends {len(seqs)} request(s) again")
-        _run_loop(lambda: _drive(ledger, run, api, detach=detach, timeout=timeout, events=events), run)
+        asyncio.run(_drive(ledger, run, api, detach=detach, timeout=timeout, events=events))
         return _finish(ledger, run, api, events)
 
 
@@ -489,7 +555,7 @@ def collect(run_id: str, *, home: Path, events: Events | None = None) -> Outcome
     """Collect every ended batch of a run and write its output; never waits for running ones."""
     events = events or Events()
     with _session(home, run_id) as (ledger, run, api):
-        _run_loop(lambda: _collect_ended(ledger, run, api, events), run)
+        asyncio.run(_collect_ended(ledger, run, api, events))
         return _finish(ledger, run, api, events)
 
 
