@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 import orjson
+from click.core import ParameterSource
 
 from batchrunner import settings
 from batchrunner.errors import (
@@ -126,8 +127,10 @@ class BatchrunnerGroup(click.Group):
 
 
 def _home(ctx: click.Context, param: click.Parameter, value: str) -> Path:
-    """An empty --home or BATCHRUNNER_HOME would quietly make the working folder the state home."""
-    if not value:
+    """An empty --home would quietly make the working folder the state home; click takes an empty
+    BATCHRUNNER_HOME for unset, which would quietly ignore it: refuse both."""
+    unset_by_env = os.environ.get(settings.HOME) == "" and ctx.get_parameter_source("home") is ParameterSource.DEFAULT
+    if not value or unset_by_env:
         raise click.BadParameter(
             f"the state home is an empty path (from --home or {settings.HOME}): name a folder, "
             f"or leave both unset for ./.batchrunner",
