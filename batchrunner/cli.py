@@ -126,18 +126,25 @@ class BatchrunnerGroup(click.Group):
             )
 
 
-def _home(ctx: click.Context, param: click.Parameter, value: str) -> Path:
-    """An empty --home would quietly make the working folder the state home; click takes an empty
-    BATCHRUNNER_HOME for unset, which would quietly ignore it: refuse both."""
-    unset_by_env = os.environ.get(settings.HOME) == "" and ctx.get_parameter_source("home") is ParameterSource.DEFAULT
-    if not value or unset_by_env:
-        raise click.BadParameter(
-            f"the state home is an empty path (from --home or {settings.HOME}): name a folder, "
-            f"or leave both unset for ./.batchrunner",
-            ctx,
-            param,
+class StateHome(click.Path):
+    """A folder that is not an empty path, which would quietly make the working folder the state
+    home. click takes an empty BATCHRUNNER_HOME for unset, which would quietly ignore it: refused too."""
+
+    def __init__(self) -> None:
+        super().__init__(file_okay=False, path_type=Path)
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        defaulted = ctx is not None and param is not None and param.name is not None and (
+            ctx.get_parameter_source(param.name) is ParameterSource.DEFAULT
         )
-    return Path(value)
+        if value == "" or (defaulted and os.environ.get(settings.HOME) == ""):
+            self.fail(
+                f"the state home is an empty path (from --home or {settings.HOME}): name a folder, "
+                "or leave both unset for ./.batchrunner",
+                param,
+                ctx,
+            )
+        return super().convert(value, param, ctx)
 
 
 class Finite(click.FloatRange):
@@ -153,8 +160,7 @@ class Finite(click.FloatRange):
 @click.group(cls=BatchrunnerGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option(
     "--home",
-    type=click.Path(file_okay=False),
-    callback=_home,
+    type=StateHome(),
     envvar=settings.HOME,
     default=".batchrunner",
     show_default=True,

@@ -29,7 +29,7 @@ from batchrunner.attachments import (
     scan_attachments,
 )
 from batchrunner.crashpoints import failpoint
-from batchrunner.destination import check_output
+from batchrunner.destination import check_output_outside
 from batchrunner.errors import BudgetExceeded, Problem, RowError, SpecError
 from batchrunner.inputs import SUFFIXES, read_rows, read_rows_raw
 from batchrunner.pricing import batch_cost_usd, estimate_tokens
@@ -511,10 +511,10 @@ def _confirm_duplicates(spec: JobSpec, problems: _Problems, suspects: list[tuple
 
 def validate_job(path: Path, home: Path | None = None) -> CompileReport:
     """Load and compile a job without writing anything, and hold it to its budget: `batchrunner validate`.
-    With the state home, also check that the output may be written there."""
+    Given the state home, also refuse an output inside it."""
     spec = load_spec(path)
     if home is not None:
-        check_output(spec, home)
+        check_output_outside(spec, home)
     report = compile_job(spec)
     check_budget(spec, report)
     return report

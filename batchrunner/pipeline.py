@@ -19,7 +19,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, Self
 
 from batchrunner import settings
 from batchrunner.client import Api, Gate, choose_backend, connect
@@ -31,7 +31,7 @@ from batchrunner.collect import (
 )
 from batchrunner.compile import CompileReport, check_budget, compile_job
 from batchrunner.crashpoints import crashpoint
-from batchrunner.destination import check_output
+from batchrunner.destination import check_output_outside
 from batchrunner.errors import (
     EXIT_INCOMPLETE,
     EXIT_OK,
@@ -185,6 +185,20 @@ def _new_run_id(ledger: Ledger, name: str) -> str:
         n += 1
         candidate = f"{base}-{n}"
     return candidate
+
+
+def _check_output_writable(spec: JobSpec) -> None:
+    """Refuse before anything is sent or written if the output could never be written."""
+    out = spec.output_path
+    where = (shown(spec.path), spec.key_line("output"))
+    if out.is_dir():
+        example = shown(out / f"{spec.name}.jsonl")
+        raise SpecError([Problem(*where, f"`output` {shown(out)} is a folder: name a file such as {example}")])
+    parent = out.parent
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
+        raise SpecError([Problem(*where, f"cannot write the output {shown(out)}: {shown(parent)} is not a writable folder")])
 
 
 def _settings(spec: JobSpec) -> dict[str, Any]:
@@ -352,6 +366,20 @@ async def _collect_ended(ledger: Ledger, run: Run, api: Api, events: Events) -> 
         await collect_batch(gate, ledger, run, batch, events.notice)
 
 
+def _run_loop(step: Callable[[], Awaitable[None]], run: Run) -> None:
+    try:
+        asyncio.run(step())  # type: ignore[arg-type]
+    except KeyboardInterrupt:
+        raise Detached(_detached(run)) from None
+
+
+def _detached(run: Run) -> str:
+    return (
+        f"detached from run {run.id}; its batches keep running. Come back with `batchrunner watch {run.id}` "
+        f"(or `batchrunner resume {run.id}`), which also submits any batch not sent yet"
+    )
+
+
 LEDGER_FILE = "ledger.sqlite3"
 
 
@@ -368,7 +396,7 @@ class _Guard:
         self.before_run = before_run
         self.run_id: str | None = None  # set once the ledger is open
 
-    def __enter__(self) -> _Guard:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None) -> None:
@@ -385,19 +413,8 @@ class _Guard:
         if self.run_id is not None and (self.home / LEDGER_FILE).exists():
             with Ledger(self.home) as ledger:
                 if ledger.has_run(self.run_id):
-                    return Detached(_detached(ledger, ledger.run(self.run_id)))
+                    return Detached(_detached(ledger.run(self.run_id)))
         return Interrupted(self.before_run)
-
-
-def _detached(ledger: Ledger, run: Run) -> str:
-    batches = ledger.batches(run)
-    unsent = sum(1 for batch in batches if batch.state in (PREPARED, CREATING, UNCERTAIN))
-    if unsent:
-        return (
-            f"detached from run {run.id} with {unsent} of {len(batches)} batch(es) not submitted yet; "
-            f"`batchrunner resume {run.id}` submits them and waits (as does `batchrunner watch {run.id}`)"
-        )
-    return f"detached from run {run.id}; its batches keep running. Come back with `batchrunner watch {run.id}`"
 
 
 @contextmanager
@@ -439,44 +456,36 @@ def submit(
 ) -> Outcome:
     """Compile, submit, and unless detached wait and collect. With an existing --run-id, continue that run."""
     events = events or Events()
-    with _Guard(home) as guard:
-        settings.check_numbers()
-        spec = load_spec(spec_path)
-        chosen = choose_backend(backend, spec.backend)
-        if chosen == "local" and (backend or spec.backend or "auto") == "auto":
-            events.notice("no ANTHROPIC_API_KEY: running on the built-in emulator; the answers are simulated")
-        if run_id is not None and not RUN_ID.match(run_id):
-            raise InputError(f"--run-id {run_id!r}: use letters, digits, '_', '-' and '.', at most 100 characters")
-        check_output(spec, home)
+    settings.check_numbers()
+    spec = load_spec(spec_path)
+    chosen = choose_backend(backend, spec.backend)
+    if chosen == "local" and (backend or spec.backend or "auto") == "auto":
+        events.notice("no ANTHROPIC_API_KEY: running on the built-in emulator; the answers are simulated")
+    if run_id is not None and not RUN_ID.match(run_id):
+        raise InputError(f"--run-id {run_id!r}: use letters, digits, '_', '-' and '.', at most 100 characters")
+    _check_output_writable(spec)
+    check_output_outside(spec, home)
+    with _Guard(home) as guard, Ledger(home) as ledger:
+        guard.run_id = run_id = run_id or _new_run_id(ledger, spec.name)
         if spec.attachments:
             guard.before_run = "interrupted; no batch was created (attachments uploaded so far are reused next time)"
-        with Ledger(home) as ledger:
-            guard.run_id = run_id = run_id or _new_run_id(ledger, spec.name)
-            with run_lock(home, run_id):
-                return _submit_run(ledger, spec, run_id, chosen, detach=detach, timeout=timeout, force=force, events=events)
-
-
-def _submit_run(
-    ledger: Ledger, spec: JobSpec, run_id: str, chosen: str, *, detach: bool, timeout: float | None, force: bool, events: Events
-) -> Outcome:
-    """`submit` once its run is locked: continue the run, or register it, then drive it."""
-    home = ledger.home
-    if ledger.has_run(run_id):
-        run = ledger.run(run_id)
-        if run.spec_path != spec.path:
-            raise InputError(f"--run-id {run_id} belongs to {run.spec_path}, not {spec.path}")
-        events.notice(f"run {run_id} exists; continuing it")
-    else:
-        _warn_about_other_runs(ledger, spec, events)
-        base_url = os.environ.get("ANTHROPIC_BASE_URL") if chosen == "anthropic" else None
-        if spec.attachments:
-            run = _prepare_with_attachments(ledger, spec, run_id, chosen, base_url, force, events)
-        else:
-            run = _prepare_run(ledger, spec, run_id, chosen, base_url, force)
-        events.notice(f"run {run.id}: {run.requests} requests in {len(ledger.batches(run))} batch(es)")
-    with connect(run.backend, home, run.base_url) as api:
-        asyncio.run(_drive(ledger, run, api, detach=detach, timeout=timeout, events=events))
-        return _finish(ledger, run, api, events)
+        with run_lock(home, run_id):
+            if ledger.has_run(run_id):
+                run = ledger.run(run_id)
+                if run.spec_path != spec.path:
+                    raise InputError(f"--run-id {run_id} belongs to {run.spec_path}, not {spec.path}")
+                events.notice(f"run {run_id} exists; continuing it")
+            else:
+                _warn_about_other_runs(ledger, spec, events)
+                base_url = os.environ.get("ANTHROPIC_BASE_URL") if chosen == "anthropic" else None
+                if spec.attachments:
+                    run = _prepare_with_attachments(ledger, spec, run_id, chosen, base_url, force, events)
+                else:
+                    run = _prepare_run(ledger, spec, run_id, chosen, base_url, force)
+                events.notice(f"run {run.id}: {run.requests} requests in {len(ledger.batches(run))} batch(es)")
+            with connect(run.backend, home, run.base_url) as api:
+                _run_loop(lambda: _drive(ledger, run, api, detach=detach, timeout=timeout, events=events), run)
+                return _finish(ledger, run, api, events)
 
 
 def _warn_about_other_runs(ledger: Ledger, spec: JobSpec, events: Events) -> None:
@@ -503,7 +512,7 @@ def resume(
     then unless detached poll, collect and write the output, like `submit`."""
     events = events or Events()
     with _session(home, run_id) as (ledger, run, api):
-        asyncio.run(_drive(ledger, run, api, detach=detach, timeout=timeout, events=events))
+        _run_loop(lambda: _drive(ledger, run, api, detach=detach, timeout=timeout, events=events), run)
         return _finish(ledger, run, api, events)
 
 
@@ -547,7 +556,7 @@ def retry(
             )
         attempt = prepare_attempt(ledger, run, seqs)
         events.notice(f"run {run.id}: attempt {attempt} sends {len(seqs)} request(s) again")
-        asyncio.run(_drive(ledger, run, api, detach=detach, timeout=timeout, events=events))
+        _run_loop(lambda: _drive(ledger, run, api, detach=detach, timeout=timeout, events=events), run)
         return _finish(ledger, run, api, events)
 
 
@@ -555,7 +564,7 @@ def collect(run_id: str, *, home: Path, events: Events | None = None) -> Outcome
     """Collect every ended batch of a run and write its output; never waits for running ones."""
     events = events or Events()
     with _session(home, run_id) as (ledger, run, api):
-        asyncio.run(_collect_ended(ledger, run, api, events))
+        _run_loop(lambda: _collect_ended(ledger, run, api, events), run)
         return _finish(ledger, run, api, events)
 
 
