@@ -122,3 +122,22 @@ def test_deleting_the_state_home_during_a_local_run_ends_it_with_one_line(make_j
     assert f"error: the state home {home} was deleted during run job-" in text
     assert "Traceback" not in text and "trying again" not in text
     assert len(text.splitlines()) <= 4, text
+
+
+def test_ctrl_c_while_attachments_upload_creates_no_batch_and_the_next_submit_finishes(make_job, slow_emulator, tmp_path):
+    docs = tmp_path / "job" / "docs"
+    rows = [{"id": f"r-{i}", "text": f"summary {i}", "doc": f"docs/report-{i}.pdf"} for i in range(1, 5)]
+    job = make_job(rows, extra="attachments:\n  - field: doc\n")
+    docs.mkdir()
+    for i in range(1, 5):
+        (docs / f"report-{i}.pdf").write_bytes(b"%PDF-1.4\n" + f"% report {i}\n".encode() + b"%%EOF\n")
+    home = tmp_path / "state"
+
+    stopped = batchrunner(home, server_env(slow_emulator, BATCHRUNNER_INTERRUPT_AT="attachments.uploaded"), "submit", job.spec)
+
+    assert stopped.returncode == 130, stopped.stderr
+    assert "interrupted; no batch was created (attachments uploaded so far are reused next time)" in stopped.stderr
+    assert slow_emulator.stats()["batches_created"] == 0
+    again = batchrunner(home, server_env(slow_emulator), "submit", job.spec)
+    assert again.returncode == 0, again.stderr
+    assert {row["status"] for row in read_rows(job.output)} == {"succeeded"}
