@@ -29,7 +29,6 @@ from batchrunner.attachments import (
     scan_attachments,
 )
 from batchrunner.crashpoints import failpoint
-from batchrunner.destination import check_output_outside
 from batchrunner.errors import BudgetExceeded, Problem, RowError, SpecError
 from batchrunner.inputs import SUFFIXES, read_rows, read_rows_raw
 from batchrunner.pricing import batch_cost_usd, estimate_tokens
@@ -518,6 +517,20 @@ def validate_job(path: Path, home: Path | None = None) -> CompileReport:
     report = compile_job(spec)
     check_budget(spec, report)
     return report
+
+
+def check_output_outside(spec: JobSpec, home: Path) -> None:
+    """Refuse, on the spec's `output:` line, an output inside the state home (through links too):
+    it would overwrite the ledger or a run folder, or be deleted with them. Only a command knows
+    the home, so the spec cannot check this itself."""
+    real_home = os.path.realpath(home)
+    if os.path.commonpath([os.path.realpath(spec.output_path), real_home]) == real_home:
+        raise SpecError([Problem(
+            shown(spec.path),
+            spec.key_line("output"),
+            f"`output` {shown(spec.output_path)} is inside the state home {shown(Path(real_home))}, which holds "
+            "the ledger and run folders: write the output somewhere else",
+        )])
 
 
 def check_budget(spec: JobSpec, report: CompileReport) -> None:

@@ -29,9 +29,13 @@ from batchrunner.collect import (
     request_ids,
     write_output,
 )
-from batchrunner.compile import CompileReport, check_budget, compile_job
+from batchrunner.compile import (
+    CompileReport,
+    check_budget,
+    check_output_outside,
+    compile_job,
+)
 from batchrunner.crashpoints import crashpoint
-from batchrunner.destination import check_output_outside
 from batchrunner.errors import (
     EXIT_INCOMPLETE,
     EXIT_OK,
