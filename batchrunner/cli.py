@@ -8,6 +8,7 @@ reading (`| head -1`) ends the output quietly, never the command.
 
 from __future__ import annotations
 
+import math
 import os
 import sys
 import threading
@@ -27,6 +28,8 @@ from batchrunner.errors import (
     EXIT_INVALID,
     EXIT_RUNNING,
     BatchrunnerError,
+    Detached,
+    Interrupted,
 )
 
 if TYPE_CHECKING:
@@ -103,6 +106,15 @@ def _fail(ctx: click.Context, exit_code: int, payload: dict[str, Any], message: 
     raise AssertionError("unreachable")
 
 
+def _stopped(ctx: click.Context, exc: Detached | Interrupted) -> NoReturn:
+    """Ctrl-C is what the user asked for, not an error: say what it left and how to come back."""
+    if _wants_json(ctx):
+        _write_json({"stopped": exc.to_dict()})
+    _echo(exc.message, err=True)
+    ctx.exit(exc.exit_code)
+    raise AssertionError("unreachable")
+
+
 _JSON_TYPED = "batchrunner.json_typed"
 
 
@@ -171,14 +183,16 @@ class BatchrunnerGroup(CommandsGroup):
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
+        except (KeyboardInterrupt, click.Abort):  # Ctrl-C outside any run (the pipeline maps it inside one)
+            _stopped(ctx, Interrupted("interrupted"))
+        except (Detached, Interrupted) as exc:
+            _stopped(ctx, exc)
         except BatchrunnerError as exc:
             _fail(ctx, exc.exit_code, exc.to_dict(), exc.message)
         except click.exceptions.Exit:
             raise
         except click.ClickException as exc:
             _click_error(ctx, exc)
-            raise
-        except (KeyboardInterrupt, click.Abort):
             raise
         except OSError as exc:
             if _debug(ctx.obj if isinstance(ctx.obj, App) else None):
@@ -201,10 +215,41 @@ class BatchrunnerGroup(CommandsGroup):
             )
 
 
+class StateHome(click.Path):
+    """A folder that is not an empty path, which would quietly make the working folder the state
+    home. click takes an empty BATCHRUNNER_HOME for unset, which would quietly ignore it: refused too."""
+
+    def __init__(self) -> None:
+        super().__init__(file_okay=False, path_type=Path)
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        defaulted = ctx is not None and param is not None and param.name is not None and (
+            ctx.get_parameter_source(param.name) is ParameterSource.DEFAULT
+        )
+        if value == "" or (defaulted and os.environ.get(settings.HOME) == ""):
+            self.fail(
+                f"the state home is an empty path (from --home or {settings.HOME}): name a folder, "
+                "or leave both unset for ./.batchrunner",
+                param,
+                ctx,
+            )
+        return super().convert(value, param, ctx)
+
+
+class Finite(click.FloatRange):
+    """A FloatRange that also refuses nan and inf, which pass every comparison or none."""
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        number = super().convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number", param, ctx)
+        return number
+
+
 @click.group(cls=BatchrunnerGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option(
     "--home",
-    type=click.Path(file_okay=False, path_type=Path),
+    type=StateHome(),
     envvar=settings.HOME,
     default=".batchrunner",
     show_default=True,
@@ -266,7 +311,7 @@ def validate(ctx: click.Context, job: Path) -> None:
     from batchrunner.compile import validate_job
 
     app: App = ctx.obj
-    report = validate_job(job)
+    report = validate_job(job, app.home)
     app.emit(report.to_dict(), _validate_text(job, report))
 
 
@@ -346,8 +391,14 @@ def _events(app: App, progress: Progress | None = None) -> Events:
         when = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
         _echo(f"{when} poll {polled.batch_id} {polled.status} ({polled.done:,}/{polled.total:,} done){wait}", err=True)
 
+    def warning(message: str) -> None:
+        if progress is not None:
+            progress.done()
+        _echo(f"warning: {message}", err=True)
+
     return Events(
         notice=notice,
+        warning=warning,
         progress=progress or (lambda run, batches: None),
         poll=log_poll if app.verbose else (lambda polled: None),
     )
@@ -420,7 +471,7 @@ def _finish(ctx: click.Context, outcome: Outcome) -> None:
 @click.argument("job", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--run-id", help="Name the run; submitting again with the same id continues it instead of starting over.")
 @click.option("--detach", is_flag=True, help="Return once the batches are created (exit 4); collect later.")
-@click.option("--timeout", type=click.FloatRange(min=0), help="Stop waiting after this many seconds (exit 4).")
+@click.option("--timeout", type=Finite(min=0), help="Stop waiting after this many seconds (exit 4).")
 @click.option(
     "--backend",
     type=click.Choice(settings.BACKENDS),
@@ -455,7 +506,7 @@ def submit(
 
 @cli.command()
 @click.argument("run_id", metavar="RUN", shell_complete=_complete_run)
-@click.option("--timeout", type=click.FloatRange(min=0), help="Stop waiting after this many seconds (exit 4).")
+@click.option("--timeout", type=Finite(min=0), help="Stop waiting after this many seconds (exit 4).")
 @click.pass_context
 def watch(ctx: click.Context, run_id: str, timeout: float | None) -> None:
     """Reattach to RUN: wait until its batches end, then collect."""
@@ -730,7 +781,7 @@ def models(app: App, offline: bool, backend: str | None) -> None:
 
 # the emulator
 
-RATE = click.FloatRange(0.0, 1.0)
+RATE = Finite(0.0, 1.0)
 
 
 @cli.command()
@@ -741,9 +792,9 @@ RATE = click.FloatRange(0.0, 1.0)
     type=click.Path(file_okay=False, path_type=Path),
     help="Where batches and files are kept  [default: <home>/emulator]",
 )
-@click.option("--seed", type=int, default=0, show_default=True, help="The same seed and requests give the same results.")
+@click.option("--seed", type=click.IntRange(-(2**63), 2**63 - 1), default=0, show_default=True, help="The same seed and requests give the same results.")
 @click.option(
-    "--processing-seconds", type=click.FloatRange(min=0.0), default=2.0, show_default=True, help="How long a batch takes."
+    "--processing-seconds", type=Finite(min=0.0), default=2.0, show_default=True, help="How long a batch takes."
 )
 @click.option("--errored-rate", type=RATE, default=0.0, show_default=True, help="Share of requests ending errored (retryable).")
 @click.option("--expired-rate", type=RATE, default=0.0, show_default=True, help="Share of requests ending expired.")
@@ -831,7 +882,7 @@ def resume(ctx: click.Context, run_id: str | None, all_runs: bool, detach: bool)
     help="A file of custom_ids, one a line; blank lines and # comments are skipped.",
 )
 @click.option("--detach", is_flag=True, help="Return once the new batches are created (exit 4).")
-@click.option("--timeout", type=click.FloatRange(min=0), help="Stop waiting after this many seconds (exit 4).")
+@click.option("--timeout", type=Finite(min=0), help="Stop waiting after this many seconds (exit 4).")
 @click.pass_context
 def retry(
     ctx: click.Context,

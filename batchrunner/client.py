@@ -29,6 +29,7 @@ from batchrunner.errors import (
     InputError,
     NotDownloadable,
     NotFound,
+    ServerDataLost,
     StorageFull,
     SubmitUncertain,
     TooLarge,
@@ -133,6 +134,8 @@ def _error_code(exc: anthropic.APIStatusError) -> str | None:
 def _narrower(exc: anthropic.APIStatusError) -> tuple[type[ApiError], str, str]:
     """The refusals a user can act on, by error code (SDK 2.x) or by status and message (the docs)."""
     code = _error_code(exc)
+    if code == "emulator_data_deleted":
+        return ServerDataLost, "", ""
     if code == "file_not_downloadable":
         return NotDownloadable, "not downloadable: ", (
             "; only files that skills or the code execution tool create can be downloaded, not uploaded ones"

@@ -23,7 +23,7 @@ from jsonschema.exceptions import best_match
 from batchrunner.atomic import atomic_writer, fsync_dir, naming
 from batchrunner.client import Gate, backoff
 from batchrunner.crashpoints import crashpoint, failpoint
-from batchrunner.errors import ApiError, BatchrunnerError, NotFound
+from batchrunner.errors import ApiError, BatchrunnerError, NotFound, ServerDataLost
 from batchrunner.ledger import (
     ENDED,
     RESULT_STATUSES,
@@ -197,7 +197,7 @@ async def download_results(gate: Gate, run: Run, batch: Batch, on_event: Callabl
         try:
             await gate(_download, gate.api, url, dest, expected)
             return dest
-        except NotFound:
+        except (NotFound, ServerDataLost):
             raise
         except ApiError as exc:
             if attempt == DOWNLOAD_ATTEMPTS:

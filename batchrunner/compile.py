@@ -616,10 +616,13 @@ def _confirm_duplicates(spec: JobSpec, problems: _Problems, suspects: list[tuple
     problems.found = merged[: problems.cap]
 
 
-def validate_job(path: Path) -> CompileReport:
-    """Load and compile a job without writing anything, and hold it to its budget: `batchrunner validate`."""
+def validate_job(path: Path, home: Path | None = None) -> CompileReport:
+    """Load and compile a job without writing anything, and hold it to its budget: `batchrunner validate`.
+    Given the state home, also refuse an output inside it."""
     spec = load_spec(path)
     check_output_writable(spec)
+    if home is not None:
+        check_output_outside(spec, home)
     report = compile_job(spec)
     check_budget(spec, report)
     return report
@@ -637,6 +640,20 @@ def check_output_writable(spec: JobSpec) -> None:
         parent = parent.parent
     if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
         raise SpecError([Problem(*where, f"cannot write the output {shown(out)}: {shown(parent)} is not a writable folder")])
+
+
+def check_output_outside(spec: JobSpec, home: Path) -> None:
+    """Refuse, on the spec's `output:` line, an output inside the state home (through links too):
+    it would overwrite the ledger or a run folder, or be deleted with them. Only a command knows
+    the home, so the spec cannot check this itself."""
+    real_home = os.path.realpath(home)
+    if os.path.commonpath([os.path.realpath(spec.output_path), real_home]) == real_home:
+        raise SpecError([Problem(
+            shown(spec.path),
+            spec.key_line("output"),
+            f"`output` {shown(spec.output_path)} is inside the state home {shown(Path(real_home))}, which holds "
+            "the ledger and run folders: write the output somewhere else",
+        )])
 
 
 def check_budget(spec: JobSpec, report: CompileReport) -> None:

@@ -2,7 +2,8 @@
 
 Set BATCHRUNNER_CRASH_AT to a point's name (e.g. `submit.created`: the API has made the
 batch but its id is not yet in the ledger) and the process dies there, mid-flight, as a
-power cut or an OOM kill would. Unset, a crash point is one dictionary lookup.
+power cut or an OOM kill would. BATCHRUNNER_INTERRUPT_AT sends this process a SIGINT there
+instead, as a Ctrl-C would. Unset, a crash point is two comparisons.
 
 Set BATCHRUNNER_FAIL_WRITE_AT to a write site's name and the write there fails as on a full
 disk; `ledger.commit@N` lets a ledger's first N-1 commits through (a disk that fills up mid-run).
@@ -15,7 +16,7 @@ import errno
 import os
 import signal
 
-from batchrunner.settings import CRASH_AT, FAIL_WRITE_AT
+from batchrunner.settings import CRASH_AT, FAIL_WRITE_AT, INTERRUPT_AT
 
 POINTS = (
     "compile.done",
@@ -35,12 +36,15 @@ POINTS = (
 )
 
 _TARGET = os.environ.get(CRASH_AT)
+_INTERRUPT = os.environ.get(INTERRUPT_AT)
 
 
 def crashpoint(name: str) -> None:
-    """Die here if this is the point the environment names."""
+    """Die here if this is the point the environment names; or get a Ctrl-C here (SIGINT)."""
     if name == _TARGET:
         os.kill(os.getpid(), signal.SIGKILL)
+    if name == _INTERRUPT:
+        os.kill(os.getpid(), signal.SIGINT)
 
 
 WRITE_SITES = (

@@ -12,9 +12,12 @@
     │   ├── NotDownloadable (1)        the file exists, but the API does not let its content out
     │   ├── TooLarge (1)               a file or request over the API's size limit (files: checked before uploading)
     │   ├── StorageFull (1)            the organization's file storage is full
-    │   └── SubmitUncertain (1)        a create whose outcome is unknown and could not be reconciled
+    │   ├── SubmitUncertain (1)        a create whose outcome is unknown and could not be reconciled
+    │   └── ServerDataLost (1)         the server lost everything (the local emulator's data folder was deleted)
     ├── LedgerUnusable (1)             the state home's ledger is damaged, emptied, or cannot be written
     ├── StillRunning (4)               the run has batches that have not ended yet
+    │   └── Detached (4)               Ctrl-C once the run exists: it goes on without us
+    ├── Interrupted (130)              Ctrl-C before any run existed: nothing to detach from
     └── RunLocked (75)                 another process holds this run's lock
 
 Messages say what went wrong and what to do next; the CLI prints them as they are.
@@ -31,6 +34,7 @@ EXIT_INVALID = 2
 EXIT_INCOMPLETE = 3
 EXIT_RUNNING = 4
 EXIT_LOCKED = 75
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report a Ctrl-C
 
 
 class BatchrunnerError(Exception):
@@ -140,10 +144,24 @@ class LedgerUnusable(BatchrunnerError):
     """The ledger cannot be used as it is; the message names the file and what to do."""
 
 
+class ServerDataLost(ApiError):
+    """The server's data is gone (the local emulator's folder was deleted): no retry can bring it back."""
+
+
 class StillRunning(BatchrunnerError):
     """Some batches have not ended; come back later with `watch`, `collect` or `resume`."""
 
     exit_code = EXIT_RUNNING
+
+
+class Detached(StillRunning):
+    """Ctrl-C stopped this process, not the run: its batches go on; `watch` or `resume` comes back to it."""
+
+
+class Interrupted(BatchrunnerError):
+    """Ctrl-C before a run was registered: no batch exists, so there is nothing to come back to."""
+
+    exit_code = EXIT_INTERRUPTED
 
 
 class RunLocked(BatchrunnerError):

@@ -12,12 +12,14 @@ import asyncio
 import os
 import re
 import shutil
+import sqlite3
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from types import TracebackType
+from typing import Any, Self
 
 import orjson
 
@@ -30,15 +32,25 @@ from batchrunner.collect import (
     request_ids,
     write_output,
 )
-from batchrunner.compile import CompileReport, check_budget, check_output_writable, check_spec_request, compile_job
+from batchrunner.compile import (
+    CompileReport,
+    check_budget,
+    check_output_outside,
+    check_output_writable,
+    check_spec_request,
+    compile_job,
+)
 from batchrunner.crashpoints import crashpoint
 from batchrunner.errors import (
     EXIT_INCOMPLETE,
     EXIT_INVALID,
     EXIT_OK,
     EXIT_RUNNING,
+    BatchrunnerError,
     BudgetExceeded,
+    Detached,
     InputError,
+    Interrupted,
     RunLocked,
     StillRunning,
 )
@@ -59,7 +71,7 @@ from batchrunner.models import check_live, live_catalog
 from batchrunner.poll import Polled, PollSettings, wait_until_ended
 from batchrunner.pricing import batch_cost_usd
 from batchrunner.retry import Selection, prepare_attempt, select
-from batchrunner.spec import JobSpec, Pricing, load_spec, shown
+from batchrunner.spec import JobSpec, Pricing, load_spec, same_file, shown
 from batchrunner.submit import SubmitSettings, submit_pending
 from batchrunner.uploads import (
     Uploaded,
@@ -73,9 +85,11 @@ RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 
 @dataclass
 class Events:
-    """How the library talks to whoever runs it: notices, a progress callback, and each poll (for a log)."""
+    """How the library talks to whoever runs it: notices, warnings (shown even to the quiet),
+    a progress callback for the poller, and each poll (for a log)."""
 
     notice: Callable[[str], None] = lambda message: None
+    warning: Callable[[str], None] = lambda message: None
     progress: Callable[[Run, list[Batch]], None] = lambda run, batches: None
     poll: Callable[[Polled], None] = lambda polled: None
 
@@ -266,11 +280,11 @@ def _prepare_run(
         else:
             report = compile_job(spec, scratch, attachments=uploaded.files, file_ids=uploaded.file_ids)
             _check_budget(spec, report, force)
+        crashpoint("compile.done")
+        scratch.rename(run_dir)
     except BaseException:
         shutil.rmtree(scratch, ignore_errors=True)
         raise
-    crashpoint("compile.done")
-    scratch.rename(run_dir)
     try:
         run = ledger.create_run(
             run_id=run_id,
@@ -288,7 +302,8 @@ def _prepare_run(
             keep_attachments=spec.keep_attachments,
         )
     except BaseException:  # not registered (e.g. a full disk): its folder would be an orphan
-        shutil.rmtree(run_dir, ignore_errors=True)
+        if not ledger.has_run(run_id):  # a Ctrl-C just after the commit leaves a registered run
+            shutil.rmtree(run_dir, ignore_errors=True)
         raise
     crashpoint("run.registered")
     return run
@@ -390,9 +405,51 @@ def _run_loop(step: Callable[[], Awaitable[None]], run: Run) -> None:
     try:
         asyncio.run(step())  # type: ignore[arg-type]
     except KeyboardInterrupt:
-        raise StillRunning(
-            f"detached from run {run.id}; its batches keep running. Come back with `batchrunner watch {run.id}`"
-        ) from None
+        raise Detached(_detached(run)) from None
+
+
+def _detached(run: Run) -> str:
+    return (
+        f"detached from run {run.id}; its batches keep running. Come back with `batchrunner watch {run.id}` "
+        f"(or `batchrunner resume {run.id}`), which also submits any batch not sent yet"
+    )
+
+
+LEDGER_FILE = "ledger.sqlite3"
+
+
+class _Guard:
+    """What Ctrl-C, or a deleted state home, means at any instant of a command on one run.
+
+    Ctrl-C once the run is in the ledger detaches (exit 4; its batches go on, nothing is
+    cancelled); before that nothing was sent (exit 130). An error once the state home has been
+    deleted under the command says that, in one line, instead of what it broke.
+    """
+
+    def __init__(self, home: Path, before_run: str = "interrupted; nothing was sent") -> None:
+        self.home = Path(os.path.abspath(home))
+        self.before_run = before_run
+        self.run_id: str | None = None  # set once the ledger is open
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None) -> None:
+        if isinstance(error, KeyboardInterrupt):
+            raise self._interrupted() from None
+        operational = isinstance(error, (OSError, sqlite3.Error, BatchrunnerError)) and not isinstance(error, InputError)
+        if operational and self.run_id is not None and not (self.home / LEDGER_FILE).exists():
+            raise BatchrunnerError(
+                f"the state home {self.home} was deleted during run {self.run_id}: its ledger and run folders "
+                "are gone, so the run cannot be finished or resumed; submit the job again"
+            ) from error
+
+    def _interrupted(self) -> BatchrunnerError:
+        if self.run_id is not None and (self.home / LEDGER_FILE).exists():
+            with Ledger(self.home) as ledger:
+                if ledger.has_run(self.run_id):
+                    return Detached(_detached(ledger.run(self.run_id)))
+        return Interrupted(self.before_run)
 
 
 def _connect_run(run: Run, home: Path) -> AbstractContextManager[Api]:
@@ -403,8 +460,10 @@ def _connect_run(run: Run, home: Path) -> AbstractContextManager[Api]:
 @contextmanager
 def _session(home: Path, run_id: str) -> Iterator[tuple[Ledger, Run, Api]]:
     """Lock the run and open its backend: what every command that changes a run needs."""
-    with Ledger(home) as ledger:
+    settings.check_numbers()
+    with _Guard(home) as guard, Ledger(home) as ledger:
         ledger.run(run_id)  # an unknown id is refused before a lock file is made in its name
+        guard.run_id = run_id
         with run_lock(home, run_id):
             run = ledger.run(run_id)
             with _connect_run(run, home) as api:
@@ -439,6 +498,7 @@ def submit(
 ) -> Outcome:
     """Compile, submit, and unless detached wait and collect. With an existing --run-id, continue that run."""
     events = events or Events()
+    settings.check_numbers()
     spec = load_spec(spec_path)
     chosen = choose_backend(backend, spec.backend)
     if chosen == "local" and (backend or spec.backend or "auto") == "auto":
@@ -446,8 +506,11 @@ def submit(
     if run_id is not None and not RUN_ID.match(run_id):
         raise InputError(f"--run-id {run_id!r}: use letters, digits, '_', '-' and '.', at most 100 characters")
     check_output_writable(spec)
-    with Ledger(home) as ledger:
-        run_id = run_id or _new_run_id(ledger, spec.name)
+    check_output_outside(spec, home)
+    with _Guard(home) as guard, Ledger(home) as ledger:
+        guard.run_id = run_id = run_id or _new_run_id(ledger, spec.name)
+        if spec.attachments:
+            guard.before_run = "interrupted; no batch was created (attachments uploaded so far are reused next time)"
         with run_lock(home, run_id):
             if ledger.has_run(run_id):
                 run = ledger.run(run_id)
@@ -458,6 +521,7 @@ def submit(
                     _check_pending(ledger, run, api, events)
                     _run_loop(lambda: _drive(ledger, run, api, detach=detach, timeout=timeout, events=events), run)
                     return _finish(ledger, run, api, events)
+            _warn_about_other_runs(ledger, spec, events)
             base_url = os.environ.get("ANTHROPIC_BASE_URL") if chosen == "anthropic" else None
             with connect(chosen, home, base_url, api_version=spec.api_version) as api:
                 prepare = _prepare_with_attachments if spec.attachments else _prepare_run
@@ -465,6 +529,23 @@ def submit(
                 events.notice(f"run {run.id}: {run.requests} requests in {len(ledger.batches(run))} batch(es)")
                 _run_loop(lambda: _drive(ledger, run, api, detach=detach, timeout=timeout, events=events), run)
                 return _finish(ledger, run, api, events)
+
+
+def _warn_about_other_runs(ledger: Ledger, spec: JobSpec, events: Events) -> None:
+    """Before a new run: an unfinished run of the same job (resume it rather than pay for its
+    requests again), or another job's run writing the same output file."""
+    for run in ledger.runs():
+        state = run_state(run, ledger.batches(run))
+        if run.spec_path == spec.path and state != "done":
+            events.warning(
+                f"run {run.id} of this job is not finished ({state}); `batchrunner resume {run.id}` finishes it "
+                "(a new run sends every request again)"
+            )
+        elif same_file(run.output_path, spec.output_path) and (state != "done" or run.spec_path != spec.path):
+            events.warning(
+                f"run {run.id} (job {run.job_name}) also writes {shown(spec.output_path)}; "
+                "whichever finishes last overwrites the other's output"
+            )
 
 
 def resume(

@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 
 from batchrunner.client import Gate
 from batchrunner.crashpoints import crashpoint
-from batchrunner.errors import ApiError, NotFound
+from batchrunner.errors import ApiError, NotFound, ServerDataLost
 from batchrunner.ledger import Batch, Ledger
 
 ENDED = "ended"
@@ -45,6 +45,8 @@ class PollSettings:
 
 
 def is_transient(error: ApiError) -> bool:
+    if isinstance(error, ServerDataLost):
+        return False
     return error.status is None or error.status in (408, 409, 429) or error.status >= 500
 
 

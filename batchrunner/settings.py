@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 
 from batchrunner.errors import InputError
@@ -15,6 +16,7 @@ LOCAL_PROCESSING_SECONDS = "BATCHRUNNER_LOCAL_PROCESSING_SECONDS"  # how long a 
 RECONCILE_WAIT = "BATCHRUNNER_RECONCILE_WAIT"  # how long an uncertain create may take to show in the batch list
 CREATE_TIMEOUT = "BATCHRUNNER_CREATE_TIMEOUT"  # seconds before a create call counts as uncertain
 CRASH_AT = "BATCHRUNNER_CRASH_AT"  # tests: SIGKILL at this named step (see crashpoints.py)
+INTERRUPT_AT = "BATCHRUNNER_INTERRUPT_AT"  # tests: SIGINT (a Ctrl-C) at this named step (see crashpoints.py)
 FAIL_WRITE_AT = "BATCHRUNNER_FAIL_WRITE_AT"  # tests: a full disk at this write site (see crashpoints.py)
 
 
@@ -26,7 +28,13 @@ def seconds(name: str, default: float) -> float:
     try:
         value = float(raw)
     except ValueError:
-        value = -1.0
-    if value < 0:
-        raise InputError(f"{name}={raw!r}: give a number of seconds, 0 or more")
+        value = math.nan
+    if not (math.isfinite(value) and value >= 0):
+        raise InputError(f"{name}={raw!r}: give a finite number of seconds, 0 or more")
     return value
+
+
+def check_numbers() -> None:
+    """Read every numeric setting up front, so a bad one stops a command before anything is written."""
+    for name in (LOCAL_PROCESSING_SECONDS, RECONCILE_WAIT, CREATE_TIMEOUT):
+        seconds(name, 0.0)

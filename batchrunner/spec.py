@@ -103,6 +103,18 @@ def _resolve(value: Path, info: ValidationInfo) -> Path:
     return Path(os.path.normpath(value))
 
 
+def same_file(a: Path, b: Path | None) -> bool:
+    """Whether two paths name one file: through symlinks (real paths), or hard links (device and inode)."""
+    if b is None:
+        return False
+    if os.path.realpath(a) == os.path.realpath(b):
+        return True
+    try:
+        return os.path.samefile(a, b)
+    except OSError:  # one of them does not exist yet
+        return False
+
+
 class JobSpec(_Strict):
     """One job: which rows, how each becomes a Messages API request, and how the run behaves."""
 
@@ -168,9 +180,9 @@ class JobSpec(_Strict):
     @field_validator("output_path")
     @classmethod
     def _not_the_input(cls, value: Path, info: ValidationInfo) -> Path:
-        if value == info.data.get("input_path"):
+        if same_file(value, info.data.get("input_path")):
             raise ValueError("is the same file as `input`: the results would overwrite the rows")
-        if value == info.data.get("path"):
+        if same_file(value, info.data.get("path")):
             raise ValueError("is the job spec itself: the results would overwrite it")
         return value
 
@@ -349,8 +361,25 @@ def _read_text(path: Path) -> str:
         raise SpecError([Problem(shown(path), line, f"invalid UTF-8 at byte offset {exc.start}: save the spec as UTF-8")]) from None
 
 
+_CONTROL_NAMES = {0x00: "NUL", 0x1B: "ESC", 0x7F: "DEL"}
+
+
+def _unprintable(path: Path, text: str, exc: yaml.reader.ReaderError) -> SpecError:
+    """YAML refuses control characters (NUL, ESC, DEL, ...) anywhere in the file; say on which line."""
+    code = exc.character if isinstance(exc.character, int) else ord(exc.character)
+    line = text.count("\n", 0, exc.position) + 1
+    kind = "control character" if code < 0x20 or 0x7F <= code <= 0x9F else "character"
+    name = f" ({_CONTROL_NAMES[code]})" if code in _CONTROL_NAMES else ""
+    escape = f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+    message = f"the {kind} U+{code:04X}{name} is not allowed in a YAML file: delete it, or inside double quotes write it as {escape}"
+    return SpecError([Problem(path, line, message)])
+
+
 def _compose(path: Path, text: str) -> tuple[Any, Lines]:
-    loader = SpecLoader(text)
+    try:
+        loader = SpecLoader(text)
+    except yaml.reader.ReaderError as exc:
+        raise _unprintable(path, text, exc) from None
     try:
         node = loader.get_single_node()
         if node is None:

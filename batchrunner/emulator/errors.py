@@ -71,6 +71,16 @@ class Unavailable(WireError):
     type = "api_error"
 
 
+class DataDeleted(ApiFailure):
+    """The data folder was deleted under the running server: nothing it knew can be served again,
+    so the answer tells the SDK not to retry (`x-should-retry: false`)."""
+
+    error_code = "emulator_data_deleted"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, headers={"x-should-retry": "false"})
+
+
 class Overloaded(WireError):
     status = 529
     type = "overloaded_error"

@@ -31,6 +31,7 @@ from batchrunner.emulator.engine import MAX_FILE_BYTES, Engine, new_id
 from batchrunner.emulator.errors import (
     ApiFailure,
     AuthenticationFailed,
+    DataDeleted,
     InvalidRequest,
     NotFound,
     RequestTooLarge,
@@ -169,6 +170,9 @@ class App:
         template, name, request.params = found
         self.stats.bump("calls", f"{request.method} {template}")
         if template.startswith("/v1/"):
+            data_dir = self.engine.store.data_dir
+            if not data_dir.is_dir():
+                raise DataDeleted(f"the emulator's data folder {data_dir} was deleted while it ran; its batches and files are gone")
             fault = self.faults.for_call()
             if fault is not None:
                 self.stats.bump("faults_injected")
