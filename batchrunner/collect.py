@@ -25,15 +25,14 @@ from batchrunner.client import Gate, backoff
 from batchrunner.crashpoints import crashpoint, failpoint
 from batchrunner.errors import ApiError, BatchrunnerError, NotFound
 from batchrunner.ledger import (
-    ENDED,
     RESULT_STATUSES,
-    SUBMITTED,
     Batch,
     Ledger,
     PlacedResult,
     ResultRow,
     Run,
 )
+from batchrunner.states import BatchState
 
 RESULTS_KEPT = timedelta(days=29)
 ARCHIVE_WARNING = timedelta(days=3)
@@ -218,7 +217,7 @@ def archived(batch: Batch, now: datetime | None = None) -> bool:
 
 def archive_warning(batch: Batch, now: datetime | None = None) -> str | None:
     """A warning for an uncollected batch whose results will soon be gone."""
-    if batch.state not in (SUBMITTED, ENDED) or batch.created_at is None:
+    if batch.state not in (BatchState.SUBMITTED, BatchState.ENDED) or batch.created_at is None:
         return None
     gone = _parse_time(batch.created_at) + RESULTS_KEPT
     if (now or datetime.now(UTC)) < gone - ARCHIVE_WARNING:

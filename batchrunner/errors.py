@@ -14,6 +14,7 @@
     │   ├── StorageFull (1)            the organization's file storage is full
     │   └── SubmitUncertain (1)        a create whose outcome is unknown and could not be reconciled
     ├── LedgerUnusable (1)             the state home's ledger is damaged, emptied, or cannot be written
+    ├── IllegalTransition (1)          a batch asked to make a move its lifecycle does not have (a bug)
     ├── StillRunning (4)               the run has batches that have not ended yet
     └── RunLocked (75)                 another process holds this run's lock
 
@@ -138,6 +139,10 @@ class SubmitUncertain(ApiError):
 
 class LedgerUnusable(BatchrunnerError):
     """The ledger cannot be used as it is; the message names the file and what to do."""
+
+
+class IllegalTransition(BatchrunnerError):
+    """A batch state change the declared table (states.TRANSITIONS) does not allow; nothing was changed."""
 
 
 class StillRunning(BatchrunnerError):

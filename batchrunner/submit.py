@@ -20,7 +20,8 @@ from typing import Any
 from batchrunner.client import Gate, backoff, is_purpose_refusal
 from batchrunner.crashpoints import crashpoint
 from batchrunner.errors import ApiError, SubmitUncertain
-from batchrunner.ledger import CREATING, PREPARED, UNCERTAIN, Batch, Ledger, Run
+from batchrunner.ledger import Batch, Ledger, Run
+from batchrunner.states import BatchState
 
 BODY_CHUNK = 1 << 20
 CLOCK_SKEW = timedelta(minutes=2)
@@ -127,7 +128,7 @@ async def reconcile(gate: Gate, ledger: Ledger, batch: Batch, settings: SubmitSe
     None: keep looking until the wait has passed since the intent; then it may be created again.
     Two or more: stop, name them, and leave the decision to a person.
     """
-    assert batch.state in (CREATING, UNCERTAIN) and batch.intent_at is not None
+    assert batch.state in (BatchState.CREATING, BatchState.UNCERTAIN) and batch.intent_at is not None
     deadline = _parse_time(batch.intent_at).timestamp() + settings.reconcile_wait_s
     while True:
         found = await _candidates(gate, ledger, batch)
@@ -149,9 +150,9 @@ async def reconcile(gate: Gate, ledger: Ledger, batch: Batch, settings: SubmitSe
 
 async def submit_pending(gate: Gate, ledger: Ledger, run: Run, settings: SubmitSettings, on_event: Notify) -> None:
     """Bring every batch of the run to `submitted`: reconcile the uncertain first, then create the rest."""
-    for batch in ledger.batches(run, states=(CREATING, UNCERTAIN)):
+    for batch in ledger.batches(run, states=(BatchState.CREATING, BatchState.UNCERTAIN)):
         await reconcile(gate, ledger, batch, settings, on_event)
-    for batch in ledger.batches(run, states=(PREPARED,)):
+    for batch in ledger.batches(run, states=(BatchState.PREPARED,)):
         batch = await upload_request_file(gate, ledger, run, batch)
         for attempt in range(1, MAX_CREATES + 1):
             try:
@@ -162,7 +163,7 @@ async def submit_pending(gate: Gate, ledger: Ledger, run: Run, settings: SubmitS
                 on_event(f"{describe(batch)}: rate limited before anything was created; waiting to try again")
                 await asyncio.sleep(backoff(attempt, first=2.0, cap=60.0))
                 continue
-            if batch.state != PREPARED:
+            if batch.state != BatchState.PREPARED:
                 break
         else:
             raise SubmitUncertain(
