@@ -32,14 +32,13 @@ from batchrunner.ledger import (
     ResultRow,
     Run,
 )
+from batchrunner.requestfile import READ_CHUNK, ROWS_NAME, count_lines, iter_lines, request_ids
 from batchrunner.states import BatchState
 
 RESULTS_KEPT = timedelta(days=29)
 ARCHIVE_WARNING = timedelta(days=3)
 DOWNLOAD_ATTEMPTS = 10  # reads retry freely; with backoff, 10 tries span about four minutes
 PARSE_CACHE_SIZE = 10_000
-READ_CHUNK = 1 << 20
-CUSTOM_ID_PREFIX = b'{"custom_id":"'
 PENDING_FRAGMENT = b'"text":null,"parsed":null,"stop_reason":null,"usage":null,"error":null'
 
 
@@ -142,26 +141,6 @@ def _joinable(
             unknown.append(row.custom_id)
         else:
             yield (seq, *row[1:])
-
-
-def iter_lines(path: Path) -> Iterator[bytes]:
-    """Non-blank lines of a JSONL file, read in large chunks."""
-    with path.open("rb", buffering=READ_CHUNK) as handle:
-        for line in handle:
-            line = line.rstrip(b"\r\n")
-            if line:
-                yield line
-
-
-def count_lines(path: Path) -> int:
-    return sum(1 for _ in iter_lines(path))
-
-
-def request_ids(path: Path) -> Iterator[str]:
-    """The custom_ids of a request file in order; compile writes each line starting with its custom_id."""
-    start = len(CUSTOM_ID_PREFIX)
-    for line in iter_lines(path):
-        yield line[start : line.index(b'"', start)].decode()
 
 
 def _download(gate_api: Any, url: str, dest: Path, expected: int) -> None:
@@ -297,7 +276,7 @@ def write_output(ledger: Ledger, run: Run, backend: str) -> Path:
     with (
         ledger.checked(),
         atomic_writer(path, site="output.write") as out,
-        (run.run_dir / "rows.jsonl").open("rb", buffering=READ_CHUNK) as rows,
+        (run.run_dir / ROWS_NAME).open("rb", buffering=READ_CHUNK) as rows,
     ):
         for written, ((custom_id, status, batch_pk, fragment), row) in enumerate(
             zip(ledger.output_rows(run), rows, strict=True)

@@ -19,17 +19,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import orjson
 
 from batchrunner import settings
 from batchrunner.client import Api, Gate, choose_backend, connect
-from batchrunner.collect import (
-    archive_warning,
-    collect_batch,
-    iter_lines,
-    request_ids,
-    write_output,
-)
+from batchrunner.collect import archive_warning, collect_batch, write_output
 from batchrunner.compile import CompileReport, check_budget, check_output_writable, check_spec_request, compile_job
 from batchrunner.crashpoints import crashpoint
 from batchrunner.errors import (
@@ -46,6 +39,7 @@ from batchrunner.ledger import Batch, Ledger, Run, run_lock
 from batchrunner.models import check_live, live_catalog
 from batchrunner.poll import Polled, PollSettings, wait_until_ended
 from batchrunner.pricing import batch_cost_usd
+from batchrunner.requestfile import first_params, request_ids
 from batchrunner.retry import Selection, prepare_attempt, select
 from batchrunner.spec import JobSpec, Pricing, load_spec, shown
 from batchrunner.states import OPEN_STATES, BatchState, RunState
@@ -200,17 +194,11 @@ def _shard_custom_ids(run_dir: Path, report: CompileReport) -> Iterator[str]:
         yield from request_ids(run_dir / shard.path.name)
 
 
-def _first_request(path: Path) -> dict[str, Any]:
-    """The params of a request file's first line: every request of a run shares its model and params."""
-    params: dict[str, Any] = orjson.loads(next(iter_lines(path)))["params"]
-    return params
-
-
 def _live_check(api: Api, run: Run, request_file: Path, events: Events) -> None:
     """Ask the backend about the run's model before anything more is created (see models.py)."""
     gate = Gate(api, run.settings["poll"]["requests_per_minute"])
     version = run.settings.get("api_version") or api.api_version
-    params = _first_request(request_file)
+    params = first_params(request_file)
     asyncio.run(check_live(gate, params, api_version=version, spec_path=shown(run.spec_path), notice=events.notice))
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -21,9 +21,9 @@ from batchrunner.client import Gate, backoff, is_purpose_refusal
 from batchrunner.crashpoints import crashpoint
 from batchrunner.errors import ApiError, SubmitUncertain
 from batchrunner.ledger import Batch, Ledger, Run
+from batchrunner.requestfile import create_body
 from batchrunner.states import BatchState
 
-BODY_CHUNK = 1 << 20
 CLOCK_SKEW = timedelta(minutes=2)
 MAX_CREATES = 10  # definite refusals (429) wait with backoff: 10 tries span about five minutes
 
@@ -36,30 +36,6 @@ class SubmitSettings:
 
     reconcile_wait_s: float = 600.0
     reconcile_poll_s: float = 5.0
-
-
-def request_body(path: Path) -> tuple[int, Iterator[bytes]]:
-    """The create body `{"requests":[...]}` streamed from the validated JSONL, never re-encoded.
-
-    Request lines hold no raw newlines (JSON escapes them), so each line break becomes a comma.
-    """
-    size = path.stat().st_size
-    prefix, suffix = b'{"requests":[', b"]}"
-
-    def chunks() -> Iterator[bytes]:
-        yield prefix
-        with path.open("rb") as handle:
-            previous = handle.read(BODY_CHUNK)
-            while previous:
-                current = handle.read(BODY_CHUNK)
-                if not current:
-                    previous = previous[:-1] if previous.endswith(b"\n") else previous
-                yield previous.replace(b"\n", b",")
-                previous = current
-        yield suffix
-
-    trailing_newline = 1 if size else 0
-    return len(prefix) + size - trailing_newline + len(suffix), chunks()
 
 
 async def upload_request_file(gate: Gate, ledger: Ledger, run: Run, batch: Batch) -> Batch:
@@ -89,7 +65,7 @@ async def create_batch(gate: Gate, ledger: Ledger, run: Run, batch: Batch, setti
     """Create the batch for one prepared request file: submitted, back to prepared (proven not made), or raise."""
     batch = ledger.record_intent(batch)
     crashpoint("submit.intent")
-    size, body = request_body(run.run_dir / batch.request_file)
+    size, body = create_body(run.run_dir / batch.request_file)
     try:
         remote = await gate(gate.api.create_batch, body, size)
     except SubmitUncertain as exc:
