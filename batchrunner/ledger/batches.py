@@ -166,7 +166,7 @@ class BatchesTable(Database):
         return self.batch(batch.pk)
 
     def record_status(self, batch: Batch, remote: dict[str, Any]) -> Batch:
-        """Store what a retrieve said; `ended` moves a submitted batch on to collection."""
+        """Store what a retrieve said of a submitted batch; `ended` moves it on to collection."""
         with self.transaction() as db:
             db.execute(
                 "UPDATE batches SET processing_status = ?, request_counts = ?, ended_at = ?, archived_at = ?,"
@@ -180,9 +180,7 @@ class BatchesTable(Database):
                     batch.pk,
                 ),
             )
-            ended = ProcessingStatus.of(remote["processing_status"]) is ProcessingStatus.ENDED
-            current = db.execute("SELECT state FROM batches WHERE pk = ?", (batch.pk,)).fetchone()[0]
-            if ended and current == BatchState.SUBMITTED:
+            if ProcessingStatus.of(remote["processing_status"]) is ProcessingStatus.ENDED:
                 self._move(db, batch, BatchState.ENDED)
         return self.batch(batch.pk)
 
