@@ -31,6 +31,7 @@ from batchrunner.errors import (
     Detached,
     Interrupted,
 )
+from batchrunner.states import FINISHED_STATES, RunState
 
 if TYPE_CHECKING:
     from batchrunner.compile import CompileReport
@@ -333,7 +334,7 @@ class Progress:
     def __call__(self, run: Run, batches: list[Batch]) -> None:
         if not self.enabled:
             return
-        ended = sum(1 for batch in batches if batch.state in ("ended", "collected"))
+        ended = sum(1 for batch in batches if batch.state in FINISHED_STATES)
         counts: dict[str, int] = {}
         for batch in batches:
             for status, n in (batch.request_counts or {}).items():
@@ -421,9 +422,9 @@ def _summary_text(outcome: Outcome) -> str:
     if s["output_invalid"]:
         lines.append(f"output_invalid: {s['output_invalid']:,} answer(s) not valid under output_schema (parsed: null)")
     run_id = outcome.run.id
-    if outcome.state == "done":
+    if outcome.state == RunState.DONE:
         lines.append(f"output: {shown(outcome.run.output_path)}")
-    elif outcome.state == "ended":
+    elif outcome.state == RunState.ENDED:
         lines.append(f"ended — run `batchrunner collect {run_id}` to download the results and write the output")
     elif outcome.exit_code == EXIT_RUNNING:
         lines.append(f"still running; come back with `batchrunner watch {run_id}` or `batchrunner collect {run_id}`")

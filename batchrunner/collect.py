@@ -25,22 +25,20 @@ from batchrunner.client import Gate, backoff
 from batchrunner.crashpoints import crashpoint, failpoint
 from batchrunner.errors import ApiError, BatchrunnerError, NotFound, ServerDataLost
 from batchrunner.ledger import (
-    ENDED,
     RESULT_STATUSES,
-    SUBMITTED,
     Batch,
     Ledger,
     PlacedResult,
     ResultRow,
     Run,
 )
+from batchrunner.requestfile import READ_CHUNK, ROWS_NAME, count_lines, iter_lines, request_ids
+from batchrunner.states import BatchState
 
 RESULTS_KEPT = timedelta(days=29)
 ARCHIVE_WARNING = timedelta(days=3)
 DOWNLOAD_ATTEMPTS = 10  # reads retry freely; with backoff, 10 tries span about four minutes
 PARSE_CACHE_SIZE = 10_000
-READ_CHUNK = 1 << 20
-CUSTOM_ID_PREFIX = b'{"custom_id":"'
 PENDING_FRAGMENT = b'"text":null,"parsed":null,"stop_reason":null,"usage":null,"error":null'
 
 
@@ -145,26 +143,6 @@ def _joinable(
             yield (seq, *row[1:])
 
 
-def iter_lines(path: Path) -> Iterator[bytes]:
-    """Non-blank lines of a JSONL file, read in large chunks."""
-    with path.open("rb", buffering=READ_CHUNK) as handle:
-        for line in handle:
-            line = line.rstrip(b"\r\n")
-            if line:
-                yield line
-
-
-def count_lines(path: Path) -> int:
-    return sum(1 for _ in iter_lines(path))
-
-
-def request_ids(path: Path) -> Iterator[str]:
-    """The custom_ids of a request file in order; compile writes each line starting with its custom_id."""
-    start = len(CUSTOM_ID_PREFIX)
-    for line in iter_lines(path):
-        yield line[start : line.index(b'"', start)].decode()
-
-
 def _download(gate_api: Any, url: str, dest: Path, expected: int) -> None:
     """Download into a temp file; keep it only if it holds exactly the expected number of results."""
     part = dest.with_name(dest.name + ".part")
@@ -218,7 +196,7 @@ def archived(batch: Batch, now: datetime | None = None) -> bool:
 
 def archive_warning(batch: Batch, now: datetime | None = None) -> str | None:
     """A warning for an uncollected batch whose results will soon be gone."""
-    if batch.state not in (SUBMITTED, ENDED) or batch.created_at is None:
+    if batch.state not in (BatchState.SUBMITTED, BatchState.ENDED) or batch.created_at is None:
         return None
     gone = _parse_time(batch.created_at) + RESULTS_KEPT
     if (now or datetime.now(UTC)) < gone - ARCHIVE_WARNING:
@@ -298,7 +276,7 @@ def write_output(ledger: Ledger, run: Run, backend: str) -> Path:
     with (
         ledger.checked(),
         atomic_writer(path, site="output.write") as out,
-        (run.run_dir / "rows.jsonl").open("rb", buffering=READ_CHUNK) as rows,
+        (run.run_dir / ROWS_NAME).open("rb", buffering=READ_CHUNK) as rows,
     ):
         for written, ((custom_id, status, batch_pk, fragment), row) in enumerate(
             zip(ledger.output_rows(run), rows, strict=True)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import re
-import tempfile
 import uuid
 from collections.abc import Callable, Mapping
 from contextlib import nullcontext
@@ -21,6 +20,7 @@ from typing import IO, Any
 
 import orjson
 
+from batchrunner import requestfile
 from batchrunner.atomic import fsync_dir, naming
 from batchrunner.attachments import (
     AttachmentSet,
@@ -29,7 +29,6 @@ from batchrunner.attachments import (
     scan_attachments,
 )
 from batchrunner.catalog import Catalog, ModelEntry
-from batchrunner.crashpoints import failpoint
 from batchrunner.errors import BudgetExceeded, Problem, RowError, SpecError
 from batchrunner.inputs import SUFFIXES, exact_row, read_rows_raw
 from batchrunner.pricing import batch_cost_usd, estimate_tokens
@@ -40,7 +39,6 @@ from batchrunner.template import InexactNumber, Template, template_sources
 MAX_BATCH_REQUESTS = MAX_BATCH_SIZE
 MAX_BATCH_BYTES = 240_000_000  # the API allows 256 MB per batch; leave headroom
 MAX_ROW_PROBLEMS = 20
-BATCH_FRAMING = len(b'{"requests":[]}')
 
 _CUSTOM_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
@@ -97,12 +95,6 @@ class CompileReport:
         return out
 
 
-def shard_name(index: int) -> str:
-    """The file name of shard `index` in a compile's output folder."""
-    return f"requests-{index:03d}.jsonl"
-
-
-ROWS_NAME = "rows.jsonl"
 CUSTOM_ID_SLOT = "custom_id"
 ATTACHMENTS_SLOT = "attachments"
 
@@ -122,7 +114,7 @@ class _LineTemplate:
         token = uuid.uuid4().hex
         marks = [f"\x00{token}:{k}\x00" for k in range(len(sources) + 2)]  # [0] custom_id, [-1] attachments
         attachments_mark = marks[-1] if spec.attachments else None
-        body = orjson.dumps({"custom_id": marks[0], "params": _params(spec, iter(marks[1:-1]), attachments_mark)})
+        body = requestfile.encode_line(marks[0], _params(spec, iter(marks[1:-1]), attachments_mark))
         found: list[tuple[bytes, str, Template | None]] = [(orjson.dumps(marks[0]), CUSTOM_ID_SLOT, None)]
         for k, ((key, _text), template) in enumerate(zip(sources, templates, strict=True)):
             if template.fields:
@@ -146,7 +138,7 @@ class _LineTemplate:
                 self.slots.append((2 * i + 1, key, template))
             elif key == ATTACHMENTS_SLOT:
                 self.attachments_part = 2 * i + 1
-        self.chunks.append(body[pos:] + b"\n")
+        self.chunks.append(body[pos:])
         self.static_text_bytes = _static_text_bytes(spec) + sum(
             len(template.render({}).encode()) for template in templates if not template.fields
         )
@@ -324,7 +316,9 @@ class _ShardWriter:
             self.done.append(self.current)
         self.current = _Open(index=len(self.done), first_seq=seq)
         if self.out_dir is not None and self.writing:
-            self.current.tmp, self.current.file = _temp_file(self.out_dir, shard_name(self.current.index))
+            self.current.tmp, self.current.file = requestfile.open_temp(
+                self.out_dir, requestfile.shard_name(self.current.index)
+            )
         return self.current
 
     def shards(self) -> list[_Open]:
@@ -334,36 +328,20 @@ class _ShardWriter:
         """A problem was found: nothing will be committed, so drop what was written."""
         self.writing = False
         for opened in self.shards():
-            _discard(opened.file, opened.tmp)
+            requestfile.discard(opened.file, opened.tmp)
             opened.file, opened.tmp = None, None
 
 
-def _temp_file(out_dir: Path, final_name: str) -> tuple[Path, IO[bytes]]:
-    fd, name = tempfile.mkstemp(dir=out_dir, prefix=f".{final_name}.", suffix=".tmp")
-    return Path(name), os.fdopen(fd, "wb", buffering=1 << 20)
-
-
-def _discard(file: IO[bytes] | None, tmp: Path | None) -> None:
-    if file is not None:
-        file.close()
-    if tmp is not None:
-        tmp.unlink(missing_ok=True)
-
-
 def _seal(opened: _Open) -> None:
-    """A full shard goes to disk and its buffer is freed, so memory does not grow with shards."""
     if opened.file is not None:
-        failpoint("compile.write")
-        opened.file.flush()
-        os.fsync(opened.file.fileno())
-        opened.file.close()
+        requestfile.seal(opened.file)
         opened.file = None
 
 
 def _commit(opened: _Open, final: Path) -> None:
     _seal(opened)
     assert opened.tmp is not None
-    os.replace(opened.tmp, final)
+    requestfile.commit(opened.tmp, final)
     opened.tmp = None
 
 
@@ -432,7 +410,7 @@ def compile_job(
     writer = _ShardWriter(out_dir, min(spec.batch_size, MAX_BATCH_REQUESTS))
     rows = _Open(index=-1, first_seq=0)
     if out_dir is not None:
-        rows.tmp, rows.file = _temp_file(out_dir, ROWS_NAME)
+        rows.tmp, rows.file = requestfile.open_temp(out_dir, requestfile.ROWS_NAME)
     try:
         with naming(out_dir) if out_dir is not None else nullcontext():
             report = _compile_rows(spec, line, problems, writer, rows.file, max_bytes, attachments, file_ids or {}, entry)
@@ -443,15 +421,15 @@ def compile_job(
                 return report
             shards = []
             for opened in writer.shards():
-                final = out_dir / shard_name(opened.index)
+                final = out_dir / requestfile.shard_name(opened.index)
                 _commit(opened, final)
                 shards.append(Shard(opened.index, final, opened.requests, opened.bytes, opened.first_seq))
-            _commit(rows, out_dir / ROWS_NAME)
+            _commit(rows, out_dir / requestfile.ROWS_NAME)
             fsync_dir(out_dir)
-            return replace(report, shards=shards, rows_path=out_dir / ROWS_NAME)
+            return replace(report, shards=shards, rows_path=out_dir / requestfile.ROWS_NAME)
     finally:
         writer.stop_writing()
-        _discard(rows.file, rows.tmp)
+        requestfile.discard(rows.file, rows.tmp)
 
 
 def _compile_rows(
@@ -479,7 +457,7 @@ def _compile_rows(
     seen_add = seen.add
     unique = 0
     suspects: list[tuple[str, int]] = []  # (custom_id, line) whose hash was seen before
-    room = max_bytes - BATCH_FRAMING
+    room = max_bytes - requestfile.BODY_FRAMING
     max_requests = writer.max_requests
     shard = writer.current
     seq = total_bytes = text_bytes = 0

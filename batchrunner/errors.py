@@ -15,6 +15,7 @@
     │   ├── SubmitUncertain (1)        a create whose outcome is unknown and could not be reconciled
     │   └── ServerDataLost (1)         the server lost everything (the local emulator's data folder was deleted)
     ├── LedgerUnusable (1)             the state home's ledger is damaged, emptied, or cannot be written
+    ├── IllegalTransition (1)          a batch asked to make a move its lifecycle does not have (a bug)
     ├── StillRunning (4)               the run has batches that have not ended yet
     │   └── Detached (4)               Ctrl-C once the run exists: it goes on without us
     ├── Interrupted (130)              Ctrl-C before any run existed: nothing to detach from
@@ -146,6 +147,10 @@ class LedgerUnusable(BatchrunnerError):
 
 class ServerDataLost(ApiError):
     """The server's data is gone (the local emulator's folder was deleted): no retry can bring it back."""
+
+
+class IllegalTransition(BatchrunnerError):
+    """A batch state change the declared table (states.TRANSITIONS) does not allow; nothing was changed."""
 
 
 class StillRunning(BatchrunnerError):

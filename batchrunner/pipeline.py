@@ -21,17 +21,10 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
-import orjson
 
 from batchrunner import settings
 from batchrunner.client import Api, Gate, choose_backend, connect
-from batchrunner.collect import (
-    archive_warning,
-    collect_batch,
-    iter_lines,
-    request_ids,
-    write_output,
-)
+from batchrunner.collect import archive_warning, collect_batch, write_output
 from batchrunner.compile import (
     CompileReport,
     check_budget,
@@ -54,24 +47,14 @@ from batchrunner.errors import (
     RunLocked,
     StillRunning,
 )
-from batchrunner.ledger import (
-    CREATING,
-    ENDED,
-    OPEN_STATES,
-    PREPARED,
-    SUBMITTED,
-    UNCERTAIN,
-    UNRECOVERABLE,
-    Batch,
-    Ledger,
-    Run,
-    run_lock,
-)
+from batchrunner.ledger import Batch, Ledger, Run, run_lock
 from batchrunner.models import check_live, live_catalog
 from batchrunner.poll import Polled, PollSettings, wait_until_ended
 from batchrunner.pricing import batch_cost_usd
+from batchrunner.requestfile import first_params, request_ids
 from batchrunner.retry import Selection, prepare_attempt, select
 from batchrunner.spec import JobSpec, Pricing, load_spec, same_file, shown
+from batchrunner.states import OPEN_STATES, BatchState, RunState
 from batchrunner.submit import SubmitSettings, submit_pending
 from batchrunner.uploads import (
     Uploaded,
@@ -99,7 +82,7 @@ class Outcome:
     """What a command did to a run, and the exit code that says so."""
 
     run: Run
-    state: str
+    state: RunState
     exit_code: int
     summary: dict[str, Any]
     batches: list[Batch] = field(default_factory=list)
@@ -117,7 +100,7 @@ class Outcome:
         return out
 
 
-def run_info(run: Run, state: str) -> dict[str, Any]:
+def run_info(run: Run, state: RunState) -> dict[str, Any]:
     return {
         "id": run.id,
         "job": run.job_name,
@@ -153,16 +136,9 @@ def batch_info(batch: Batch) -> dict[str, Any]:
     }
 
 
-def run_state(run: Run, batches: list[Batch]) -> str:
+def run_state(run: Run, batches: list[Batch]) -> RunState:
     """One word for a run: submitting, running, ended (to collect), done."""
-    states = {batch.state for batch in batches}
-    if states & {PREPARED, CREATING, UNCERTAIN}:
-        return "submitting"
-    if SUBMITTED in states:
-        return "running"
-    if ENDED in states or run.output_written_at is None:
-        return "ended"
-    return "done"
+    return RunState.of((batch.state for batch in batches), run.output_written_at is not None)
 
 
 def summarize(ledger: Ledger, run: Run) -> Outcome:
@@ -179,10 +155,10 @@ def summarize(ledger: Ledger, run: Run) -> Outcome:
     summary["polls"] = sum(batch.polls for batch in batches)
     summary["polls_per_batch"] = round(summary["polls"] / len(batches), 1) if batches else 0
     summary["warnings"] = [w for w in map(archive_warning, batches) if w] + [
-        f"batch {b.batch_id}: {b.note}" for b in batches if b.state == UNRECOVERABLE
+        f"batch {b.batch_id}: {b.note}" for b in batches if b.state == BatchState.UNRECOVERABLE
     ]
     state = run_state(run, batches)
-    if state != "done":
+    if state != RunState.DONE:
         code = EXIT_RUNNING
     elif summary["counts"]["succeeded"] == run.requests and not summary["output_invalid"]:
         code = EXIT_OK
@@ -232,17 +208,11 @@ def _shard_custom_ids(run_dir: Path, report: CompileReport) -> Iterator[str]:
         yield from request_ids(run_dir / shard.path.name)
 
 
-def _first_request(path: Path) -> dict[str, Any]:
-    """The params of a request file's first line: every request of a run shares its model and params."""
-    params: dict[str, Any] = orjson.loads(next(iter_lines(path)))["params"]
-    return params
-
-
 def _live_check(api: Api, run: Run, request_file: Path, events: Events) -> None:
     """Ask the backend about the run's model before anything more is created (see models.py)."""
     gate = Gate(api, run.settings["poll"]["requests_per_minute"])
     version = run.settings.get("api_version") or api.api_version
-    params = _first_request(request_file)
+    params = first_params(request_file)
     asyncio.run(check_live(gate, params, api_version=version, spec_path=shown(run.spec_path), notice=events.notice))
 
 
@@ -339,7 +309,7 @@ def _poll_settings(run: Run) -> PollSettings:
 
 def _check_pending(ledger: Ledger, run: Run, api: Api, events: Events) -> None:
     """The live check for a run that has batches still to create (resume, a continued submit)."""
-    if ledger.batches(run, states=(PREPARED,)):
+    if ledger.batches(run, states=(BatchState.PREPARED,)):
         _live_check(api, run, run.run_dir / ledger.batches(run)[0].request_file, events)
 
 
@@ -355,7 +325,7 @@ async def _drive(ledger: Ledger, run: Run, api: Api, *, detach: bool, timeout: f
         events.progress(run, ledger.batches(run))
 
     async def finish(batch: Batch) -> None:
-        if batch.state == SUBMITTED:
+        if batch.state == BatchState.SUBMITTED:
             batch = await wait_until_ended(gate, ledger, batch, poll_settings, report_progress, events.notice, events.poll)
         await collect_batch(gate, ledger, run, batch, events.notice)
         report_progress()
@@ -366,7 +336,7 @@ async def _drive(ledger: Ledger, run: Run, api: Api, *, detach: bool, timeout: f
             if detach:
                 return
             report_progress()
-            await asyncio.gather(*(finish(batch) for batch in ledger.batches(run, states=(SUBMITTED, ENDED))))
+            await asyncio.gather(*(finish(batch) for batch in ledger.batches(run, states=(BatchState.SUBMITTED, BatchState.ENDED))))
             if not _retry_automatically(ledger, run, events):
                 return
 
@@ -394,10 +364,10 @@ def _retry_automatically(ledger: Ledger, run: Run, events: Events) -> bool:
 async def _collect_ended(ledger: Ledger, run: Run, api: Api, events: Events) -> None:
     """One look at each unfinished batch, then collect whatever has ended; never waits."""
     gate = Gate(api, run.settings["poll"]["requests_per_minute"])
-    for batch in ledger.batches(run, states=(SUBMITTED,)):
+    for batch in ledger.batches(run, states=(BatchState.SUBMITTED,)):
         assert batch.batch_id is not None
         ledger.record_status(batch, await gate(api.retrieve_batch, batch.batch_id))
-    for batch in ledger.batches(run, states=(ENDED,)):
+    for batch in ledger.batches(run, states=(BatchState.ENDED,)):
         await collect_batch(gate, ledger, run, batch, events.notice)
 
 
@@ -536,12 +506,12 @@ def _warn_about_other_runs(ledger: Ledger, spec: JobSpec, events: Events) -> Non
     requests again), or another job's run writing the same output file."""
     for run in ledger.runs():
         state = run_state(run, ledger.batches(run))
-        if run.spec_path == spec.path and state != "done":
+        if run.spec_path == spec.path and state != RunState.DONE:
             events.warning(
                 f"run {run.id} of this job is not finished ({state}); `batchrunner resume {run.id}` finishes it "
                 "(a new run sends every request again)"
             )
-        elif same_file(run.output_path, spec.output_path) and (state != "done" or run.spec_path != spec.path):
+        elif same_file(run.output_path, spec.output_path) and (state != RunState.DONE or run.spec_path != spec.path):
             events.warning(
                 f"run {run.id} (job {run.job_name}) also writes {shown(spec.output_path)}; "
                 "whichever finishes last overwrites the other's output"
@@ -635,7 +605,7 @@ def collect_all(*, home: Path, events: Events | None = None) -> list[Outcome]:
 
 def _unfinished(home: Path) -> list[str]:
     with Ledger(home) as ledger:
-        return [run.id for run in ledger.runs() if run_state(run, ledger.batches(run)) != "done"]
+        return [run.id for run in ledger.runs() if run_state(run, ledger.batches(run)) != RunState.DONE]
 
 
 def _unless_locked(command: Callable[..., Outcome], run_id: str, home: Path, events: Events, **options: Any) -> Outcome:
@@ -665,7 +635,7 @@ def cancel(run_id: str, *, home: Path, events: Events | None = None) -> Outcome:
     with Ledger(home) as ledger:
         run = ledger.run(run_id)
         with _connect_run(run, home) as api:
-            for batch in ledger.batches(run, states=(SUBMITTED,)):
+            for batch in ledger.batches(run, states=(BatchState.SUBMITTED,)):
                 assert batch.batch_id is not None
                 ledger.record_status(batch, api.cancel_batch(batch.batch_id))
                 events.notice(f"{batch.batch_id}: cancel requested")

@@ -18,9 +18,7 @@ from batchrunner.client import Gate
 from batchrunner.crashpoints import crashpoint
 from batchrunner.errors import ApiError, NotFound, ServerDataLost
 from batchrunner.ledger import Batch, Ledger
-
-ENDED = "ended"
-RUNNING_STATUSES = ("in_progress", "canceling")
+from batchrunner.states import ProcessingStatus
 
 
 @dataclass(frozen=True)
@@ -94,7 +92,7 @@ async def wait_until_ended(
             batch = ledger.record_status(batch, remote)
             on_update(batch)
             status = remote["processing_status"]
-            if status == ENDED:
+            if ProcessingStatus.of(status) is ProcessingStatus.ENDED:
                 on_poll(_polled(batch_id, batch, status, None))
                 return batch
             crashpoint("poll.polled")

@@ -8,14 +8,12 @@ stays under the limits its original met.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from batchrunner.atomic import atomic_writer
-from batchrunner.collect import iter_lines
 from batchrunner.errors import InputError, Problem
 from batchrunner.ledger import Ledger, Run
+from batchrunner.requestfile import attempt_name, copy_lines
 
 NEVER_RETRIED_BY_DEFAULT = ("invalid_request_error",)
 DEFAULT_STATUSES = ("errored", "expired")
@@ -81,22 +79,9 @@ def select(ledger: Ledger, run: Run, selection: Selection) -> list[int]:
     ]
 
 
-def _pick(lines: Iterable[bytes], first_seq: int, wanted: Iterator[int], next_wanted: int | None) -> Iterator[bytes]:
-    seq = first_seq
-    for line in lines:
-        if next_wanted is None:
-            return
-        if seq == next_wanted:
-            yield line
-            next_wanted = next(wanted, None)
-        seq += 1
-
-
 def prepare_attempt(ledger: Ledger, run: Run, seqs: list[int]) -> int:
     """Write the new attempt's request files and register its batches; returns the attempt number."""
     attempt = ledger.next_attempt(run)
-    folder = run.run_dir / f"attempt-{attempt}"
-    folder.mkdir(exist_ok=True, mode=0o700)
     shards = []
     first_seq = 0
     position = 0
@@ -109,13 +94,10 @@ def prepare_attempt(ledger: Ledger, run: Run, seqs: list[int]) -> int:
             chosen.append(seqs[position])
             position += 1
         if chosen:
-            name = f"attempt-{attempt}/requests-{original.shard:03d}.jsonl"
-            wanted = iter(chosen)
-            size = 0
-            with atomic_writer(run.run_dir / name, site="retry.write") as out:
-                for line in _pick(iter_lines(run.run_dir / original.request_file), first_seq, wanted, next(wanted)):
-                    out.write(line + b"\n")
-                    size += len(line) + 1
+            name = attempt_name(attempt, original.shard)
+            dest = run.run_dir / name
+            dest.parent.mkdir(exist_ok=True, mode=0o700)
+            size = copy_lines(run.run_dir / original.request_file, first_seq, chosen, dest)
             shards.append((original.shard, name, len(chosen), size))
         first_seq = end
     ledger.add_attempt(run, attempt, shards)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -20,9 +20,10 @@ from typing import Any
 from batchrunner.client import Gate, backoff, is_purpose_refusal
 from batchrunner.crashpoints import crashpoint
 from batchrunner.errors import ApiError, SubmitUncertain
-from batchrunner.ledger import CREATING, PREPARED, UNCERTAIN, Batch, Ledger, Run
+from batchrunner.ledger import Batch, Ledger, Run
+from batchrunner.requestfile import create_body
+from batchrunner.states import BatchState
 
-BODY_CHUNK = 1 << 20
 CLOCK_SKEW = timedelta(minutes=2)
 MAX_CREATES = 10  # definite refusals (429) wait with backoff: 10 tries span about five minutes
 
@@ -35,30 +36,6 @@ class SubmitSettings:
 
     reconcile_wait_s: float = 600.0
     reconcile_poll_s: float = 5.0
-
-
-def request_body(path: Path) -> tuple[int, Iterator[bytes]]:
-    """The create body `{"requests":[...]}` streamed from the validated JSONL, never re-encoded.
-
-    Request lines hold no raw newlines (JSON escapes them), so each line break becomes a comma.
-    """
-    size = path.stat().st_size
-    prefix, suffix = b'{"requests":[', b"]}"
-
-    def chunks() -> Iterator[bytes]:
-        yield prefix
-        with path.open("rb") as handle:
-            previous = handle.read(BODY_CHUNK)
-            while previous:
-                current = handle.read(BODY_CHUNK)
-                if not current:
-                    previous = previous[:-1] if previous.endswith(b"\n") else previous
-                yield previous.replace(b"\n", b",")
-                previous = current
-        yield suffix
-
-    trailing_newline = 1 if size else 0
-    return len(prefix) + size - trailing_newline + len(suffix), chunks()
 
 
 async def upload_request_file(gate: Gate, ledger: Ledger, run: Run, batch: Batch) -> Batch:
@@ -88,7 +65,7 @@ async def create_batch(gate: Gate, ledger: Ledger, run: Run, batch: Batch, setti
     """Create the batch for one prepared request file: submitted, back to prepared (proven not made), or raise."""
     batch = ledger.record_intent(batch)
     crashpoint("submit.intent")
-    size, body = request_body(run.run_dir / batch.request_file)
+    size, body = create_body(run.run_dir / batch.request_file)
     try:
         remote = await gate(gate.api.create_batch, body, size)
     except SubmitUncertain as exc:
@@ -127,7 +104,7 @@ async def reconcile(gate: Gate, ledger: Ledger, batch: Batch, settings: SubmitSe
     None: keep looking until the wait has passed since the intent; then it may be created again.
     Two or more: stop, name them, and leave the decision to a person.
     """
-    assert batch.state in (CREATING, UNCERTAIN) and batch.intent_at is not None
+    assert batch.state in (BatchState.CREATING, BatchState.UNCERTAIN) and batch.intent_at is not None
     deadline = _parse_time(batch.intent_at).timestamp() + settings.reconcile_wait_s
     while True:
         found = await _candidates(gate, ledger, batch)
@@ -149,9 +126,9 @@ async def reconcile(gate: Gate, ledger: Ledger, batch: Batch, settings: SubmitSe
 
 async def submit_pending(gate: Gate, ledger: Ledger, run: Run, settings: SubmitSettings, on_event: Notify) -> None:
     """Bring every batch of the run to `submitted`: reconcile the uncertain first, then create the rest."""
-    for batch in ledger.batches(run, states=(CREATING, UNCERTAIN)):
+    for batch in ledger.batches(run, states=(BatchState.CREATING, BatchState.UNCERTAIN)):
         await reconcile(gate, ledger, batch, settings, on_event)
-    for batch in ledger.batches(run, states=(PREPARED,)):
+    for batch in ledger.batches(run, states=(BatchState.PREPARED,)):
         batch = await upload_request_file(gate, ledger, run, batch)
         for attempt in range(1, MAX_CREATES + 1):
             try:
@@ -162,7 +139,7 @@ async def submit_pending(gate: Gate, ledger: Ledger, run: Run, settings: SubmitS
                 on_event(f"{describe(batch)}: rate limited before anything was created; waiting to try again")
                 await asyncio.sleep(backoff(attempt, first=2.0, cap=60.0))
                 continue
-            if batch.state != PREPARED:
+            if batch.state != BatchState.PREPARED:
                 break
         else:
             raise SubmitUncertain(

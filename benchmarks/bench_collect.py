@@ -176,7 +176,7 @@ def sdk_comparison(n: int) -> None:
                 custom_ids=(f"r-{i}" for i in range(n)),
             )
             (mine,) = ledger.batches(run)
-            mine = ledger.record_created(mine, client.messages.batches.retrieve(batch.id).model_dump(mode="json"))
+            mine = ledger.record_created(ledger.record_intent(mine), client.messages.batches.retrieve(batch.id).model_dump(mode="json"))
             mine = ledger.record_status(mine, client.messages.batches.retrieve(batch.id).model_dump(mode="json"))
             os.environ["ANTHROPIC_API_KEY"] = "bench"  # the emulator takes any key
             api = Api(Backend("anthropic", server.base_url), server.base_url)

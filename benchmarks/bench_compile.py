@@ -34,6 +34,7 @@ id_field: id
 system: You label the sentiment of product reviews.
 prompt: "Product: {product}\\nReview: {text}\\nIs this review positive, negative or neutral?"
 params: {temperature: 0}
+api_version: 2023-06-01
 output_schema:
   type: object
   properties: {label: {type: string, enum: [positive, negative, neutral]}}

@@ -47,6 +47,12 @@ def ended(custom_id: str, kind: str) -> bytes:
     return orjson.dumps({"custom_id": custom_id, "result": {"type": kind}})
 
 
+def created_and_ended(ledger: Ledger, batch: Batch) -> Batch:
+    """A prepared batch taken the way submit and poll take it, to where collect takes over."""
+    batch = ledger.record_created(ledger.record_intent(batch), {**REMOTE, "id": f"msgbatch_{batch.pk}"})
+    return ledger.record_status(batch, {**REMOTE, "processing_status": "ended"})
+
+
 def join(ledger: Ledger, run: Run, batch: Batch, lines: list[bytes]) -> None:
     """Apply results lines to the ledger as collect does, by each request's input position."""
     sent = positions(ledger, run, batch)
@@ -84,7 +90,7 @@ def make_run(ledger: Ledger, tmp_path: Path, n: int, shards: int = 1) -> Run:
 @pytest.mark.parametrize("seed", range(20))
 def test_results_in_any_order_join_back_in_input_order(tmp_path, seed, monkeypatch):
     rng = random.Random(seed)
-    monkeypatch.setattr("batchrunner.ledger.RESULTS_CHUNK_ROWS", rng.randint(1, 50))
+    monkeypatch.setattr("batchrunner.ledger.results.RESULTS_CHUNK_ROWS", rng.randint(1, 50))
     n = rng.randint(1, 300)
     shards = rng.randint(1, 4)
     with Ledger(tmp_path / "home") as ledger:
@@ -101,7 +107,7 @@ def test_results_in_any_order_join_back_in_input_order(tmp_path, seed, monkeypat
                 )
             rng.shuffle(lines)
             join(ledger, run, batch, lines)
-            ledger.mark_collected(batch)
+            ledger.mark_collected(created_and_ended(ledger, batch))
 
         write_output(ledger, run, "local")
 
@@ -141,6 +147,7 @@ def test_results_for_ids_the_batch_was_never_sent_are_reported_not_applied(tmp_p
     with Ledger(tmp_path / "home") as ledger:
         run = make_run(ledger, tmp_path, 2)
         (batch,) = ledger.batches(run)
+        batch = ledger.record_intent(batch)
         batch = ledger.record_created(batch, {**REMOTE, "id": "msgbatch_x"})
         batch = ledger.record_status(batch, {**REMOTE, "processing_status": "ended"})
         (run.run_dir / "results").mkdir()
@@ -188,6 +195,7 @@ def test_an_uncollected_batch_past_its_archive_date_is_unrecoverable_not_resubmi
     with Ledger(tmp_path / "home") as ledger:
         run = make_run(ledger, tmp_path, 2)
         (batch,) = ledger.batches(run)
+        batch = ledger.record_intent(batch)
         batch = ledger.record_created(batch, {**REMOTE, "id": "msgbatch_old", "created_at": "2026-01-01T00:00:00Z"})
         batch = ledger.record_status(batch, {**REMOTE, "processing_status": "ended", "archived_at": "2026-01-30T00:00:00Z"})
         notices: list[str] = []

@@ -13,7 +13,6 @@ import pytest
 import batchrunner.compile as compile_module
 from batchrunner.catalog import Catalog
 from batchrunner.compile import (
-    BATCH_FRAMING,
     CompileReport,
     check_budget,
     compile_job,
@@ -21,6 +20,7 @@ from batchrunner.compile import (
 )
 from batchrunner.errors import BudgetExceeded, RowError, SpecError
 from batchrunner.pricing import Usage, batch_cost_usd, estimate_tokens, standard_price
+from batchrunner.requestfile import BODY_FRAMING
 from batchrunner.spec import JobSpec, Pricing, load_spec
 
 SPEC = """\
@@ -153,7 +153,7 @@ def test_shards_are_cut_by_count_in_input_order(tmp_path: Path) -> None:
 def test_shards_are_cut_by_serialized_bytes_with_the_batch_framing(tmp_path: Path) -> None:
     spec = job(tmp_path, reviews(50))
     one = len(lines(compile_job(spec, tmp_path / "probe").shards[0].path or Path())[0])
-    limit = 4 * one + BATCH_FRAMING + 5  # room for four requests, not five
+    limit = 4 * one + BODY_FRAMING + 5  # room for four requests, not five
     report = compile_job(spec, tmp_path / "out", max_shard_bytes=limit)
     assert len(report.shards) > 10
     for shard in report.shards:

@@ -1,0 +1,83 @@
+"""The run state in SQLite, and the per-run lock. The only package that speaks SQL.
+
+One database per state home holds every run: its batches (one per shard and attempt, each
+with the write-ahead state of its create call) and one row per request with its latest
+status and the joined-ready fragment of its result. Every state change is committed with
+`synchronous=FULL` before the action it enables, so a crash at any instant leaves a ledger
+that says exactly what may have happened.
+
+    schema.py       the tables, as numbered migrations
+    database.py     opening, migrating, transactions; a damaged file named as such
+    runs.py         Run and the runs table
+    batches.py      Batch and the batches table; every state change through one declared move
+    results.py      the requests of a run and their latest results
+    attachments.py  uploaded attachment files and which runs use them
+    lock.py         run_lock, the one-process-per-run lock
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from batchrunner.ledger.attachments import AttachmentsTable
+from batchrunner.ledger.batches import Batch, BatchesTable
+from batchrunner.ledger.database import LEDGER_FILE
+from batchrunner.ledger.lock import run_lock
+from batchrunner.ledger.results import RESULT_STATUSES, PlacedResult, ResultRow, ResultsTable
+from batchrunner.ledger.runs import Run, RunsTable
+
+__all__ = ["LEDGER_FILE", "RESULT_STATUSES", "Batch", "Ledger", "PlacedResult", "ResultRow", "Run", "known_run_ids", "run_lock"]
+
+
+class Ledger(RunsTable, BatchesTable, ResultsTable, AttachmentsTable):
+    """The state home's database, every table's queries on one object. One instance per process;
+    not shared across threads. `read_only` is for commands that only look (status, runs)."""
+
+    def create_run(
+        self,
+        *,
+        run_id: str,
+        job_name: str,
+        spec_path: Path,
+        output_path: Path,
+        run_dir: Path,
+        backend: str,
+        base_url: str | None,
+        model: str,
+        settings: dict[str, Any],
+        shards: Iterable[tuple[int, int, str, int, int]],
+        custom_ids: Iterable[str],
+        attachments: Iterable[tuple[str, str, str]] = (),
+        keep_attachments: bool = True,
+    ) -> Run:
+        """Register a compiled run, its first-attempt batches, every request and the files its
+        requests attach ((sha256, backend_key, file_id)), in one transaction."""
+        with self.transaction() as db:
+            run_pk = self._insert_run(
+                db,
+                run_id=run_id,
+                job_name=job_name,
+                spec_path=spec_path,
+                output_path=output_path,
+                run_dir=run_dir,
+                backend=backend,
+                base_url=base_url,
+                model=model,
+                settings=settings,
+            )
+            self._insert_batches(db, run_pk, 1, shards)
+            total = self._insert_requests(db, run_pk, custom_ids)
+            self._insert_run_attachments(db, run_pk, attachments, keep_attachments)
+            self._set_requests(db, run_pk, total)
+        return self.run(run_id)
+
+
+def known_run_ids(home: Path) -> list[str]:
+    """The run ids in a state home, newest first, for shell completion; a home without a ledger
+    has none, and is not created by asking."""
+    if not (home / LEDGER_FILE).exists():
+        return []
+    with Ledger(home) as ledger:
+        return [run.id for run in reversed(ledger.runs())]

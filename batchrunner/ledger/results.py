@@ -1,0 +1,185 @@
+"""The requests and results tables: every request of a run at its input position (seq), and
+the latest result of each, stored as the joined-ready fragment of its output line."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterable, Iterator
+from operator import itemgetter
+from typing import Any, NamedTuple
+
+from batchrunner.ledger.batches import Batch
+from batchrunner.ledger.database import Database
+from batchrunner.ledger.runs import Run
+
+RESULTS_CHUNK_ROWS = 100_000  # a whole batch
+RESULTS_CHUNK_BYTES = 32 << 20  # but never more answer text than this in memory
+RESULT_STATUSES = ("succeeded", "errored", "expired", "canceled")
+
+
+class ResultRow(NamedTuple):
+    """One request's result as the ledger keeps it (a tuple: millions are made per collect)."""
+
+    custom_id: str
+    status: str
+    error_type: str | None
+    input_tokens: int
+    output_tokens: int
+    fragment: bytes
+
+
+# (seq, status, error_type, input_tokens, output_tokens, fragment): a result placed at its input position.
+PlacedResult = tuple[int, str, str | None, int, int, bytes]
+
+_SEQ = itemgetter(0)
+
+
+class ResultsTable(Database):
+    def _insert_requests(self, db: sqlite3.Connection, run_pk: int, custom_ids: Iterable[str]) -> int:
+        """Every request of a new run, numbered in input order; returns how many."""
+        db.executemany(
+            "INSERT INTO requests (run_pk, seq, custom_id) VALUES (?, ?, ?)",
+            ((run_pk, seq, custom_id) for seq, custom_id in enumerate(custom_ids)),
+        )
+        return int(db.execute("SELECT count(*) FROM requests WHERE run_pk = ?", (run_pk,)).fetchone()[0])
+
+    def positions(self, run: Run, custom_ids: Iterable[str]) -> dict[str, int]:
+        """Input positions (seq) of these custom_ids; unknown ids are left out."""
+        query = "SELECT seq FROM requests WHERE run_pk = ? AND custom_id = ?"
+        found = {}
+        for custom_id in custom_ids:
+            row = self.db.execute(query, (run.pk, custom_id)).fetchone()
+            if row is not None:
+                found[custom_id] = row[0]
+        return found
+
+    def apply_results(self, run: Run, batch: Batch, results: Iterable[PlacedResult]) -> None:
+        """Join results into the run's results table; safe to repeat after a crash halfway.
+
+        A newer attempt replaces an older failure and never a success, so re-applying the same
+        results changes nothing. An answer that failed output_schema (succeeded, with an error
+        type) is a failure here: any newer result replaces it, and a valid answer wins over it. Results are buffered up to a whole batch (or RESULTS_CHUNK_BYTES
+        of answers, whichever comes first) and written in seq order: a first attempt's seqs are
+        one contiguous stretch, so its rows are appended page after page instead of splitting
+        pages in the middle.
+        """
+        query = (
+            "INSERT INTO results (run_pk, attempt, batch_pk, seq, status, error_type, input_tokens, output_tokens,"
+            f" result) VALUES ({int(run.pk)}, {int(batch.attempt)}, {int(batch.pk)}, ?, ?, ?, ?, ?, ?)"
+            " ON CONFLICT (run_pk, seq) DO UPDATE SET"
+            " status = excluded.status, attempt = excluded.attempt, batch_pk = excluded.batch_pk,"
+            " error_type = excluded.error_type, input_tokens = excluded.input_tokens,"
+            " output_tokens = excluded.output_tokens, result = excluded.result"
+            " WHERE (results.status != 'succeeded' OR results.error_type IS NOT NULL)"
+            " AND (results.attempt <= excluded.attempt OR (excluded.status = 'succeeded' AND excluded.error_type IS NULL))"
+        )
+        buffered: list[PlacedResult] = []
+        size = 0
+        for placed in results:
+            buffered.append(placed)
+            size += len(placed[5])
+            if len(buffered) >= RESULTS_CHUNK_ROWS or size >= RESULTS_CHUNK_BYTES:
+                self._write_in_order(query, buffered)
+                buffered, size = [], 0
+        if buffered:
+            self._write_in_order(query, buffered)
+
+    def _write_in_order(self, query: str, rows: list[PlacedResult]) -> None:
+        rows.sort(key=_SEQ)
+        with self.transaction() as db:
+            db.executemany(query, rows)
+
+    def output_rows(self, run: Run) -> Iterator[tuple[str, str, int | None, bytes | None]]:
+        """(custom_id, status, batch_pk, fragment) for every request, in input order; no result is pending.
+
+        Iterate it inside `checked()`, so a damaged page met halfway is reported as such.
+        """
+        rows = self.db.execute(
+            "SELECT q.custom_id, coalesce(r.status, 'pending'), r.batch_pk, r.result FROM requests q"
+            " LEFT JOIN results r ON r.run_pk = q.run_pk AND r.seq = q.seq WHERE q.run_pk = ? ORDER BY q.seq",
+            (run.pk,),
+        )
+        return iter(rows)
+
+    def summary(self, run: Run) -> dict[str, Any]:
+        counts = {status: 0 for status in ("pending", *RESULT_STATUSES)}
+        input_tokens = output_tokens = 0
+        for row in self.db.execute(
+            "SELECT status, count(*), sum(input_tokens), sum(output_tokens) FROM results WHERE run_pk = ?"
+            " GROUP BY status",
+            (run.pk,),
+        ):
+            counts[row[0]] = row[1]
+            input_tokens += row[2]
+            output_tokens += row[3]
+        counts["pending"] = run.requests - sum(counts.values())
+        errors = {
+            row[0]: row[1]
+            for row in self.db.execute(
+                "SELECT error_type, count(*) FROM results WHERE run_pk = ? AND status = 'errored' GROUP BY error_type",
+                (run.pk,),
+            )
+        }
+        invalid = self.db.execute(
+            "SELECT count(*) FROM results WHERE run_pk = ? AND status = 'succeeded' AND error_type IS NOT NULL",
+            (run.pk,),
+        ).fetchone()[0]
+        return {
+            "requests": run.requests,
+            "counts": counts,
+            "output_invalid": invalid,
+            "errors_by_type": errors,
+            "input_tokens": input_tokens,
+            "output_tokens": output_tokens,
+        }
+
+    def select_requests(
+        self,
+        run: Run,
+        *,
+        statuses: Iterable[str],
+        error_types: Iterable[str] | None,
+        exclude_error_types: Iterable[str],
+    ) -> list[tuple[int, str]]:
+        """(seq, custom_id) of the requests whose latest outcome matches, in input order.
+
+        An error type selects errored rows of that type; `output_invalid` also selects the
+        succeeded rows whose answer failed output_schema.
+        """
+        wanted = set(error_types) if error_types is not None else None
+        status_list = list(statuses) + (["succeeded"] if wanted and "output_invalid" in wanted else [])
+        marks = ",".join("?" * len(status_list))
+        rows = self.db.execute(
+            f"SELECT q.seq, q.custom_id, coalesce(r.status, 'pending') AS latest, r.error_type FROM requests q"
+            " LEFT JOIN results r ON r.run_pk = q.run_pk AND r.seq = q.seq"
+            f" WHERE q.run_pk = ? AND latest IN ({marks}) ORDER BY q.seq",
+            (run.pk, *status_list),
+        )
+        excluded = set(exclude_error_types)
+        picked = []
+        with self.checked():
+            for seq, custom_id, status, error_type in rows:
+                if status == "succeeded" and error_type is None:
+                    continue
+                if status in ("errored", "succeeded"):
+                    if wanted is not None and error_type not in wanted:
+                        continue
+                    if wanted is None and error_type in excluded:
+                        continue
+                picked.append((seq, custom_id))
+        return picked
+
+    def requests_by_custom_id(self, run: Run, custom_ids: Iterable[str]) -> list[tuple[int, str, str]]:
+        """(seq, custom_id, status) for the given ids, an unusable answer's status being its
+        error type (output_invalid); unknown ids are left out."""
+        query = (
+            "SELECT q.seq, q.custom_id, CASE WHEN r.status = 'succeeded' AND r.error_type IS NOT NULL"
+            " THEN r.error_type ELSE coalesce(r.status, 'pending') END FROM requests q"
+            " LEFT JOIN results r ON r.run_pk = q.run_pk AND r.seq = q.seq WHERE q.run_pk = ? AND q.custom_id = ?"
+        )
+        found = []
+        for custom_id in custom_ids:
+            row = self.db.execute(query, (run.pk, custom_id)).fetchone()
+            if row is not None:
+                found.append((row[0], row[1], row[2]))
+        return sorted(found)

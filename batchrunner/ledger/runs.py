@@ -1,0 +1,110 @@
+"""The runs table: one row per run, with the settings frozen from its spec when it was compiled."""
+
+from __future__ import annotations
+
+import sqlite3
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from batchrunner.errors import UnknownRun
+from batchrunner.ledger.database import Database, utcnow
+
+
+@dataclass(frozen=True)
+class Run:
+    pk: int
+    id: str
+    job_name: str
+    spec_path: Path
+    output_path: Path
+    run_dir: Path
+    backend: str
+    base_url: str | None
+    model: str
+    requests: int
+    settings: dict[str, Any]
+    created_at: str
+    output_written_at: str | None
+
+
+def _run(row: sqlite3.Row) -> Run:
+    return Run(
+        pk=row["pk"],
+        id=row["id"],
+        job_name=row["job_name"],
+        spec_path=Path(row["spec_path"]),
+        output_path=Path(row["output_path"]),
+        run_dir=Path(row["run_dir"]),
+        backend=row["backend"],
+        base_url=row["base_url"],
+        model=row["model"],
+        requests=row["requests"],
+        settings=orjson.loads(row["settings"]),
+        created_at=row["created_at"],
+        output_written_at=row["output_written_at"],
+    )
+
+
+class RunsTable(Database):
+    def _insert_run(
+        self,
+        db: sqlite3.Connection,
+        *,
+        run_id: str,
+        job_name: str,
+        spec_path: Path,
+        output_path: Path,
+        run_dir: Path,
+        backend: str,
+        base_url: str | None,
+        model: str,
+        settings: dict[str, Any],
+    ) -> int:
+        """A new run with no requests counted yet (`_set_requests` counts them once they are in)."""
+        cursor = db.execute(
+            "INSERT INTO runs (id, job_name, spec_path, output_path, run_dir, backend, base_url, model,"
+            " requests, settings, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?)",
+            (
+                run_id,
+                job_name,
+                str(spec_path),
+                str(output_path),
+                str(run_dir),
+                backend,
+                base_url,
+                model,
+                orjson.dumps(settings),
+                utcnow(),
+            ),
+        )
+        assert cursor.lastrowid is not None
+        return cursor.lastrowid
+
+    def _set_requests(self, db: sqlite3.Connection, run_pk: int, total: int) -> None:
+        db.execute("UPDATE runs SET requests = ? WHERE pk = ?", (total, run_pk))
+
+    def run(self, run_id: str) -> Run:
+        row = self.db.execute("SELECT * FROM runs WHERE id = ?", (run_id,)).fetchone()
+        if row is None:
+            raise UnknownRun(f"no run {run_id!r} in {self.home}; `batchrunner runs` lists the runs there")
+        return _run(row)
+
+    def has_run(self, run_id: str) -> bool:
+        return self.db.execute("SELECT 1 FROM runs WHERE id = ?", (run_id,)).fetchone() is not None
+
+    def latest_run(self) -> Run:
+        row = self.db.execute("SELECT * FROM runs ORDER BY pk DESC LIMIT 1").fetchone()
+        if row is None:
+            raise UnknownRun(f"there are no runs in {self.home} yet; start one with `batchrunner submit JOB`")
+        return _run(row)
+
+    def runs(self) -> list[Run]:
+        with self.checked():
+            return [_run(row) for row in self.db.execute("SELECT * FROM runs ORDER BY pk")]
+
+    def mark_output_written(self, run: Run) -> None:
+        with self.transaction() as db:
+            db.execute("UPDATE runs SET output_written_at = ? WHERE pk = ?", (utcnow(), run.pk))

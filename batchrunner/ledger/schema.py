@@ -1,0 +1,94 @@
+"""The ledger's tables, as numbered migrations: a ledger at schema version N has run the first N.
+
+Applied in order by `Database` at open; `PRAGMA user_version` records how many. A second SQL
+dialect (issue 17) gets a sibling of this file and of each table's module.
+"""
+
+from __future__ import annotations
+
+MIGRATIONS: list[str] = [
+    """
+    CREATE TABLE runs (
+        pk INTEGER PRIMARY KEY,
+        id TEXT NOT NULL UNIQUE,
+        job_name TEXT NOT NULL,
+        spec_path TEXT NOT NULL,
+        output_path TEXT NOT NULL,
+        run_dir TEXT NOT NULL,
+        backend TEXT NOT NULL,
+        base_url TEXT,
+        model TEXT NOT NULL,
+        requests INTEGER NOT NULL,
+        settings BLOB NOT NULL,
+        created_at TEXT NOT NULL,
+        output_written_at TEXT
+    );
+    CREATE TABLE batches (
+        pk INTEGER PRIMARY KEY,
+        run_pk INTEGER NOT NULL REFERENCES runs(pk),
+        attempt INTEGER NOT NULL,
+        shard INTEGER NOT NULL,
+        first_seq INTEGER,
+        request_file TEXT NOT NULL,
+        requests INTEGER NOT NULL,
+        bytes INTEGER NOT NULL,
+        state TEXT NOT NULL,
+        file_id TEXT,
+        purpose_accepted INTEGER,
+        intent_at TEXT,
+        batch_id TEXT UNIQUE,
+        processing_status TEXT,
+        request_counts BLOB,
+        created_at TEXT,
+        ended_at TEXT,
+        expires_at TEXT,
+        archived_at TEXT,
+        results_url TEXT,
+        file_deleted INTEGER NOT NULL DEFAULT 0,
+        adopted INTEGER NOT NULL DEFAULT 0,
+        polls INTEGER NOT NULL DEFAULT 0,
+        note TEXT,
+        UNIQUE (run_pk, attempt, shard)
+    );
+    CREATE TABLE requests (
+        run_pk INTEGER NOT NULL,
+        seq INTEGER NOT NULL,
+        custom_id TEXT NOT NULL,
+        PRIMARY KEY (run_pk, seq)
+    ) WITHOUT ROWID;
+    CREATE UNIQUE INDEX requests_by_custom_id ON requests (run_pk, custom_id);
+    CREATE TABLE results (
+        run_pk INTEGER NOT NULL,
+        seq INTEGER NOT NULL,
+        status TEXT NOT NULL,
+        attempt INTEGER NOT NULL,
+        batch_pk INTEGER NOT NULL,
+        error_type TEXT,
+        input_tokens INTEGER NOT NULL,
+        output_tokens INTEGER NOT NULL,
+        result BLOB NOT NULL,
+        PRIMARY KEY (run_pk, seq)
+    ) WITHOUT ROWID;
+    """,
+    """
+    CREATE TABLE uploads (
+        sha256 TEXT NOT NULL,
+        backend_key TEXT NOT NULL,
+        file_id TEXT NOT NULL,
+        filename TEXT NOT NULL,
+        size INTEGER NOT NULL,
+        uploaded_at TEXT NOT NULL,
+        PRIMARY KEY (sha256, backend_key)
+    ) WITHOUT ROWID;
+    CREATE TABLE run_attachments (
+        run_pk INTEGER NOT NULL REFERENCES runs(pk),
+        sha256 TEXT NOT NULL,
+        backend_key TEXT NOT NULL,
+        file_id TEXT NOT NULL,
+        keep INTEGER NOT NULL,
+        deleted INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (run_pk, sha256)
+    ) WITHOUT ROWID;
+    CREATE INDEX run_attachments_by_file_id ON run_attachments (file_id);
+    """,
+]
