@@ -12,7 +12,6 @@ import asyncio
 import os
 import re
 import shutil
-import sqlite3
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field, replace
@@ -47,7 +46,7 @@ from batchrunner.errors import (
     RunLocked,
     StillRunning,
 )
-from batchrunner.ledger import Batch, Ledger, Run, run_lock
+from batchrunner.ledger import LEDGER_FILE, STORAGE_ERRORS, Batch, Ledger, Run, run_lock
 from batchrunner.models import check_live, live_catalog
 from batchrunner.poll import Polled, PollSettings, wait_until_ended
 from batchrunner.pricing import batch_cost_usd
@@ -385,8 +384,6 @@ def _detached(run: Run) -> str:
     )
 
 
-LEDGER_FILE = "ledger.sqlite3"
-
 
 class _Guard:
     """What Ctrl-C, or a deleted state home, means at any instant of a command on one run.
@@ -407,7 +404,7 @@ class _Guard:
     def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None) -> None:
         if isinstance(error, KeyboardInterrupt):
             raise self._interrupted() from None
-        operational = isinstance(error, (OSError, sqlite3.Error, BatchrunnerError)) and not isinstance(error, InputError)
+        operational = isinstance(error, (OSError, *STORAGE_ERRORS, BatchrunnerError)) and not isinstance(error, InputError)
         if operational and self.run_id is not None and not (self.home / LEDGER_FILE).exists():
             raise BatchrunnerError(
                 f"the state home {self.home} was deleted during run {self.run_id}: its ledger and run folders "

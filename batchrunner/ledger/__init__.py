@@ -23,12 +23,12 @@ from typing import Any
 
 from batchrunner.ledger.attachments import AttachmentsTable
 from batchrunner.ledger.batches import Batch, BatchesTable
-from batchrunner.ledger.database import LEDGER_FILE
+from batchrunner.ledger.database import LEDGER_FILE, STORAGE_ERRORS
 from batchrunner.ledger.lock import run_lock
 from batchrunner.ledger.results import RESULT_STATUSES, PlacedResult, ResultRow, ResultsTable
 from batchrunner.ledger.runs import Run, RunsTable
 
-__all__ = ["LEDGER_FILE", "RESULT_STATUSES", "Batch", "Ledger", "PlacedResult", "ResultRow", "Run", "known_run_ids", "run_lock"]
+__all__ = ["LEDGER_FILE", "RESULT_STATUSES", "STORAGE_ERRORS", "Batch", "Ledger", "PlacedResult", "ResultRow", "Run", "known_run_ids", "run_lock"]
 
 
 class Ledger(RunsTable, BatchesTable, ResultsTable, AttachmentsTable):

@@ -24,6 +24,7 @@ from batchrunner.ledger.schema import MIGRATIONS
 CACHE_KIB = 8 * 1024  # results are applied in seq order, so a small page cache is enough
 
 LEDGER_FILE = "ledger.sqlite3"
+STORAGE_ERRORS: tuple[type[Exception], ...] = (sqlite3.Error,)  # what the ledger's storage raises, for callers that may not import it
 
 
 def utcnow() -> str:
