@@ -25,7 +25,6 @@ from batchrunner import settings
 from batchrunner.errors import (
     EXIT_ERROR,
     EXIT_INCOMPLETE,
-    EXIT_INVALID,
     EXIT_RUNNING,
     BatchrunnerError,
     Detached,
@@ -127,8 +126,6 @@ def _wants_json(ctx: click.Context) -> bool:
 
 def _click_error(ctx: click.Context, exc: click.ClickException) -> None:
     """With --json, a usage error is one JSON document on stdout too; click prints the message."""
-    if isinstance(exc, click.UsageError):
-        exc.exit_code = EXIT_INVALID
     if _wants_json(ctx):
         _write_json({"error": {"type": type(exc).__name__, "message": exc.format_message(), "exit_code": exc.exit_code}})
 

@@ -335,7 +335,7 @@ class Api:
 def backoff(attempt: int, *, first: float, cap: float) -> float:
     """Seconds to wait before try `attempt + 1`: doubling from `first` to `cap`, with jitter so
     many clients that failed together do not come back together."""
-    return min(cap, first * 2 ** (attempt - 1)) * random.uniform(0.75, 1.25)
+    return min(cap, first * 2.0 ** (attempt - 1)) * random.uniform(0.75, 1.25)
 
 
 class Gate:

@@ -90,7 +90,7 @@ def result_row(line: bytes, parse_answer: AnswerParser | None) -> ResultRow:
     kind = result.get("type")
     if kind == "succeeded":
         message = result["message"]
-        content = message.get("content") or ()
+        content: list[dict[str, Any]] = message.get("content") or []
         if len(content) == 1 and content[0].get("type") == "text":
             text = content[0].get("text", "")
         else:
@@ -108,7 +108,7 @@ def result_row(line: bytes, parse_answer: AnswerParser | None) -> ResultRow:
         )
     if kind == "errored":
         envelope = result.get("error") or {}
-        inner = envelope.get("error") if isinstance(envelope.get("error"), dict) else envelope
+        inner: dict[str, Any] = envelope["error"] if isinstance(envelope.get("error"), dict) else envelope
         error = {"type": inner.get("type", "unknown_error"), "message": inner.get("message", "")}
         return ResultRow(custom_id, "errored", error["type"], 0, 0, _fragment(None, None, None, None, error))
     if kind in ("expired", "canceled"):
@@ -265,7 +265,7 @@ def write_output(ledger: Ledger, run: Run, backend: str) -> Path:
     a batch (its id, its attempt, the backend), so each line is a join of ready-made bytes.
     """
     backend_json = orjson.dumps(backend)
-    tails = {
+    tails: dict[int | None, bytes] = {
         batch.pk: b',"batch_id":%b,"attempt":%d,"backend":%b}\n' % (orjson.dumps(batch.batch_id), batch.attempt, backend_json)
         for batch in ledger.batches(run)
     }

@@ -116,11 +116,11 @@ class _LineTemplate:
         attachments_mark = marks[-1] if spec.attachments else None
         body = requestfile.encode_line(marks[0], _params(spec, iter(marks[1:-1]), attachments_mark))
         found: list[tuple[bytes, str, Template | None]] = [(orjson.dumps(marks[0]), CUSTOM_ID_SLOT, None)]
-        for k, ((key, _text), template) in enumerate(zip(sources, templates, strict=True)):
-            if template.fields:
-                found.append((orjson.dumps(marks[k + 1]), ".".join(str(p) for p in key), template))
+        for k, ((source_key, _text), source_template) in enumerate(zip(sources, templates, strict=True)):
+            if source_template.fields:
+                found.append((orjson.dumps(marks[k + 1]), ".".join(str(p) for p in source_key), source_template))
             else:
-                body = body.replace(orjson.dumps(marks[k + 1]), orjson.dumps(template.render({})))
+                body = body.replace(orjson.dumps(marks[k + 1]), orjson.dumps(source_template.render({})))
         if attachments_mark is not None:
             found.append((orjson.dumps(attachments_mark), ATTACHMENTS_SLOT, None))
         found.sort(key=lambda slot: body.index(slot[0]))
@@ -157,12 +157,12 @@ def _params(spec: JobSpec, marks: Any, attachments_mark: str | None) -> dict[str
     else:
         messages: list[dict[str, Any]] = []
         for message in spec.messages or []:
-            content: Any = message["content"]
-            if isinstance(content, str):
-                content = next(marks)
+            turn: Any = message["content"]
+            if isinstance(turn, str):
+                turn = next(marks)
             else:
-                content = [dict(block, text=next(marks)) if block["type"] == "text" else block for block in content]
-            messages.append({"role": message["role"], "content": content})
+                turn = [dict(block, text=next(marks)) if block["type"] == "text" else block for block in turn]
+            messages.append({"role": message["role"], "content": turn})
         params["messages"] = messages
     params.update((k, v) for k, v in spec.params.items() if k != "output_config")
     output_config = dict(spec.params.get("output_config") or {})

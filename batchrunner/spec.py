@@ -53,11 +53,18 @@ class Pricing(_Strict):
     output_per_mtok: float = Field(ge=0)
 
 
+RetryStatus = Literal["errored", "expired", "canceled"]
+
+
+def _default_retry_statuses() -> list[RetryStatus]:
+    return ["errored", "expired"]
+
+
 class RetryPolicy(_Strict):
     """Which failed requests a run retries by itself, and how many attempts each gets in all."""
 
     max_attempts: int = Field(default=1, ge=1, le=10)
-    statuses: list[Literal["errored", "expired", "canceled"]] = Field(default_factory=lambda: ["errored", "expired"])
+    statuses: list[RetryStatus] = Field(default_factory=_default_retry_statuses)
     error_types: list[str] | None = None
 
 
@@ -228,12 +235,12 @@ class JobSpec(_Strict):
     def _params_agree(cls, value: Params, info: ValidationInfo) -> Params:
         thinking = value.get("thinking")
         max_tokens = info.data.get("max_tokens")
-        enabled = thinking is not None and thinking["type"] == "enabled"
-        if enabled and max_tokens is not None and thinking["budget_tokens"] >= max_tokens:  # type: ignore[index]
+        budget = thinking["budget_tokens"] if thinking is not None and thinking["type"] == "enabled" else None
+        if budget is not None and max_tokens is not None and budget >= max_tokens:
             raise PydanticCustomError(
                 "thinking_budget",
                 "thinking.budget_tokens ({budget}) must be less than max_tokens ({max_tokens}): raise max_tokens",
-                {"budget": thinking["budget_tokens"], "max_tokens": max_tokens},  # type: ignore[index]
+                {"budget": budget, "max_tokens": max_tokens},
             )
         output_format = (value.get("output_config") or {}).get("format")
         if output_format is not None and info.data.get("output_schema") is not None:
@@ -418,7 +425,9 @@ def _data_path(data: Any, loc: tuple[str | int, ...]) -> tuple[str | int, ...]:
     path: list[str | int] = []
     node = data
     for part in loc:
-        if isinstance(node, dict) and part in node or isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
+        if isinstance(node, dict) and part in node:
+            node = node[part]
+        elif isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
             node = node[part]
         else:
             continue

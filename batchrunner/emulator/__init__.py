@@ -102,7 +102,7 @@ class EmulatorServer:
         self._app = App(engine, faults, config.api_key, self._closing, reject_unknown_fields=config.reject_unknown_fields)
         self._http = HTTPServer((config.host, config.port), self._app)
         host, port = self._http.server_address[:2]
-        self.base_url = f"http://{host}:{port}"
+        self.base_url = f"http://{host!s}:{port}"
         self._thread: threading.Thread | None = None
 
     def stats(self) -> dict[str, Any]:

@@ -323,8 +323,9 @@ class SchemaAnswer:
                 self._checked[key] = None
             except jsonschema.SchemaError as bad:
                 self._checked[key] = bad
-        if self._checked[key] is not None:
-            raise self._checked[key]
+        refusal = self._checked[key]
+        if refusal is not None:
+            raise refusal
 
     def instance(self, schema: dict[str, Any], rng: random.Random, user_text: str) -> Any:
         return Instance(schema, rng, user_text).build(schema, "answer", 0)
@@ -471,4 +472,4 @@ def alphanumeric(data: bytes, length: int) -> str:
 
 def unit(data: bytes) -> float:
     """Bytes of a digest as a uniform number in [0, 1)."""
-    return int.from_bytes(data, "big") / 2 ** (8 * len(data))
+    return int.from_bytes(data, "big") / float(1 << (8 * len(data)))

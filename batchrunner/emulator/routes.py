@@ -51,7 +51,7 @@ REASONS = {status.value: status.phrase for status in HTTPStatus} | {529: "Overlo
 class Headers(dict[str, str]):
     """Request headers by lower-case name; a repeated header keeps its last value."""
 
-    def get(self, name: str, default: Any = None) -> Any:  # type: ignore[override]
+    def get(self, name: str, default: Any = None) -> Any:
         return super().get(name.lower(), default)
 
 
@@ -412,6 +412,8 @@ class RequestHandler(BaseHTTPRequestHandler):
     disable_nagle_algorithm = True
     server_version = "batchrunner-emulator"
     timeout = 300
+    raw_requestline: bytes  # set by the stdlib's handle_one_request before parse_request
+    parsed_headers: Headers
 
     def do_GET(self) -> None:
         self.dispatch()
@@ -434,7 +436,7 @@ class RequestHandler(BaseHTTPRequestHandler):
         while (line := self.rfile.readline(65537)) not in (b"\r\n", b"\n", b""):
             name, _, value = line.decode("iso-8859-1").partition(":")
             headers[name.strip().lower()] = value.strip()
-        self.headers = headers  # type: ignore[assignment]
+        self.headers = self.parsed_headers = headers  # type: ignore[assignment]
         connection = headers.get("connection", "").lower()
         self.close_connection = connection == "close" or (self.request_version == "HTTP/1.0" and connection != "keep-alive")
         if headers.get("expect", "").lower() == "100-continue":  # curl asks before sending a big upload
@@ -447,7 +449,7 @@ class RequestHandler(BaseHTTPRequestHandler):
         url = urlsplit(self.path)
         try:
             body = self.read_body(body_limit(self.command, url.path))
-            request = Request(self.command, url.path, parse_qs(url.query, keep_blank_values=True), self.headers, body)
+            request = Request(self.command, url.path, parse_qs(url.query, keep_blank_values=True), self.parsed_headers, body)
             response = app.handle(request)
         except WireError as error:
             response = Response(error.status, orjson.dumps(error.envelope(request_id)), headers=error.headers)
@@ -467,7 +469,8 @@ class RequestHandler(BaseHTTPRequestHandler):
         return self.rfile.read(length) if length else b""
 
     def read_chunked(self, limit: int) -> bytes:
-        chunks, size = [], 0
+        chunks: list[bytes] = []
+        size = 0
         while True:
             chunk_size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
             if chunk_size == 0:

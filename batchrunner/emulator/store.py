@@ -106,7 +106,7 @@ class FileRow:
     expires_at: float | None
 
     @classmethod
-    def from_db(cls, row: tuple) -> FileRow:
+    def from_db(cls, row: tuple[Any, ...]) -> FileRow:
         values = list(row)
         values[7] = bool(values[7])
         return cls(*values)
@@ -116,7 +116,7 @@ class FileRow:
 class Page:
     """One page of a newest-first listing; `has_more` looks in the direction that was asked for."""
 
-    rows: list
+    rows: list[Any]
     has_more: bool
 
 
@@ -281,7 +281,7 @@ class Store:
 
     def count_files(self) -> int:
         with self._lock:
-            return self._db.execute("SELECT count(*) FROM files WHERE deleted_at IS NULL").fetchone()[0]
+            return int(self._db.execute("SELECT count(*) FROM files WHERE deleted_at IS NULL").fetchone()[0])
 
     def known_id(self, table: str, object_id: str) -> bool:
         """Cursors may name deleted objects: a listing must not break when its last item goes away."""
@@ -289,7 +289,7 @@ class Store:
             return self._db.execute(f"SELECT 1 FROM {table} WHERE id = ?", (object_id,)).fetchone() is not None
 
     def _page(
-        self, table: str, columns: str, make: Callable[[tuple], Any], now: float, limit: int,
+        self, table: str, columns: str, make: Callable[[tuple[Any, ...]], Any], now: float, limit: int,
         after_id: str | None, before_id: str | None,
     ) -> Page:
         where = ["deleted_at IS NULL"]
