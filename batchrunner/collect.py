@@ -21,7 +21,7 @@ from jsonschema import Draft202012Validator
 from jsonschema.exceptions import best_match
 
 from batchrunner.atomic import atomic_writer, fsync_dir, naming
-from batchrunner.client import Gate, backoff
+from batchrunner.client import AsyncApi, backoff
 from batchrunner.crashpoints import crashpoint, failpoint
 from batchrunner.errors import ApiError, BatchrunnerError, NotFound, ServerDataLost
 from batchrunner.ledger import (
@@ -165,25 +165,29 @@ def request_ids(path: Path) -> Iterator[str]:
         yield line[start : line.index(b'"', start)].decode()
 
 
-def _download(gate_api: Any, url: str, dest: Path, expected: int) -> None:
+async def _download(api: AsyncApi, url: str, dest: Path, expected: int) -> None:
     """Download into a temp file; keep it only if it holds exactly the expected number of results."""
     part = dest.with_name(dest.name + ".part")
     try:
         with naming(dest), os.fdopen(os.open(part, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as out:
-            gate_api.download_results(url, out, on_chunk=lambda: crashpoint("collect.downloading"))
+            await api.download_results(url, out, on_chunk=lambda: crashpoint("collect.downloading"))
             failpoint("collect.download")
             out.flush()
             os.fsync(out.fileno())
-        lines = count_lines(part)
-        if lines != expected:
-            raise ApiError(f"download results: got {lines} results, the batch has {expected}")
-        os.replace(part, dest)
-        fsync_dir(dest.parent)
+        await asyncio.to_thread(_keep, part, dest, expected)
     finally:
         part.unlink(missing_ok=True)
 
 
-async def download_results(gate: Gate, run: Run, batch: Batch, on_event: Callable[[str], None]) -> Path:
+def _keep(part: Path, dest: Path, expected: int) -> None:
+    lines = count_lines(part)
+    if lines != expected:
+        raise ApiError(f"download results: got {lines} results, the batch has {expected}")
+    os.replace(part, dest)
+    fsync_dir(dest.parent)
+
+
+async def download_results(api: AsyncApi, run: Run, batch: Batch, on_event: Callable[[str], None]) -> Path:
     """The batch's raw results file under the run folder, downloaded once and kept."""
     assert batch.batch_id is not None and batch.request_counts is not None
     folder = run.run_dir / "results"
@@ -195,7 +199,7 @@ async def download_results(gate: Gate, run: Run, batch: Batch, on_event: Callabl
     expected = sum(batch.request_counts.values())
     for attempt in range(1, DOWNLOAD_ATTEMPTS + 1):
         try:
-            await gate(_download, gate.api, url, dest, expected)
+            await _download(api, url, dest, expected)
             return dest
         except (NotFound, ServerDataLost):
             raise
@@ -234,7 +238,7 @@ def _parse_time(value: str) -> datetime:
 
 
 async def collect_batch(
-    gate: Gate, ledger: Ledger, run: Run, batch: Batch, on_event: Callable[[str], None]
+    api: AsyncApi, ledger: Ledger, run: Run, batch: Batch, on_event: Callable[[str], None]
 ) -> Batch:
     """Download an ended batch's results and join them into the ledger; safe to run again.
 
@@ -251,9 +255,9 @@ async def collect_batch(
             f"`batchrunner retry {run.id} --status pending` sends them again if you want"
         )
         return ledger.batch(batch.pk)
-    path = await download_results(gate, run, batch, on_event)
+    path = await download_results(api, run, batch, on_event)
     crashpoint("collect.downloaded")
-    schema = run.settings.get("output_schema")
+    schema = run.settings.output_schema
     parse_answer = AnswerParser(schema) if schema else None
     sent = positions(ledger, run, batch)
     if batch.adopted:
@@ -273,9 +277,9 @@ async def collect_batch(
         )
     crashpoint("collect.ingested")
     ledger.mark_collected(batch)
-    if batch.file_id and not run.settings.get("keep_request_files") and not batch.file_deleted:
+    if batch.file_id and not run.settings.keep_request_files and not batch.file_deleted:
         with suppress(NotFound):  # already gone is what we wanted
-            await gate(gate.api.delete_file, batch.file_id)
+            await api.delete_file(batch.file_id)
         ledger.mark_file_deleted(batch)
     return ledger.batch(batch.pk)
 

@@ -10,14 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import mimetypes
-from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
-from batchrunner import client
 from batchrunner.atomic import atomic_writer
-from batchrunner.client import Api, choose_backend, is_purpose_refusal
-from batchrunner.errors import ApiError, InputError, TooLarge
+from batchrunner.client import Api
+from batchrunner.errors import InputError, TooLarge
 
 MAX_UPLOAD_BYTES = 500 * 1024 * 1024  # the Files API's limit per file
 PURPOSES = ("batch", "user_data")
@@ -25,11 +23,6 @@ DEFAULT_PURPOSE = "user_data"
 DEFAULT_LIMIT = 20
 # Types the standard table may not know; everything else comes from `mimetypes`.
 MIME_TYPES = {".jsonl": "application/jsonl", ".md": "text/markdown"}
-
-
-def connect(home: Path, backend: str | None = None) -> AbstractContextManager[Api]:
-    """An `Api` on the chosen backend; `local` keeps its files under `<home>/emulator` between calls."""
-    return client.connect(choose_backend(backend, None), home)
 
 
 def mime_type(path: Path) -> str:
@@ -60,16 +53,7 @@ def upload_file(
     if purpose not in PURPOSES:
         raise InputError(f"purpose {purpose!r}: use one of {', '.join(PURPOSES)}")
     check_size(path)
-    name, kind = filename or path.name, kind or mime_type(path)
-    try:
-        meta = api.upload_file(path, filename=name, mime_type=kind, purpose=purpose)
-        accepted = True
-    except ApiError as exc:
-        if not is_purpose_refusal(exc):
-            raise
-        meta = api.upload_file(path, filename=name, mime_type=kind, purpose=None)
-        accepted = False
-    return meta | {"purpose_accepted": accepted}
+    return api.upload_file(path, filename=filename or path.name, mime_type=kind or mime_type(path), purpose=purpose)
 
 
 def list_files(

@@ -27,6 +27,7 @@ import orjson
 from batchrunner.atomic import naming
 from batchrunner.crashpoints import failpoint
 from batchrunner.errors import LedgerUnusable, RunLocked, UnknownRun
+from batchrunner.spec import RunSettings
 
 # Batch states, in the order a batch moves through them.
 PREPARED = "prepared"  # request file written; no create attempted (or the last one was definitely refused)
@@ -153,7 +154,7 @@ class Run:
     base_url: str | None
     model: str
     requests: int
-    settings: dict[str, Any]
+    settings: RunSettings
     created_at: str
     output_written_at: str | None
 
@@ -213,7 +214,7 @@ def _run(row: sqlite3.Row) -> Run:
         base_url=row["base_url"],
         model=row["model"],
         requests=row["requests"],
-        settings=orjson.loads(row["settings"]),
+        settings=RunSettings.decode(row["settings"]),
         created_at=row["created_at"],
         output_written_at=row["output_written_at"],
     )
@@ -439,7 +440,7 @@ class Ledger:
         backend: str,
         base_url: str | None,
         model: str,
-        settings: dict[str, Any],
+        settings: RunSettings,
         shards: Iterable[tuple[int, int, str, int, int]],
         custom_ids: Iterable[str],
         attachments: Iterable[tuple[str, str, str]] = (),
@@ -460,7 +461,7 @@ class Ledger:
                     backend,
                     base_url,
                     model,
-                    orjson.dumps(settings),
+                    settings.encode(),
                     utcnow(),
                 ),
             )

@@ -14,10 +14,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from batchrunner.client import Gate
+from batchrunner.client import AsyncApi
 from batchrunner.crashpoints import crashpoint
 from batchrunner.errors import ApiError, NotFound, ServerDataLost
 from batchrunner.ledger import Batch, Ledger
+from batchrunner.spec import PollSettings
 
 ENDED = "ended"
 RUNNING_STATUSES = ("in_progress", "canceling")
@@ -36,12 +37,8 @@ class Polled:
     next_in: float | None  # seconds; None once the batch has ended
 
 
-@dataclass(frozen=True)
-class PollSettings:
-    initial_interval: float = 2.0
-    max_interval: float = 60.0
-    backoff: float = 1.5
-    not_found_grace_s: float = 120.0
+BACKOFF = 1.5  # each wait is this much longer than the last, up to poll.max_interval
+NOT_FOUND_GRACE_S = 120.0  # a batch just created may not be visible yet; after this, not found is an error
 
 
 def is_transient(error: ApiError) -> bool:
@@ -64,7 +61,7 @@ def _polled(batch_id: str, batch: Batch, status: str, next_in: float | None) -> 
 
 
 async def wait_until_ended(
-    gate: Gate,
+    api: AsyncApi,
     ledger: Ledger,
     batch: Batch,
     settings: PollSettings,
@@ -78,9 +75,9 @@ async def wait_until_ended(
     interval = settings.initial_interval
     while True:
         try:
-            remote = await gate(gate.api.retrieve_batch, batch_id)
+            remote = await api.retrieve_batch(batch_id)
         except NotFound:
-            if _seconds_since(batch.created_at) > settings.not_found_grace_s:
+            if _seconds_since(batch.created_at) > NOT_FOUND_GRACE_S:
                 raise
             ledger.count_poll(batch)
             status = "not_found"
@@ -101,4 +98,4 @@ async def wait_until_ended(
         wait = interval * random.uniform(0.8, 1.2)
         on_poll(_polled(batch_id, batch, status, wait))
         await asyncio.sleep(wait)
-        interval = min(interval * settings.backoff, settings.max_interval)
+        interval = min(interval * BACKOFF, settings.max_interval)

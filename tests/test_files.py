@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
@@ -15,7 +16,7 @@ import orjson
 import pytest
 
 from batchrunner import files
-from batchrunner.client import Api
+from batchrunner.client import Api, connect, resolve_backend
 from batchrunner.emulator import EmulatorServer
 from batchrunner.errors import (
     ApiError,
@@ -31,7 +32,7 @@ from batchrunner.errors import (
 def api(emulator: EmulatorServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Api]:
     monkeypatch.setenv("ANTHROPIC_BASE_URL", emulator.base_url)
     monkeypatch.setenv("ANTHROPIC_API_KEY", "test-key")
-    with files.connect(tmp_path / "home", "anthropic") as connected:
+    with connect(resolve_backend("anthropic", None, os.environ), tmp_path / "home") as connected:
         yield connected
 
 
@@ -220,7 +221,7 @@ def scripted(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Callab
         stack.callback(server.shutdown)
         monkeypatch.setenv("ANTHROPIC_BASE_URL", f"http://127.0.0.1:{server.server_address[1]}")
         monkeypatch.setenv("ANTHROPIC_API_KEY", "test-key")
-        return stack.enter_context(files.connect(tmp_path / "home", "anthropic")), seen
+        return stack.enter_context(connect(resolve_backend("anthropic", None, os.environ), tmp_path / "home")), seen
 
     with stack:
         yield start

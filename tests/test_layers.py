@@ -27,12 +27,13 @@ ALLOWED: dict[str, set[str]] = {
     "compile": {
         "atomic", "attachments", "catalog", "crashpoints", "errors", "inputs", "pricing", "rules", "spec", "template",
     },
-    "ledger": {"atomic", "crashpoints", "errors"},
+    "ledger": {"atomic", "crashpoints", "errors", "spec"},  # spec: the run's frozen RunSettings
     "client": {"errors", "settings", "emulator"},
+    "session": {"client", "errors", "ledger", "settings"},
     "files": {"atomic", "client", "errors", "ledger"},
     "uploads": {"attachments", "client", "crashpoints", "errors", "files", "ledger"},
     "submit": {"client", "crashpoints", "errors", "ledger"},
-    "poll": {"client", "crashpoints", "errors", "ledger"},
+    "poll": {"client", "crashpoints", "errors", "ledger", "spec"},
     "collect": {"atomic", "client", "crashpoints", "errors", "ledger"},
     "retry": {"atomic", "collect", "errors", "ledger"},
     "models": {"catalog", "client", "errors", "rules"},
