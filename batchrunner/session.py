@@ -90,15 +90,26 @@ def _interrupt(signum: int, frame: FrameType | None) -> None:
     raise KeyboardInterrupt
 
 
+def _report(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+    """A Ctrl-C that ended a task beside the main one is the Guard's to report, not asyncio's."""
+    if not isinstance(context.get("exception"), KeyboardInterrupt):
+        loop.default_exception_handler(context)
+
+
+async def _quiet(main: Coroutine[Any, Any, T]) -> T:
+    asyncio.get_running_loop().set_exception_handler(_report)
+    return await main
+
+
 def run_loop(main: Coroutine[Any, Any, T]) -> T:
     """The command's one event loop. Ctrl-C raises KeyboardInterrupt where the command is, at
     once: asyncio's own handler would only cancel at the next await, so a compile finishing
     after the Ctrl-C could still register its run."""
     if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
-        return asyncio.run(main)
+        return asyncio.run(_quiet(main))
     signal.signal(signal.SIGINT, _interrupt)
     try:
-        return asyncio.run(main)
+        return asyncio.run(_quiet(main))
     finally:
         signal.signal(signal.SIGINT, signal.default_int_handler)
 
