@@ -619,7 +619,7 @@ def _backend(app: App, backend: str | None) -> Any:
 
     resolved = client.resolve_backend(backend, None, os.environ)
     if resolved.simulated:
-        app.notice(client.SIMULATED_NOTICE)
+        app.notice(client.simulated_notice(app.home))
     return resolved
 
 

@@ -95,7 +95,9 @@ def resolve_backend(
     return ResolvedBackend("anthropic", base_url or env.get("ANTHROPIC_BASE_URL") or None)
 
 
-SIMULATED_NOTICE = "no ANTHROPIC_API_KEY: running on the built-in emulator; the answers are simulated"
+def simulated_notice(home: Path) -> str:
+    """What a user is told, once per command, when `auto` chose the emulator for want of a key."""
+    return f"no ANTHROPIC_API_KEY: running on the built-in emulator (its data in {home / 'emulator'}); the answers are simulated"
 
 
 @contextmanager

@@ -21,7 +21,7 @@ from typing import Any
 import orjson
 
 from batchrunner import settings
-from batchrunner.client import SIMULATED_NOTICE, resolve_backend
+from batchrunner.client import resolve_backend, simulated_notice
 from batchrunner.collect import (
     archive_warning,
     collect_batch,
@@ -393,7 +393,7 @@ def submit(
     spec = load_spec(spec_path)
     resolved = resolve_backend(backend, spec.backend, os.environ)
     if resolved.simulated:
-        events.notice(SIMULATED_NOTICE)
+        events.notice(simulated_notice(home))
     if run_id is not None and not RUN_ID.match(run_id):
         raise InputError(f"--run-id {run_id!r}: use letters, digits, '_', '-' and '.', at most 100 characters")
     check_output_writable(spec)
