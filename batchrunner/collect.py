@@ -9,7 +9,6 @@ row, in input order, written atomically. Memory stays flat in the number of rows
 from __future__ import annotations
 
 import asyncio
-import os
 from collections.abc import Callable, Iterator
 from contextlib import suppress
 from datetime import UTC, datetime, timedelta
@@ -20,9 +19,9 @@ import orjson
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import best_match
 
-from batchrunner.atomic import atomic_writer, fsync_dir, naming
+from batchrunner.atomic import atomic_writer
 from batchrunner.client import AsyncApi, backoff
-from batchrunner.crashpoints import crashpoint, failpoint
+from batchrunner.crashpoints import crashpoint
 from batchrunner.errors import ApiError, BatchrunnerError, NotFound, ServerDataLost
 from batchrunner.ledger import (
     ENDED,
@@ -167,24 +166,14 @@ def request_ids(path: Path) -> Iterator[str]:
 
 async def _download(api: AsyncApi, url: str, dest: Path, expected: int) -> None:
     """Download into a temp file; keep it only if it holds exactly the expected number of results."""
-    part = dest.with_name(dest.name + ".part")
-    try:
-        with naming(dest), os.fdopen(os.open(part, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as out:
-            await api.download_results(url, out, on_chunk=lambda: crashpoint("collect.downloading"))
-            failpoint("collect.download")
-            out.flush()
-            os.fsync(out.fileno())
-        await asyncio.to_thread(_keep, part, dest, expected)
-    finally:
-        part.unlink(missing_ok=True)
 
+    def whole(part: Path) -> None:
+        lines = count_lines(part)
+        if lines != expected:
+            raise ApiError(f"download results: got {lines} results, the batch has {expected}")
 
-def _keep(part: Path, dest: Path, expected: int) -> None:
-    lines = count_lines(part)
-    if lines != expected:
-        raise ApiError(f"download results: got {lines} results, the batch has {expected}")
-    os.replace(part, dest)
-    fsync_dir(dest.parent)
+    with atomic_writer(dest, site="collect.download", check=whole) as out:
+        await api.download_results(url, out, on_chunk=lambda: crashpoint("collect.downloading"))
 
 
 async def download_results(api: AsyncApi, run: Run, batch: Batch, on_event: Callable[[str], None]) -> Path:
