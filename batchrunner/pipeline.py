@@ -1,8 +1,8 @@
 """The order of the stages: compile → submit → poll → collect, and what each command runs of it.
 
 Every command is a function here that a test or a scheduler can call directly; the CLI only
-parses and renders. Each one takes the run's lock, opens the run's backend, and drives the
-stages through one event loop whose API calls all share one rate limiter. Ctrl-C detaches
+parses and renders. Each one opens one session (session.py: the run's lock, its backend, one
+API facade with one rate limiter) and drives the stages in one event loop. Ctrl-C detaches
 (the batches keep running on the server); nothing here ever cancels on its own.
 """
 

@@ -1,7 +1,7 @@
 """Poll: watch submitted batches until they end, gently.
 
 Each batch is polled on its own schedule, starting short and backing off with jitter to a
-cap, through the gate every API call shares. Statuses are mapped exhaustively: only `ended`
+cap, through the command's one rate limiter. Statuses are mapped exhaustively: only `ended`
 ends a batch; `in_progress`, `canceling` and any status this version does not know yet mean
 "still running". Transient failures (429, 5xx, network) wait and try again.
 """

@@ -121,3 +121,19 @@ def emulator_files(server: EmulatorServer) -> list[dict[str, Any]]:
     import anthropic
 
     return [meta.model_dump() for meta in anthropic.Anthropic(base_url=server.base_url, api_key="k").files.list(limit=1000)]
+
+
+def test_a_run_from_an_older_ledger_decodes_with_the_defaults_of_what_it_lacks():
+    from batchrunner.spec import RunSettings
+
+    old = b'{"output_schema": null, "keep_request_files": false, "pricing": null,' \
+          b' "retry": {"max_attempts": 2, "statuses": ["errored"]},' \
+          b' "poll": {"requests_per_minute": 30, "initial_interval": 1, "max_interval": 30.0}, "max_tokens": 64}'
+
+    settings = RunSettings.decode(old)
+
+    assert settings.api_version is None, "spoken to under the SDK's own anthropic-version, as before"
+    assert settings.upload_request_files is True
+    assert (settings.retry.max_attempts, settings.retry.error_types) == (2, None)
+    assert (settings.poll.requests_per_minute, settings.poll.initial_interval, settings.poll.timeout) == (30, 1.0, None)
+    assert RunSettings.decode(settings.encode()) == settings
