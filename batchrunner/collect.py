@@ -8,7 +8,6 @@ row, in input order, written atomically. Memory stays flat in the number of rows
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable, Iterator
 from contextlib import suppress
 from datetime import UTC, datetime, timedelta
@@ -20,9 +19,10 @@ from jsonschema import Draft202012Validator
 from jsonschema.exceptions import best_match
 
 from batchrunner.atomic import atomic_writer
-from batchrunner.client import AsyncApi, backoff
+from batchrunner.files import stream_to_file
+from batchrunner.client import AsyncApi
 from batchrunner.crashpoints import crashpoint
-from batchrunner.errors import ApiError, BatchrunnerError, NotFound, ServerDataLost
+from batchrunner.errors import ApiError, BatchrunnerError, NotFound
 from batchrunner.ledger import (
     ENDED,
     RESULT_STATUSES,
@@ -36,7 +36,6 @@ from batchrunner.ledger import (
 
 RESULTS_KEPT = timedelta(days=29)
 ARCHIVE_WARNING = timedelta(days=3)
-DOWNLOAD_ATTEMPTS = 10  # reads retry freely; with backoff, 10 tries span about four minutes
 PARSE_CACHE_SIZE = 10_000
 READ_CHUNK = 1 << 20
 CUSTOM_ID_PREFIX = b'{"custom_id":"'
@@ -164,20 +163,9 @@ def request_ids(path: Path) -> Iterator[str]:
         yield line[start : line.index(b'"', start)].decode()
 
 
-async def _download(api: AsyncApi, url: str, dest: Path, expected: int) -> None:
-    """Download into a temp file; keep it only if it holds exactly the expected number of results."""
-
-    def whole(part: Path) -> None:
-        lines = count_lines(part)
-        if lines != expected:
-            raise ApiError(f"download results: got {lines} results, the batch has {expected}")
-
-    with atomic_writer(dest, site="collect.download", check=whole) as out:
-        await api.download_results(url, out, on_chunk=lambda: crashpoint("collect.downloading"))
-
-
 async def download_results(api: AsyncApi, run: Run, batch: Batch, on_event: Callable[[str], None]) -> Path:
-    """The batch's raw results file under the run folder, downloaded once and kept."""
+    """The batch's raw results file under the run folder, downloaded once and kept, and only
+    once it holds exactly the batch's number of results."""
     assert batch.batch_id is not None and batch.request_counts is not None
     folder = run.run_dir / "results"
     folder.mkdir(exist_ok=True, mode=0o700)
@@ -186,18 +174,20 @@ async def download_results(api: AsyncApi, run: Run, batch: Batch, on_event: Call
         return dest
     url = batch.results_url or f"/v1/messages/batches/{batch.batch_id}/results"
     expected = sum(batch.request_counts.values())
-    for attempt in range(1, DOWNLOAD_ATTEMPTS + 1):
-        try:
-            await _download(api, url, dest, expected)
-            return dest
-        except (NotFound, ServerDataLost):
-            raise
-        except ApiError as exc:
-            if attempt == DOWNLOAD_ATTEMPTS:
-                raise
-            on_event(f"{batch.batch_id}: {exc.message}; downloading again ({attempt + 1}/{DOWNLOAD_ATTEMPTS})")
-            await asyncio.sleep(backoff(attempt, first=0.5, cap=60.0))
-    raise AssertionError("unreachable")
+
+    def whole(part: Path) -> None:
+        lines = count_lines(part)
+        if lines != expected:
+            raise ApiError(f"download results: got {lines} results, the batch has {expected}")
+
+    await stream_to_file(
+        dest,
+        lambda out: api.download_results(url, out, on_chunk=lambda: crashpoint("collect.downloading")),
+        site="collect.download",
+        check=whole,
+        on_restart=lambda message: on_event(f"{batch.batch_id}: {message}"),
+    )
+    return dest
 
 
 def archived(batch: Batch, now: datetime | None = None) -> bool:

@@ -34,7 +34,7 @@ ALLOWED: dict[str, set[str]] = {
     "uploads": {"attachments", "client", "crashpoints", "errors", "files", "ledger"},
     "submit": {"client", "crashpoints", "errors", "ledger"},
     "poll": {"client", "crashpoints", "errors", "ledger", "spec"},
-    "collect": {"atomic", "client", "crashpoints", "errors", "ledger"},
+    "collect": {"atomic", "client", "crashpoints", "errors", "files", "ledger"},  # files: stream_to_file
     "retry": {"atomic", "collect", "errors", "ledger"},
     "models": {"catalog", "client", "errors", "rules"},
 }
