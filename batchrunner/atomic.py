@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import errno
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO
@@ -53,11 +53,15 @@ def naming(path: Path) -> Iterator[None]:
 
 
 @contextmanager
-def atomic_writer(path: Path, mode: int = 0o600, *, site: str = "atomic.write") -> Iterator[BinaryIO]:
-    """Write to a temp file beside `path`, then fsync, rename over it and fsync the folder.
+def atomic_writer(
+    path: Path, mode: int = 0o600, *, site: str = "atomic.write", check: Callable[[Path], None] | None = None
+) -> Iterator[BinaryIO]:
+    """Write to a temp file beside `path`, then fsync, rename over it and fsync the folder: the
+    one way batchrunner writes a file, a stream from the API (results, `files download`) included.
 
     On any error the temp file is removed and `path` is left as it was; temp files of
     writers that were killed are swept first. The pid in the name keeps two writers apart.
+    `check` may refuse the whole temp file (e.g. a short download) before it is renamed.
     `site` names this write for BATCHRUNNER_FAIL_WRITE_AT (crashpoints.py).
     """
     remove_stale_temps(path)
@@ -70,6 +74,8 @@ def atomic_writer(path: Path, mode: int = 0o600, *, site: str = "atomic.write") 
                 failpoint(site)
                 handle.flush()
                 os.fsync(handle.fileno())
+            if check is not None:
+                check(tmp)
             os.replace(tmp, path)
         except BaseException:
             tmp.unlink(missing_ok=True)

@@ -606,13 +606,19 @@ def _backend_option(command: Any) -> Any:
 
 def _files_api(app: App, backend: str | None) -> Any:
     """The Api for a files command; the local emulator keeps its files under the state home."""
-    from batchrunner import files
-    from batchrunner.client import choose_backend
+    from batchrunner import client
 
-    chosen = choose_backend(backend, None)
-    if chosen == "local" and (backend or "auto") == "auto":
-        app.notice(f"no ANTHROPIC_API_KEY: using the built-in emulator's files ({app.home / 'emulator'})")
-    return files.connect(app.home, chosen)
+    return client.connect(_backend(app, backend), app.home)
+
+
+def _backend(app: App, backend: str | None) -> Any:
+    """The backend of a command that is not about a run, resolved once; the simulated notice said once."""
+    from batchrunner import client
+
+    resolved = client.resolve_backend(backend, None, os.environ)
+    if resolved.simulated:
+        app.notice(client.simulated_notice(app.home))
+    return resolved
 
 
 def _file_text(meta: dict[str, Any]) -> str:
@@ -769,10 +775,7 @@ def models(app: App, offline: bool, backend: str | None) -> None:
     if offline:
         listing = offered_models(None)
     else:
-        chosen = client.choose_backend(backend, None)
-        if chosen == "local" and (backend or "auto") == "auto":
-            app.notice("no ANTHROPIC_API_KEY: listing the built-in emulator's models (use --offline for the catalog)")
-        with client.connect(chosen, app.home) as api:
+        with client.connect(_backend(app, backend), app.home) as api:
             listing = offered_models(api)
     app.emit(listing, _models_table(listing))
 

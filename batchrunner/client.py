@@ -1,8 +1,8 @@
 """The one place that builds `anthropic` clients, picks the backend and translates SDK errors.
 
 Every stage talks to the API through `Api`, whose methods take and return plain dicts and
-raise only batchrunner errors; the pipeline calls them through `Gate`, one rate limiter shared
-by every call of a run, each call in a worker thread. There is one client code path: the
+raise only batchrunner errors; the pipeline's stages await them through `AsyncApi`, whose one
+rate limiter every call of a command passes, each call in a worker thread. There is one client code path: the
 official SDK over HTTP, to the real API or to the emulator started for the `local` backend.
 
 The SDK takes a second to import, so it is imported inside the functions that call it: the
@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import os
 import random
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -40,6 +40,7 @@ if TYPE_CHECKING:
     import anthropic
 
 LOCAL_API_KEY = "batchrunner-local"
+DEFAULT_URL = "https://api.anthropic.com"
 DOWNLOAD_CHUNK = 1 << 20
 MODELS_PAGE = 1000
 T = TypeVar("T")
@@ -49,68 +50,86 @@ _DEFINITE_REFUSALS = (400, 401, 402, 403, 404, 413, 422, 429)
 
 
 @dataclass(frozen=True)
-class Backend:
-    """Where requests go. `base_url` is what a later command on the same run must reuse."""
+class ResolvedBackend:
+    """Where a command's requests go, decided once per command (`resolve_backend`, or a run's own).
+
+    `base_url` is what a later command on the same run must reuse; `simulated` says `auto`
+    chose the local emulator for want of a key, so the user is told the answers are simulated.
+    """
 
     name: str
     base_url: str | None
+    simulated: bool = False
 
     @property
     def label(self) -> str:
         return self.name if self.base_url is None or self.name == "local" else f"{self.name} ({self.base_url})"
 
+    @property
+    def files_key(self) -> str:
+        """Whose file ids these are: `local` (its emulator moves between ports, its data stays) or the URL."""
+        return self.name if self.name == "local" else self.base_url or DEFAULT_URL
 
-def choose_backend(flag: str | None, spec_backend: str | None) -> str:
-    """Flag (or BATCHRUNNER_BACKEND, through click) wins over the spec; `auto` picks by key."""
+
+def resolve_backend(
+    flag: str | None, spec_backend: str | None, env: Mapping[str, str], *, base_url: str | None = None
+) -> ResolvedBackend:
+    """The one backend resolver: the flag (or BATCHRUNNER_BACKEND, through click) wins over the
+    spec; `auto` picks `anthropic` when ANTHROPIC_API_KEY is set, else the simulated emulator.
+    The `anthropic` backend needs a key, and goes to `base_url` (a run's own), else to
+    ANTHROPIC_BASE_URL when that is set."""
     choice = flag or spec_backend or "auto"
     if choice not in BACKENDS:
         raise InputError(f"unknown backend {choice!r}; use one of: {', '.join(BACKENDS)}")
     if choice == "auto":
-        return "anthropic" if os.environ.get("ANTHROPIC_API_KEY") else "local"
-    return choice
-
-
-@contextmanager
-def connect(name: str, home: Path, base_url: str | None = None, *, api_version: str | None = None) -> Iterator[Api]:
-    """An `Api` on the named backend, closed afterwards; for `local`, the emulator runs meanwhile.
-
-    `api_version` is the run's `anthropic-version`, sent on every call; None keeps the SDK's own.
-    """
-    with _endpoint(name, home, base_url) as (backend, url):
-        api = Api(backend, url, api_version=api_version)
-        try:
-            yield api
-        finally:
-            api.close()
-
-
-@contextmanager
-def _endpoint(name: str, home: Path, base_url: str | None) -> Iterator[tuple[Backend, str]]:
-    """The backend and the URL to reach it; for `local`, run the emulator meanwhile.
-
-    The local emulator keeps its data under the state home, so a run detached today is
-    found again, and has ended, when a later command starts it on another port.
-    """
-    if name == "local":
-        from batchrunner.emulator import EmulatorConfig, start_in_thread
-
-        config = EmulatorConfig(data_dir=home / "emulator", processing_seconds=settings.seconds(settings.LOCAL_PROCESSING_SECONDS, 3.0))
-        server = start_in_thread(config)
-        try:
-            yield Backend("local", None), server.base_url
-        finally:
-            server.close()
-        return
-    if not (os.environ.get("ANTHROPIC_API_KEY") or os.environ.get("ANTHROPIC_AUTH_TOKEN")):
+        choice = "anthropic" if env.get("ANTHROPIC_API_KEY") else "local"
+        if choice == "local":
+            return ResolvedBackend("local", None, simulated=True)
+    if choice == "local":
+        return ResolvedBackend("local", None)
+    if not (env.get("ANTHROPIC_API_KEY") or env.get("ANTHROPIC_AUTH_TOKEN")):
         raise InputError(
             "the anthropic backend needs ANTHROPIC_API_KEY in the environment "
             "(or use --backend local to run on the built-in emulator)"
         )
-    url = base_url or os.environ.get("ANTHROPIC_BASE_URL") or None
-    yield Backend("anthropic", url), url or "https://api.anthropic.com"
+    return ResolvedBackend("anthropic", base_url or env.get("ANTHROPIC_BASE_URL") or None)
 
 
-def _api_key(backend: Backend) -> str | None:
+def simulated_notice(home: Path) -> str:
+    """What a user is told, once per command, when `auto` chose the emulator for want of a key."""
+    return f"no ANTHROPIC_API_KEY: running on the built-in emulator (its data in {home / 'emulator'}); the answers are simulated"
+
+
+@contextmanager
+def connect(backend: ResolvedBackend, home: Path, *, api_version: str | None = None) -> Iterator[Api]:
+    """An `Api` on the backend, closed afterwards; for `local`, the emulator runs meanwhile.
+
+    The local emulator keeps its data under the state home, so a run detached today is
+    found again, and has ended, when a later command starts it on another port.
+    `api_version` is the run's `anthropic-version`, sent on every call; None keeps the SDK's own.
+    """
+    if backend.name != "local":
+        api = Api(backend, backend.base_url or DEFAULT_URL, api_version=api_version)
+        try:
+            yield api
+        finally:
+            api.close()
+        return
+    from batchrunner.emulator import EmulatorConfig, start_in_thread
+
+    config = EmulatorConfig(data_dir=home / "emulator", processing_seconds=settings.seconds(settings.LOCAL_PROCESSING_SECONDS, 3.0))
+    server = start_in_thread(config)
+    try:
+        api = Api(backend, server.base_url, api_version=api_version)
+        try:
+            yield api
+        finally:
+            api.close()
+    finally:
+        server.close()
+
+
+def _api_key(backend: ResolvedBackend) -> str | None:
     return LOCAL_API_KEY if backend.name == "local" else os.environ.get("ANTHROPIC_API_KEY")
 
 
@@ -176,7 +195,7 @@ class Api:
     so a run created under 2023-06-01 is watched, retried and collected under it too.
     """
 
-    def __init__(self, backend: Backend, url: str, *, max_retries: int = 4, api_version: str | None = None) -> None:
+    def __init__(self, backend: ResolvedBackend, url: str, *, max_retries: int = 4, api_version: str | None = None) -> None:
         import anthropic
 
         self.backend = backend
@@ -265,8 +284,17 @@ class Api:
             response.close()
         return written
 
-    def upload_file(self, path: Path, *, filename: str, mime_type: str, purpose: str | None) -> dict[str, Any]:
-        """Upload through the Files API, sending `purpose` as a form field when asked."""
+    def upload_file(self, path: Path, *, filename: str, mime_type: str, purpose: str) -> dict[str, Any]:
+        """Upload through the Files API, sending `purpose` as a form field; a server that refuses
+        the field gets the file without it. The metadata says which: `purpose_accepted`."""
+        try:
+            return self._upload(path, filename, mime_type, purpose) | {"purpose_accepted": True}
+        except ApiError as exc:
+            if not _is_purpose_refusal(exc):
+                raise
+        return self._upload(path, filename, mime_type, None) | {"purpose_accepted": False}
+
+    def _upload(self, path: Path, filename: str, mime_type: str, purpose: str | None) -> dict[str, Any]:
         extra = {"purpose": purpose} if purpose else None
         with map_sdk_errors(f"upload {path}"), path.open("rb") as handle:
             meta = self.sdk.files.upload(file=(filename, handle, mime_type), extra_body=extra)
@@ -338,25 +366,64 @@ def backoff(attempt: int, *, first: float, cap: float) -> float:
     return min(cap, first * 2.0 ** (attempt - 1)) * random.uniform(0.75, 1.25)
 
 
-class Gate:
-    """Every API call of a pipeline passes here: one shared limiter, then the SDK call in a thread.
+class AsyncApi:
+    """Every API call of a command, awaited: one limiter, then the `Api` call in a worker thread.
 
-    The limiter is a leaky bucket over a minute (aiolimiter), shared by submit, poll and
-    collect alike, so the run as a whole stays under the batch endpoints' requests per minute.
+    The limiter is a leaky bucket over a minute (aiolimiter), the only one a command has, so
+    live check, uploads, creates, polls, downloads and deletes together stay under the
+    endpoints' requests per minute. `acquired` counts the calls that passed it.
     """
 
     def __init__(self, api: Api, requests_per_minute: int) -> None:
-        self.api = api
-        self.limiter = AsyncLimiter(requests_per_minute, 60)
-        self.calls = 0
+        self._api = api
+        self._limiter = AsyncLimiter(requests_per_minute, 60)
+        self.acquired = 0
 
-    async def __call__(self, call: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        async with self.limiter:
-            self.calls += 1
+    @property
+    def backend(self) -> ResolvedBackend:
+        return self._api.backend
+
+    @property
+    def api_version(self) -> str:
+        return self._api.api_version
+
+    async def _call(self, call: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        async with self._limiter:
+            self.acquired += 1
             return await asyncio.to_thread(call, *args, **kwargs)
 
+    async def create_batch(self, body: Iterator[bytes], content_length: int) -> dict[str, Any]:
+        return await self._call(self._api.create_batch, body, content_length)
 
-def is_purpose_refusal(error: ApiError) -> bool:
+    async def retrieve_batch(self, batch_id: str) -> dict[str, Any]:
+        return await self._call(self._api.retrieve_batch, batch_id)
+
+    async def batches_created_since(self, since: datetime) -> list[dict[str, Any]]:
+        return await self._call(self._api.batches_created_since, since)
+
+    async def cancel_batch(self, batch_id: str) -> dict[str, Any]:
+        return await self._call(self._api.cancel_batch, batch_id)
+
+    async def download_results(self, results_url: str, out: BinaryIO, on_chunk: Callable[[], None]) -> int:
+        return await self._call(self._api.download_results, results_url, out, on_chunk)
+
+    async def upload_file(self, path: Path, *, filename: str, mime_type: str, purpose: str) -> dict[str, Any]:
+        return await self._call(self._api.upload_file, path, filename=filename, mime_type=mime_type, purpose=purpose)
+
+    async def delete_file(self, file_id: str) -> dict[str, Any]:
+        return await self._call(self._api.delete_file, file_id)
+
+    async def file_metadata(self, file_id: str) -> dict[str, Any]:
+        return await self._call(self._api.file_metadata, file_id)
+
+    async def retrieve_model(self, model_id: str) -> dict[str, Any]:
+        return await self._call(self._api.retrieve_model, model_id)
+
+    async def list_models(self) -> list[dict[str, Any]]:
+        return await self._call(self._api.list_models)
+
+
+def _is_purpose_refusal(error: ApiError) -> bool:
     """A server that does not know the `purpose` form field says so with a 400 naming it.
 
     Only the server's own message counts: ours also holds the upload's path, which may

@@ -8,8 +8,6 @@ row, in input order, written atomically. Memory stays flat in the number of rows
 
 from __future__ import annotations
 
-import asyncio
-import os
 from collections.abc import Callable, Iterator
 from contextlib import suppress
 from datetime import UTC, datetime, timedelta
@@ -20,10 +18,11 @@ import orjson
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import best_match
 
-from batchrunner.atomic import atomic_writer, fsync_dir, naming
-from batchrunner.client import Gate, backoff
-from batchrunner.crashpoints import crashpoint, failpoint
-from batchrunner.errors import ApiError, BatchrunnerError, NotFound, ServerDataLost
+from batchrunner.atomic import atomic_writer
+from batchrunner.files import stream_to_file
+from batchrunner.client import AsyncApi
+from batchrunner.crashpoints import crashpoint
+from batchrunner.errors import ApiError, BatchrunnerError, NotFound
 from batchrunner.ledger import (
     RESULT_STATUSES,
     Batch,
@@ -37,7 +36,6 @@ from batchrunner.states import BatchState
 
 RESULTS_KEPT = timedelta(days=29)
 ARCHIVE_WARNING = timedelta(days=3)
-DOWNLOAD_ATTEMPTS = 10  # reads retry freely; with backoff, 10 tries span about four minutes
 PARSE_CACHE_SIZE = 10_000
 PENDING_FRAGMENT = b'"text":null,"parsed":null,"stop_reason":null,"usage":null,"error":null'
 
@@ -143,26 +141,9 @@ def _joinable(
             yield (seq, *row[1:])
 
 
-def _download(gate_api: Any, url: str, dest: Path, expected: int) -> None:
-    """Download into a temp file; keep it only if it holds exactly the expected number of results."""
-    part = dest.with_name(dest.name + ".part")
-    try:
-        with naming(dest), os.fdopen(os.open(part, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as out:
-            gate_api.download_results(url, out, on_chunk=lambda: crashpoint("collect.downloading"))
-            failpoint("collect.download")
-            out.flush()
-            os.fsync(out.fileno())
-        lines = count_lines(part)
-        if lines != expected:
-            raise ApiError(f"download results: got {lines} results, the batch has {expected}")
-        os.replace(part, dest)
-        fsync_dir(dest.parent)
-    finally:
-        part.unlink(missing_ok=True)
-
-
-async def download_results(gate: Gate, run: Run, batch: Batch, on_event: Callable[[str], None]) -> Path:
-    """The batch's raw results file under the run folder, downloaded once and kept."""
+async def download_results(api: AsyncApi, run: Run, batch: Batch, on_event: Callable[[str], None]) -> Path:
+    """The batch's raw results file under the run folder, downloaded once and kept, and only
+    once it holds exactly the batch's number of results."""
     assert batch.batch_id is not None and batch.request_counts is not None
     folder = run.run_dir / "results"
     folder.mkdir(exist_ok=True, mode=0o700)
@@ -171,18 +152,20 @@ async def download_results(gate: Gate, run: Run, batch: Batch, on_event: Callabl
         return dest
     url = batch.results_url or f"/v1/messages/batches/{batch.batch_id}/results"
     expected = sum(batch.request_counts.values())
-    for attempt in range(1, DOWNLOAD_ATTEMPTS + 1):
-        try:
-            await gate(_download, gate.api, url, dest, expected)
-            return dest
-        except (NotFound, ServerDataLost):
-            raise
-        except ApiError as exc:
-            if attempt == DOWNLOAD_ATTEMPTS:
-                raise
-            on_event(f"{batch.batch_id}: {exc.message}; downloading again ({attempt + 1}/{DOWNLOAD_ATTEMPTS})")
-            await asyncio.sleep(backoff(attempt, first=0.5, cap=60.0))
-    raise AssertionError("unreachable")
+
+    def whole(part: Path) -> None:
+        lines = count_lines(part)
+        if lines != expected:
+            raise ApiError(f"download results: got {lines} results, the batch has {expected}")
+
+    await stream_to_file(
+        dest,
+        lambda out: api.download_results(url, out, on_chunk=lambda: crashpoint("collect.downloading")),
+        site="collect.download",
+        check=whole,
+        on_restart=lambda message: on_event(f"{batch.batch_id}: {message}"),
+    )
+    return dest
 
 
 def archived(batch: Batch, now: datetime | None = None) -> bool:
@@ -212,7 +195,7 @@ def _parse_time(value: str) -> datetime:
 
 
 async def collect_batch(
-    gate: Gate, ledger: Ledger, run: Run, batch: Batch, on_event: Callable[[str], None]
+    api: AsyncApi, ledger: Ledger, run: Run, batch: Batch, on_event: Callable[[str], None]
 ) -> Batch:
     """Download an ended batch's results and join them into the ledger; safe to run again.
 
@@ -229,9 +212,9 @@ async def collect_batch(
             f"`batchrunner retry {run.id} --status pending` sends them again if you want"
         )
         return ledger.batch(batch.pk)
-    path = await download_results(gate, run, batch, on_event)
+    path = await download_results(api, run, batch, on_event)
     crashpoint("collect.downloaded")
-    schema = run.settings.get("output_schema")
+    schema = run.settings.output_schema
     parse_answer = AnswerParser(schema) if schema else None
     sent = positions(ledger, run, batch)
     if batch.adopted:
@@ -251,9 +234,9 @@ async def collect_batch(
         )
     crashpoint("collect.ingested")
     ledger.mark_collected(batch)
-    if batch.file_id and not run.settings.get("keep_request_files") and not batch.file_deleted:
+    if batch.file_id and not run.settings.keep_request_files and not batch.file_deleted:
         with suppress(NotFound):  # already gone is what we wanted
-            await gate(gate.api.delete_file, batch.file_id)
+            await api.delete_file(batch.file_id)
         ledger.mark_file_deleted(batch)
     return ledger.batch(batch.pk)
 

@@ -13,6 +13,8 @@
     │   ├── TooLarge (1)               a file or request over the API's size limit (files: checked before uploading)
     │   ├── StorageFull (1)            the organization's file storage is full
     │   ├── SubmitUncertain (1)        a create whose outcome is unknown and could not be reconciled
+    │   │   └── CreateAmbiguous (1)    an unknown create that two or more batches match: a person decides
+    │   ├── CreateRefused (1)          creates that failed again and again, each proven to have made nothing
     │   └── ServerDataLost (1)         the server lost everything (the local emulator's data folder was deleted)
     ├── LedgerUnusable (1)             the state home's ledger is damaged, emptied, or cannot be written
     ├── IllegalTransition (1)          a batch asked to make a move its lifecycle does not have (a bug)
@@ -139,6 +141,15 @@ class StorageFull(ApiError):
 
 class SubmitUncertain(ApiError):
     """A batch create may or may not have happened, and reconciling did not settle it."""
+
+
+class CreateAmbiguous(SubmitUncertain):
+    """An unknown create matches two or more batches on the server: batchrunner never guesses which."""
+
+
+class CreateRefused(ApiError):
+    """The API failed every create of a batch, each one proven not to have created it: nothing
+    is uncertain, the API is failing; `resume` later tries again."""
 
 
 class LedgerUnusable(BatchrunnerError):

@@ -10,26 +10,21 @@ from __future__ import annotations
 
 import asyncio
 import mimetypes
-from contextlib import AbstractContextManager
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
-from batchrunner import client
 from batchrunner.atomic import atomic_writer
-from batchrunner.client import Api, choose_backend, is_purpose_refusal
-from batchrunner.errors import ApiError, InputError, TooLarge
+from batchrunner.client import Api, backoff
+from batchrunner.errors import ApiError, InputError, NotDownloadable, NotFound, ServerDataLost, TooLarge
 
 MAX_UPLOAD_BYTES = 500 * 1024 * 1024  # the Files API's limit per file
+DOWNLOAD_ATTEMPTS = 10  # reads retry freely; with backoff, 10 tries span about four minutes
 PURPOSES = ("batch", "user_data")
 DEFAULT_PURPOSE = "user_data"
 DEFAULT_LIMIT = 20
 # Types the standard table may not know; everything else comes from `mimetypes`.
 MIME_TYPES = {".jsonl": "application/jsonl", ".md": "text/markdown"}
-
-
-def connect(home: Path, backend: str | None = None) -> AbstractContextManager[Api]:
-    """An `Api` on the chosen backend; `local` keeps its files under `<home>/emulator` between calls."""
-    return client.connect(choose_backend(backend, None), home)
 
 
 def mime_type(path: Path) -> str:
@@ -60,16 +55,7 @@ def upload_file(
     if purpose not in PURPOSES:
         raise InputError(f"purpose {purpose!r}: use one of {', '.join(PURPOSES)}")
     check_size(path)
-    name, kind = filename or path.name, kind or mime_type(path)
-    try:
-        meta = api.upload_file(path, filename=name, mime_type=kind, purpose=purpose)
-        accepted = True
-    except ApiError as exc:
-        if not is_purpose_refusal(exc):
-            raise
-        meta = api.upload_file(path, filename=name, mime_type=kind, purpose=None)
-        accepted = False
-    return meta | {"purpose_accepted": accepted}
+    return api.upload_file(path, filename=filename or path.name, mime_type=kind or mime_type(path), purpose=purpose)
 
 
 def list_files(
@@ -120,15 +106,36 @@ def file_info(api: Api, file_id: str) -> dict[str, Any]:
     return api.file_metadata(file_id)
 
 
+async def stream_to_file(
+    dest: Path,
+    stream: Callable[[BinaryIO], Awaitable[int]],
+    *,
+    mode: int = 0o600,
+    site: str = "atomic.write",
+    check: Callable[[Path], None] | None = None,
+    on_restart: Callable[[str], None] = lambda message: None,
+) -> int:
+    """The one way a stream from the API becomes a file: written atomically (atomic_writer, with
+    `check` judging the whole temp file), and a broken stream, or one `check` refuses, started
+    again with backoff. What cannot come back (not found, not downloadable, the server's data
+    lost) is raised at once. Returns the bytes written."""
+    for attempt in range(1, DOWNLOAD_ATTEMPTS + 1):
+        try:
+            with atomic_writer(dest, mode, site=site, check=check) as out:
+                return await stream(out)
+        except (NotFound, NotDownloadable, ServerDataLost):
+            raise
+        except ApiError as exc:
+            if attempt == DOWNLOAD_ATTEMPTS:
+                raise
+            on_restart(f"{exc.message}; downloading again ({attempt + 1}/{DOWNLOAD_ATTEMPTS})")
+            await asyncio.sleep(backoff(attempt, first=0.5, cap=60.0))
+    raise AssertionError("unreachable")
+
+
 def download_file(api: Api, file_id: str, dest: Path) -> dict[str, Any]:
     """Stream the file's content to `dest`, atomically: on any error `dest` is left as it was."""
-    if not dest.parent.is_dir():
-        raise InputError(f"{dest}: the folder {dest.parent} does not exist")
-    if dest.is_dir():
-        raise InputError(f"{dest}: is a folder; give the path of the file to write")
-    with atomic_writer(dest, mode=0o666) as out:
-        written = api.download_file(file_id, out)
-    return {"id": file_id, "path": str(dest), "bytes": written}
+    return asyncio.run(download_file_async(api, file_id, dest))
 
 
 def delete_file(api: Api, file_id: str) -> dict[str, Any]:
@@ -158,7 +165,12 @@ async def file_info_async(api: Api, file_id: str) -> dict[str, Any]:
 
 
 async def download_file_async(api: Api, file_id: str, dest: Path) -> dict[str, Any]:
-    return await asyncio.to_thread(download_file, api, file_id, dest)
+    if not dest.parent.is_dir():
+        raise InputError(f"{dest}: the folder {dest.parent} does not exist")
+    if dest.is_dir():
+        raise InputError(f"{dest}: is a folder; give the path of the file to write")
+    written = await stream_to_file(dest, lambda out: asyncio.to_thread(api.download_file, file_id, out), mode=0o666)
+    return {"id": file_id, "path": str(dest), "bytes": written}
 
 
 async def delete_file_async(api: Api, file_id: str) -> dict[str, Any]:

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from batchrunner.catalog import BATCH_DISCOUNT, Catalog, ModelEntry, Prices
-from batchrunner.client import Api, Gate
+from batchrunner.client import Api, AsyncApi
 from batchrunner.errors import ApiError, InputError, NotFound, Problem
 from batchrunner.rules import check_request
 
@@ -34,11 +34,11 @@ def _unreachable(error: ApiError) -> bool:
     return not isinstance(error, NotFound) and (error.status is None or error.status >= 500)
 
 
-async def _closest(gate: Gate, model_id: str, catalog: Catalog) -> list[str]:
+async def _closest(api: AsyncApi, model_id: str, catalog: Catalog) -> list[str]:
     """The ids the backend lists (and the catalog's aliases of them) that look most like `model_id`;
     the catalog's own closest if the backend cannot list."""
     try:
-        offered = [info["id"] for info in await gate(gate.api.list_models)]
+        offered = [info["id"] for info in await api.list_models()]
     except ApiError:
         return catalog.closest(model_id)
     names = [name for model in offered for name in (model, *_aliases(catalog, model))]
@@ -50,7 +50,7 @@ def _aliases(catalog: Catalog, model_id: str) -> tuple[str, ...]:
     return entry.aliases if entry is not None else ()
 
 
-async def live_model(gate: Gate, model_id: str, spec_path: Path, notice: Notify) -> ModelEntry | None:
+async def live_model(api: AsyncApi, model_id: str, spec_path: Path, notice: Notify) -> ModelEntry | None:
     """The model as the backend describes it now, with the catalog's prices and extras.
 
     Unknown to the backend: InputError naming the closest ids. Backend unreachable: the catalog's
@@ -59,9 +59,9 @@ async def live_model(gate: Gate, model_id: str, spec_path: Path, notice: Notify)
     catalog = Catalog.default()
     known = catalog.resolve(model_id)
     try:
-        info = await gate(gate.api.retrieve_model, model_id)
+        info = await api.retrieve_model(model_id)
     except NotFound:
-        closest = await _closest(gate, model_id, catalog)
+        closest = await _closest(api, model_id, catalog)
         hint = f"the closest it offers: {', '.join(closest)}" if closest else "see `batchrunner models` for what it offers"
         raise InputError([Problem(spec_path, None, (
             f"`model: {model_id}`: the backend's Models API does not know this model (404); {hint}. "
@@ -81,11 +81,11 @@ async def live_model(gate: Gate, model_id: str, spec_path: Path, notice: Notify)
         return known
 
 
-async def live_catalog(gate: Gate, model_id: str, spec_path: Path, notice: Notify) -> Catalog:
+async def live_catalog(api: AsyncApi, model_id: str, spec_path: Path, notice: Notify) -> Catalog:
     """A catalog of the one model as the backend describes it now, found by the name the spec uses;
     the packaged catalog if the backend cannot be reached."""
     catalog = Catalog.default()
-    model = await live_model(gate, model_id, spec_path, notice)
+    model = await live_model(api, model_id, spec_path, notice)
     if model is None or model is catalog.resolve(model_id):
         return catalog
     if model_id != model.id and model_id not in model.aliases:
@@ -94,11 +94,11 @@ async def live_catalog(gate: Gate, model_id: str, spec_path: Path, notice: Notif
 
 
 async def check_live(
-    gate: Gate, params: dict[str, Any], *, api_version: str, spec_path: Path, notice: Notify
+    api: AsyncApi, params: dict[str, Any], *, api_version: str, spec_path: Path, notice: Notify
 ) -> None:
     """Refuse (InputError, exit 2) a request the live model or the API version would refuse."""
     model_id = str(params["model"])
-    model = await live_model(gate, model_id, spec_path, notice)
+    model = await live_model(api, model_id, spec_path, notice)
     violations = check_request(params, api_version=api_version, model=model)
     if violations:
         raise InputError([

@@ -1,8 +1,8 @@
 """The order of the stages: compile → submit → poll → collect, and what each command runs of it.
 
 Every command is a function here that a test or a scheduler can call directly; the CLI only
-parses and renders. Each one takes the run's lock, opens the run's backend, and drives the
-stages through one event loop whose API calls all share one rate limiter. Ctrl-C detaches
+parses and renders. Each one opens one session (session.py: the run's lock, its backend, one
+API facade with one rate limiter) and drives the stages in one event loop. Ctrl-C detaches
 (the batches keep running on the server); nothing here ever cancels on its own.
 """
 
@@ -12,17 +12,15 @@ import asyncio
 import os
 import re
 import shutil
-from collections.abc import Awaitable, Callable, Iterator
-from contextlib import AbstractContextManager, contextmanager
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
 
 from batchrunner import settings
-from batchrunner.client import Api, Gate, choose_backend, connect
+from batchrunner.client import resolve_backend, simulated_notice
 from batchrunner.collect import archive_warning, collect_batch, write_output
 from batchrunner.compile import (
     CompileReport,
@@ -38,29 +36,22 @@ from batchrunner.errors import (
     EXIT_INVALID,
     EXIT_OK,
     EXIT_RUNNING,
-    BatchrunnerError,
     BudgetExceeded,
-    Detached,
     InputError,
-    Interrupted,
     RunLocked,
     StillRunning,
 )
-from batchrunner.ledger import LEDGER_FILE, STORAGE_ERRORS, Batch, Ledger, Run, run_lock
+from batchrunner.ledger import Batch, Ledger, Run, run_lock
 from batchrunner.models import check_live, live_catalog
-from batchrunner.poll import Polled, PollSettings, wait_until_ended
+from batchrunner.poll import Polled, wait_until_ended
 from batchrunner.pricing import batch_cost_usd
 from batchrunner.requestfile import first_params, request_ids
 from batchrunner.retry import Selection, prepare_attempt, select
-from batchrunner.spec import JobSpec, Pricing, load_spec, same_file, shown
+from batchrunner.session import Guard, Session, run_backend, run_loop, run_session
+from batchrunner.spec import JobSpec, RunSettings, load_spec, same_file, shown
 from batchrunner.states import OPEN_STATES, BatchState, RunState
 from batchrunner.submit import SubmitSettings, submit_pending
-from batchrunner.uploads import (
-    Uploaded,
-    backend_key,
-    delete_attachments,
-    upload_attachments,
-)
+from batchrunner.uploads import Uploaded, delete_attachments, upload_attachments
 
 RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 
@@ -143,12 +134,11 @@ def run_state(run: Run, batches: list[Batch]) -> RunState:
 def summarize(ledger: Ledger, run: Run) -> Outcome:
     batches = ledger.batches(run)
     summary = ledger.summary(run)
-    pricing = run.settings.get("pricing")
     summary["cost_usd"] = batch_cost_usd(
         run.model,
         summary["input_tokens"],
         summary["output_tokens"],
-        Pricing(**pricing) if pricing else None,
+        run.settings.pricing,
         requests=max(1, summary["counts"]["succeeded"]),  # a tier (Haiku 5.5 over 100K) is per request
     )
     summary["polls"] = sum(batch.polls for batch in batches)
@@ -178,20 +168,6 @@ def _new_run_id(ledger: Ledger, name: str) -> str:
     return candidate
 
 
-def _settings(spec: JobSpec) -> dict[str, Any]:
-    """What later commands need from the spec, frozen with the run so editing the spec cannot change it."""
-    return {
-        "output_schema": spec.output_schema,
-        "keep_request_files": spec.keep_request_files,
-        "pricing": spec.pricing.model_dump() if spec.pricing else None,
-        "retry": spec.retry.model_dump(),
-        "poll": spec.poll.model_dump(),
-        "max_tokens": spec.max_tokens,
-        "api_version": spec.api_version,
-        "upload_request_files": spec.upload_request_files,
-    }
-
-
 def _check_budget(spec: JobSpec, report: CompileReport, force: bool) -> None:
     if force:
         return
@@ -207,34 +183,32 @@ def _shard_custom_ids(run_dir: Path, report: CompileReport) -> Iterator[str]:
         yield from request_ids(run_dir / shard.path.name)
 
 
-def _live_check(api: Api, run: Run, request_file: Path, events: Events) -> None:
+async def _live_check(session: Session, request_file: Path, events: Events) -> None:
     """Ask the backend about the run's model before anything more is created (see models.py)."""
-    gate = Gate(api, run.settings["poll"]["requests_per_minute"])
-    version = run.settings.get("api_version") or api.api_version
+    run = session.current
+    version = run.settings.api_version or session.api.api_version
     params = first_params(request_file)
-    asyncio.run(check_live(gate, params, api_version=version, spec_path=shown(run.spec_path), notice=events.notice))
+    await check_live(session.api, params, api_version=version, spec_path=shown(run.spec_path), notice=events.notice)
 
 
-def _check_spec_live(api: Api, spec: JobSpec, events: Events) -> None:
+async def _check_spec_live(session: Session, spec: JobSpec, events: Events) -> None:
     """After the offline checks, before anything is sent: the spec's request against its model as
     the backend describes it, each problem at its spec line, as `validate` reports them."""
-    gate = Gate(api, spec.poll.requests_per_minute)
-    check_spec_request(spec, asyncio.run(live_catalog(gate, spec.model, shown(spec.path), events.notice)))
+    check_spec_request(spec, await live_catalog(session.api, spec.model, shown(spec.path), events.notice))
 
 
-def _prepare_run(
-    ledger: Ledger,
-    spec: JobSpec,
-    run_id: str,
-    api: Api,
-    base_url: str | None,
-    force: bool,
-    events: Events,
-    uploaded: Uploaded | None = None,
-) -> Run:
-    """Compile into a scratch folder (with the attachments' file ids, once uploaded), check the
-    budget and (unless done before the attachments went up) the live model, then register the run
-    in one step."""
+async def _prepare_run(session: Session, spec: JobSpec, run_id: str, force: bool, events: Events) -> Run:
+    """Check every row (and file) first, then the live model, then (with attachments: placeholder ids
+    first, so nothing is sent if anything is wrong) upload the files the server does not have yet;
+    compile into a scratch folder with their real ids and register the run in one step."""
+    uploaded: Uploaded | None = None
+    if spec.attachments:
+        checked = compile_job(spec)
+        _check_budget(spec, checked, force)
+        await _check_spec_live(session, spec, events)
+        assert checked.attachments is not None
+        uploaded = await upload_attachments(session.api, session.ledger, checked.attachments, events.notice)
+    ledger = session.ledger
     runs = ledger.home / "runs"
     runs.mkdir(parents=True, exist_ok=True, mode=0o700)
     scratch, run_dir = runs / f".{run_id}.compiling", runs / run_id
@@ -245,7 +219,7 @@ def _prepare_run(
         if uploaded is None:
             report = compile_job(spec, scratch)
             _check_budget(spec, report, force)
-            _check_spec_live(api, spec, events)
+            await _check_spec_live(session, spec, events)
         else:
             report = compile_job(spec, scratch, attachments=uploaded.files, file_ids=uploaded.file_ids)
             _check_budget(spec, report, force)
@@ -261,10 +235,10 @@ def _prepare_run(
             spec_path=spec.path,
             output_path=spec.output_path,
             run_dir=run_dir,
-            backend=api.backend.name,
-            base_url=base_url,
+            backend=session.backend.name,
+            base_url=session.backend.base_url,
             model=spec.model,
-            settings=_settings(spec),
+            settings=RunSettings.of(spec),
             shards=[(s.index, s.first_seq, s.path.name, s.requests, s.bytes) for s in report.shards if s.path is not None],
             custom_ids=_shard_custom_ids(run_dir, report),
             attachments=[] if uploaded is None else [(sha, uploaded.backend_key, id_) for sha, id_ in uploaded.file_ids.items()],
@@ -275,22 +249,8 @@ def _prepare_run(
             shutil.rmtree(run_dir, ignore_errors=True)
         raise
     crashpoint("run.registered")
+    session.run = run
     return run
-
-
-def _prepare_with_attachments(
-    ledger: Ledger, spec: JobSpec, run_id: str, api: Api, base_url: str | None, force: bool, events: Events
-) -> Run:
-    """Check every row and file first (with placeholder ids: nothing is sent if anything is wrong)
-    and the live model, upload the files the server does not have yet, then compile with their real ids."""
-    checked = compile_job(spec)
-    _check_budget(spec, checked, force)
-    _check_spec_live(api, spec, events)
-    assert checked.attachments is not None
-    gate = Gate(api, spec.poll.requests_per_minute)
-    key = backend_key(api.backend.name, api.url)
-    uploaded = asyncio.run(upload_attachments(gate, ledger, key, checked.attachments, events.notice))
-    return _prepare_run(ledger, spec, run_id, api, base_url, force, events, uploaded)
 
 
 # driving a run
@@ -301,37 +261,33 @@ def _submit_settings(run: Run) -> SubmitSettings:
     return SubmitSettings(reconcile_wait_s=settings.seconds(settings.RECONCILE_WAIT, default))
 
 
-def _poll_settings(run: Run) -> PollSettings:
-    poll = run.settings["poll"]
-    return PollSettings(initial_interval=poll["initial_interval"], max_interval=poll["max_interval"])
-
-
-def _check_pending(ledger: Ledger, run: Run, api: Api, events: Events) -> None:
+async def _check_pending(session: Session, events: Events) -> None:
     """The live check for a run that has batches still to create (resume, a continued submit)."""
-    if ledger.batches(run, states=(BatchState.PREPARED,)):
-        _live_check(api, run, run.run_dir / ledger.batches(run)[0].request_file, events)
+    run = session.current
+    if session.ledger.batches(run, states=(BatchState.PREPARED,)):
+        await _live_check(session, run.run_dir / session.ledger.batches(run)[0].request_file, events)
 
 
-async def _drive(ledger: Ledger, run: Run, api: Api, *, detach: bool, timeout: float | None, events: Events) -> None:
+async def _drive(session: Session, *, detach: bool, timeout: float | None, events: Events) -> None:
     """Submit what is not submitted; unless detaching, wait for every batch, collect it, and
     apply the spec's automatic retry policy until it is spent."""
-    gate = Gate(api, run.settings["poll"]["requests_per_minute"])
-    submit_settings, poll_settings = _submit_settings(run), _poll_settings(run)
+    ledger, api, run = session.ledger, session.api, session.current
+    submit_settings, poll_settings = _submit_settings(run), run.settings.poll
     if timeout is None:
-        timeout = run.settings["poll"].get("timeout")
+        timeout = poll_settings.timeout
 
     def report_progress(_: Batch | None = None) -> None:
         events.progress(run, ledger.batches(run))
 
     async def finish(batch: Batch) -> None:
         if batch.state == BatchState.SUBMITTED:
-            batch = await wait_until_ended(gate, ledger, batch, poll_settings, report_progress, events.notice, events.poll)
-        await collect_batch(gate, ledger, run, batch, events.notice)
+            batch = await wait_until_ended(api, ledger, batch, poll_settings, report_progress, events.notice, events.poll)
+        await collect_batch(api, ledger, run, batch, events.notice)
         report_progress()
 
     async def until_done() -> None:
         while True:
-            await submit_pending(gate, ledger, run, submit_settings, events.notice)
+            await submit_pending(api, ledger, run, submit_settings, events.notice)
             if detach:
                 return
             report_progress()
@@ -347,12 +303,12 @@ async def _drive(ledger: Ledger, run: Run, api: Api, *, detach: bool, timeout: f
 
 def _retry_automatically(ledger: Ledger, run: Run, events: Events) -> bool:
     """Prepare the next attempt if the spec's retry policy asks for one and there is something to retry."""
-    policy = run.settings["retry"]
+    policy = run.settings.retry
     attempt = ledger.next_attempt(run)
-    if attempt > policy["max_attempts"]:
+    if attempt > policy.max_attempts:
         return False
-    error_types = tuple(policy["error_types"]) if policy.get("error_types") is not None else None
-    seqs = select(ledger, run, Selection(statuses=tuple(policy["statuses"]), error_types=error_types))
+    error_types = tuple(policy.error_types) if policy.error_types is not None else None
+    seqs = select(ledger, run, Selection(statuses=tuple(policy.statuses), error_types=error_types))
     if not seqs:
         return False
     prepare_attempt(ledger, run, seqs)
@@ -360,93 +316,31 @@ def _retry_automatically(ledger: Ledger, run: Run, events: Events) -> bool:
     return True
 
 
-async def _collect_ended(ledger: Ledger, run: Run, api: Api, events: Events) -> None:
+async def _collect_ended(session: Session, events: Events) -> None:
     """One look at each unfinished batch, then collect whatever has ended; never waits."""
-    gate = Gate(api, run.settings["poll"]["requests_per_minute"])
+    ledger, run = session.ledger, session.current
     for batch in ledger.batches(run, states=(BatchState.SUBMITTED,)):
         assert batch.batch_id is not None
-        ledger.record_status(batch, await gate(api.retrieve_batch, batch.batch_id))
+        ledger.record_status(batch, await session.api.retrieve_batch(batch.batch_id))
     for batch in ledger.batches(run, states=(BatchState.ENDED,)):
-        await collect_batch(gate, ledger, run, batch, events.notice)
+        await collect_batch(session.api, ledger, run, batch, events.notice)
 
 
-def _run_loop(step: Callable[[], Awaitable[None]], run: Run) -> None:
-    try:
-        asyncio.run(step())  # type: ignore[arg-type]
-    except KeyboardInterrupt:
-        raise Detached(_detached(run)) from None
-
-
-def _detached(run: Run) -> str:
-    return (
-        f"detached from run {run.id}; its batches keep running. Come back with `batchrunner watch {run.id}` "
-        f"(or `batchrunner resume {run.id}`), which also submits any batch not sent yet"
-    )
-
-
-
-class _Guard:
-    """What Ctrl-C, or a deleted state home, means at any instant of a command on one run.
-
-    Ctrl-C once the run is in the ledger detaches (exit 4; its batches go on, nothing is
-    cancelled); before that nothing was sent (exit 130). An error once the state home has been
-    deleted under the command says that, in one line, instead of what it broke.
-    """
-
-    def __init__(self, home: Path, before_run: str = "interrupted; nothing was sent") -> None:
-        self.home = Path(os.path.abspath(home))
-        self.before_run = before_run
-        self.run_id: str | None = None  # set once the ledger is open
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None) -> None:
-        if isinstance(error, KeyboardInterrupt):
-            raise self._interrupted() from None
-        operational = isinstance(error, (OSError, *STORAGE_ERRORS, BatchrunnerError)) and not isinstance(error, InputError)
-        if operational and self.run_id is not None and not (self.home / LEDGER_FILE).exists():
-            raise BatchrunnerError(
-                f"the state home {self.home} was deleted during run {self.run_id}: its ledger and run folders "
-                "are gone, so the run cannot be finished or resumed; submit the job again"
-            ) from error
-
-    def _interrupted(self) -> BatchrunnerError:
-        if self.run_id is not None and (self.home / LEDGER_FILE).exists():
-            with Ledger(self.home) as ledger:
-                if ledger.has_run(self.run_id):
-                    return Detached(_detached(ledger.run(self.run_id)))
-        return Interrupted(self.before_run)
-
-
-def _connect_run(run: Run, home: Path) -> AbstractContextManager[Api]:
-    """The run's backend, spoken to under the run's anthropic-version."""
-    return connect(run.backend, home, run.base_url, api_version=run.settings.get("api_version"))
-
-
-@contextmanager
-def _session(home: Path, run_id: str) -> Iterator[tuple[Ledger, Run, Api]]:
-    """Lock the run and open its backend: what every command that changes a run needs."""
-    settings.check_numbers()
-    with _Guard(home) as guard, Ledger(home) as ledger:
-        ledger.run(run_id)  # an unknown id is refused before a lock file is made in its name
-        guard.run_id = run_id
-        with run_lock(home, run_id):
-            run = ledger.run(run_id)
-            with _connect_run(run, home) as api:
-                yield ledger, run, api
-
-
-def _finish(ledger: Ledger, run: Run, api: Api, events: Events) -> Outcome:
+async def _finish(session: Session, events: Events) -> Outcome:
     """Once nothing is open: write the output, then delete the attachments the run does not keep."""
-    run = ledger.run(run.id)
+    ledger, run = session.ledger, session.current
     batches = ledger.batches(run)
     if not any(batch.state in OPEN_STATES for batch in batches) and batches:
         write_output(ledger, run, run.backend)
-        run = ledger.run(run.id)
-        gate = Gate(api, run.settings["poll"]["requests_per_minute"])
-        asyncio.run(delete_attachments(gate, ledger, run, events.notice))
-    return summarize(ledger, run)
+        await delete_attachments(session.api, ledger, session.current, events.notice)
+    return summarize(ledger, session.current)
+
+
+async def _continue(session: Session, *, detach: bool, timeout: float | None, events: Events) -> Outcome:
+    """What `resume` and a continued `submit` do: check, submit, (wait, collect), finish."""
+    await _check_pending(session, events)
+    await _drive(session, detach=detach, timeout=timeout, events=events)
+    return await _finish(session, events)
 
 
 # commands
@@ -467,14 +361,14 @@ def submit(
     events = events or Events()
     settings.check_numbers()
     spec = load_spec(spec_path)
-    chosen = choose_backend(backend, spec.backend)
-    if chosen == "local" and (backend or spec.backend or "auto") == "auto":
-        events.notice("no ANTHROPIC_API_KEY: running on the built-in emulator; the answers are simulated")
+    resolved = resolve_backend(backend, spec.backend, os.environ)
+    if resolved.simulated:
+        events.notice(simulated_notice(home))
     if run_id is not None and not RUN_ID.match(run_id):
         raise InputError(f"--run-id {run_id!r}: use letters, digits, '_', '-' and '.', at most 100 characters")
     check_output_writable(spec)
     check_output_outside(spec, home)
-    with _Guard(home) as guard, Ledger(home) as ledger:
+    with Guard(home) as guard, Ledger(home) as ledger:
         guard.run_id = run_id = run_id or _new_run_id(ledger, spec.name)
         if spec.attachments:
             guard.before_run = "interrupted; no batch was created (attachments uploaded so far are reused next time)"
@@ -484,18 +378,26 @@ def submit(
                 if run.spec_path != spec.path:
                     raise InputError(f"--run-id {run_id} belongs to {run.spec_path}, not {spec.path}")
                 events.notice(f"run {run_id} exists; continuing it")
-                with _connect_run(run, home) as api:
-                    _check_pending(ledger, run, api, events)
-                    _run_loop(lambda: _drive(ledger, run, api, detach=detach, timeout=timeout, events=events), run)
-                    return _finish(ledger, run, api, events)
+                with Session.open(
+                    home, ledger, run_backend(run),
+                    api_version=run.settings.api_version, requests_per_minute=run.settings.poll.requests_per_minute,
+                ) as session:
+                    session.run = run
+                    return run_loop(_continue(session, detach=detach, timeout=timeout, events=events))
             _warn_about_other_runs(ledger, spec, events)
-            base_url = os.environ.get("ANTHROPIC_BASE_URL") if chosen == "anthropic" else None
-            with connect(chosen, home, base_url, api_version=spec.api_version) as api:
-                prepare = _prepare_with_attachments if spec.attachments else _prepare_run
-                run = prepare(ledger, spec, run_id, api, base_url, force, events)
-                events.notice(f"run {run.id}: {run.requests} requests in {len(ledger.batches(run))} batch(es)")
-                _run_loop(lambda: _drive(ledger, run, api, detach=detach, timeout=timeout, events=events), run)
-                return _finish(ledger, run, api, events)
+            with Session.open(
+                home, ledger, resolved, api_version=spec.api_version, requests_per_minute=spec.poll.requests_per_minute
+            ) as session:
+                return run_loop(_submit_new(session, spec, run_id, force=force, detach=detach, timeout=timeout, events=events))
+
+
+async def _submit_new(
+    session: Session, spec: JobSpec, run_id: str, *, force: bool, detach: bool, timeout: float | None, events: Events
+) -> Outcome:
+    run = await _prepare_run(session, spec, run_id, force, events)
+    events.notice(f"run {run.id}: {run.requests} requests in {len(session.ledger.batches(run))} batch(es)")
+    await _drive(session, detach=detach, timeout=timeout, events=events)
+    return await _finish(session, events)
 
 
 def _warn_about_other_runs(ledger: Ledger, spec: JobSpec, events: Events) -> None:
@@ -521,10 +423,8 @@ def resume(
     """Finish whatever was interrupted: reconcile uncertain creates, submit what is unsent,
     then unless detached poll, collect and write the output, like `submit`."""
     events = events or Events()
-    with _session(home, run_id) as (ledger, run, api):
-        _check_pending(ledger, run, api, events)
-        _run_loop(lambda: _drive(ledger, run, api, detach=detach, timeout=timeout, events=events), run)
-        return _finish(ledger, run, api, events)
+    with run_session(home, run_id) as session:
+        return run_loop(_continue(session, detach=detach, timeout=timeout, events=events))
 
 
 def resume_all(*, home: Path, detach: bool = False, events: Events | None = None) -> list[Outcome]:
@@ -562,35 +462,44 @@ def retry(
 ) -> Outcome:
     """A new attempt with only the selected requests; its results merge into the same output."""
     events = events or Events()
-    with _session(home, run_id) as (ledger, run, api):
-        busy = ledger.batches(run, states=OPEN_STATES)
-        if busy:
-            raise StillRunning(
-                f"run {run.id} still has {len(busy)} unfinished batch(es); let them end first "
-                f"(`batchrunner watch {run.id}`), then retry"
-            )
-        seqs = select(ledger, run, selection)
-        if not seqs:
-            events.notice(f"run {run.id}: nothing matches; no new attempt")
-            return _finish(ledger, run, api, events)
-        if ledger.attachments_deleted(run):
-            raise InputError(
-                f"run {run.id}'s attachments were deleted from the server when it finished (keep_attachments: false), "
-                "so its requests cannot be sent again: submit the job as a new run, which uploads them again"
-            )
-        _live_check(api, run, run.run_dir / ledger.batches(run)[0].request_file, events)
-        attempt = prepare_attempt(ledger, run, seqs)
-        events.notice(f"run {run.id}: attempt {attempt} sends {len(seqs)} request(s) again")
-        _run_loop(lambda: _drive(ledger, run, api, detach=detach, timeout=timeout, events=events), run)
-        return _finish(ledger, run, api, events)
+    with run_session(home, run_id) as session:
+        return run_loop(_retry(session, selection, detach=detach, timeout=timeout, events=events))
+
+
+async def _retry(session: Session, selection: Selection, *, detach: bool, timeout: float | None, events: Events) -> Outcome:
+    ledger, run = session.ledger, session.current
+    busy = ledger.batches(run, states=OPEN_STATES)
+    if busy:
+        raise StillRunning(
+            f"run {run.id} still has {len(busy)} unfinished batch(es); let them end first "
+            f"(`batchrunner watch {run.id}`), then retry"
+        )
+    seqs = select(ledger, run, selection)
+    if not seqs:
+        events.notice(f"run {run.id}: nothing matches; no new attempt")
+        return await _finish(session, events)
+    if ledger.attachments_deleted(run):
+        raise InputError(
+            f"run {run.id}'s attachments were deleted from the server when it finished (keep_attachments: false), "
+            "so its requests cannot be sent again: submit the job as a new run, which uploads them again"
+        )
+    await _live_check(session, run.run_dir / ledger.batches(run)[0].request_file, events)
+    attempt = prepare_attempt(ledger, run, seqs)
+    events.notice(f"run {run.id}: attempt {attempt} sends {len(seqs)} request(s) again")
+    await _drive(session, detach=detach, timeout=timeout, events=events)
+    return await _finish(session, events)
 
 
 def collect(run_id: str, *, home: Path, events: Events | None = None) -> Outcome:
     """Collect every ended batch of a run and write its output; never waits for running ones."""
     events = events or Events()
-    with _session(home, run_id) as (ledger, run, api):
-        _run_loop(lambda: _collect_ended(ledger, run, api, events), run)
-        return _finish(ledger, run, api, events)
+    with run_session(home, run_id) as session:
+        return run_loop(_collect(session, events))
+
+
+async def _collect(session: Session, events: Events) -> Outcome:
+    await _collect_ended(session, events)
+    return await _finish(session, events)
 
 
 def collect_all(*, home: Path, events: Events | None = None) -> list[Outcome]:
@@ -626,14 +535,17 @@ def list_runs(*, home: Path) -> list[Outcome]:
 
 
 def cancel(run_id: str, *, home: Path, events: Events | None = None) -> Outcome:
-    """Ask the API to cancel the run's running batches. They end as `canceling` → `ended`;
-    `watch` or `collect` then gathers their partial results."""
+    """Ask the API to cancel the run's running batches, under the run's lock. They end as
+    `canceling` → `ended`; `watch` or `collect` then gathers their partial results."""
     events = events or Events()
-    with Ledger(home) as ledger:
-        run = ledger.run(run_id)
-        with _connect_run(run, home) as api:
-            for batch in ledger.batches(run, states=(BatchState.SUBMITTED,)):
-                assert batch.batch_id is not None
-                ledger.record_status(batch, api.cancel_batch(batch.batch_id))
-                events.notice(f"{batch.batch_id}: cancel requested")
-        return summarize(ledger, run)
+    with run_session(home, run_id) as session:
+        return run_loop(_cancel(session, events))
+
+
+async def _cancel(session: Session, events: Events) -> Outcome:
+    ledger, run = session.ledger, session.current
+    for batch in ledger.batches(run, states=(BatchState.SUBMITTED,)):
+        assert batch.batch_id is not None
+        ledger.record_status(batch, await session.api.cancel_batch(batch.batch_id))
+        events.notice(f"{batch.batch_id}: cancel requested")
+    return summarize(ledger, run)

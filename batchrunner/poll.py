@@ -1,7 +1,7 @@
 """Poll: watch submitted batches until they end, gently.
 
 Each batch is polled on its own schedule, starting short and backing off with jitter to a
-cap, through the gate every API call shares. Statuses are mapped exhaustively: only `ended`
+cap, through the command's one rate limiter. Statuses are mapped exhaustively: only `ended`
 ends a batch; `in_progress`, `canceling` and any status this version does not know yet mean
 "still running". Transient failures (429, 5xx, network) wait and try again.
 """
@@ -14,10 +14,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from batchrunner.client import Gate
+from batchrunner.client import AsyncApi
 from batchrunner.crashpoints import crashpoint
 from batchrunner.errors import ApiError, NotFound, ServerDataLost
 from batchrunner.ledger import Batch, Ledger
+from batchrunner.spec import PollSettings
 from batchrunner.states import ProcessingStatus
 
 
@@ -34,12 +35,8 @@ class Polled:
     next_in: float | None  # seconds; None once the batch has ended
 
 
-@dataclass(frozen=True)
-class PollSettings:
-    initial_interval: float = 2.0
-    max_interval: float = 60.0
-    backoff: float = 1.5
-    not_found_grace_s: float = 120.0
+BACKOFF = 1.5  # each wait is this much longer than the last, up to poll.max_interval
+NOT_FOUND_GRACE_S = 120.0  # a batch just created may not be visible yet; after this, not found is an error
 
 
 def is_transient(error: ApiError) -> bool:
@@ -62,7 +59,7 @@ def _polled(batch_id: str, batch: Batch, status: str, next_in: float | None) -> 
 
 
 async def wait_until_ended(
-    gate: Gate,
+    api: AsyncApi,
     ledger: Ledger,
     batch: Batch,
     settings: PollSettings,
@@ -76,9 +73,9 @@ async def wait_until_ended(
     interval = settings.initial_interval
     while True:
         try:
-            remote = await gate(gate.api.retrieve_batch, batch_id)
+            remote = await api.retrieve_batch(batch_id)
         except NotFound:
-            if _seconds_since(batch.created_at) > settings.not_found_grace_s:
+            if _seconds_since(batch.created_at) > NOT_FOUND_GRACE_S:
                 raise
             ledger.count_poll(batch)
             status = "not_found"
@@ -99,4 +96,4 @@ async def wait_until_ended(
         wait = interval * random.uniform(0.8, 1.2)
         on_poll(_polled(batch_id, batch, status, wait))
         await asyncio.sleep(wait)
-        interval = min(interval * settings.backoff, settings.max_interval)
+        interval = min(interval * BACKOFF, settings.max_interval)

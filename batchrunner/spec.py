@@ -122,6 +122,46 @@ def same_file(a: Path, b: Path | None) -> bool:
         return False
 
 
+class RunSettings(BaseModel):
+    """What later commands need from the spec, frozen with the run so editing the spec cannot
+    change it; decoded once, where the ledger reads the run.
+
+    Every field has a default, so a ledger written before a field existed still decodes:
+    `api_version` None is a run from before it was frozen, spoken to under the SDK's own.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    output_schema: dict[str, Any] | None = None
+    keep_request_files: bool = False
+    pricing: Pricing | None = None
+    retry: RetryPolicy = RetryPolicy()
+    poll: PollSettings = PollSettings()
+    max_tokens: int | None = None
+    api_version: str | None = None
+    upload_request_files: bool = True
+
+    @classmethod
+    def of(cls, spec: JobSpec) -> RunSettings:
+        return cls(
+            output_schema=spec.output_schema,
+            keep_request_files=spec.keep_request_files,
+            pricing=spec.pricing,
+            retry=spec.retry,
+            poll=spec.poll,
+            max_tokens=spec.max_tokens,
+            api_version=spec.api_version,
+            upload_request_files=spec.upload_request_files,
+        )
+
+    @classmethod
+    def decode(cls, raw: bytes | str) -> RunSettings:
+        return cls.model_validate_json(raw)
+
+    def encode(self) -> bytes:
+        return self.model_dump_json().encode()
+
+
 class JobSpec(_Strict):
     """One job: which rows, how each becomes a Messages API request, and how the run behaves."""
 

@@ -17,9 +17,9 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from batchrunner.client import Gate, backoff, is_purpose_refusal
+from batchrunner.client import AsyncApi, backoff
 from batchrunner.crashpoints import crashpoint
-from batchrunner.errors import ApiError, SubmitUncertain
+from batchrunner.errors import ApiError, CreateAmbiguous, CreateRefused, SubmitUncertain
 from batchrunner.ledger import Batch, Ledger, Run
 from batchrunner.requestfile import create_body
 from batchrunner.states import BatchState
@@ -38,40 +38,32 @@ class SubmitSettings:
     reconcile_poll_s: float = 5.0
 
 
-async def upload_request_file(gate: Gate, ledger: Ledger, run: Run, batch: Batch) -> Batch:
-    """Upload the shard's JSONL with purpose="batch"; a server that refuses the field gets it without.
+async def upload_request_file(api: AsyncApi, ledger: Ledger, run: Run, batch: Batch) -> Batch:
+    """Upload the shard's JSONL with purpose="batch" (a server that refuses the field gets it without).
 
     No call of the API reads the file (the batch is created inline), so a spec may skip it.
     """
-    if batch.file_id or not run.settings.get("upload_request_files", True):
+    if batch.file_id or not run.settings.upload_request_files:
         return batch
     path = run.run_dir / batch.request_file
     filename = f"{run.id}-{Path(batch.request_file).name}"
-    upload = gate.api.upload_file
-    try:
-        meta = await gate(upload, path, filename=filename, mime_type="application/jsonl", purpose="batch")
-        accepted = True
-    except ApiError as exc:
-        if not is_purpose_refusal(exc):
-            raise
-        meta = await gate(upload, path, filename=filename, mime_type="application/jsonl", purpose=None)
-        accepted = False
-    ledger.record_upload(batch, meta["id"], accepted)
+    meta = await api.upload_file(path, filename=filename, mime_type="application/jsonl", purpose="batch")
+    ledger.record_upload(batch, meta["id"], meta["purpose_accepted"])
     crashpoint("submit.uploaded")
     return ledger.batch(batch.pk)
 
 
-async def create_batch(gate: Gate, ledger: Ledger, run: Run, batch: Batch, settings: SubmitSettings, on_event: Notify) -> Batch:
+async def create_batch(api: AsyncApi, ledger: Ledger, run: Run, batch: Batch, settings: SubmitSettings, on_event: Notify) -> Batch:
     """Create the batch for one prepared request file: submitted, back to prepared (proven not made), or raise."""
     batch = ledger.record_intent(batch)
     crashpoint("submit.intent")
     size, body = create_body(run.run_dir / batch.request_file)
     try:
-        remote = await gate(gate.api.create_batch, body, size)
+        remote = await api.create_batch(body, size)
     except SubmitUncertain as exc:
         batch = ledger.record_uncertain(batch, exc.message)
         on_event(f"{describe(batch)}: {exc.message}; reconciling")
-        return await reconcile(gate, ledger, batch, settings, on_event)
+        return await reconcile(api, ledger, batch, settings, on_event)
     except ApiError as exc:
         ledger.record_not_created(batch, exc.message)
         raise
@@ -85,10 +77,10 @@ def _parse_time(value: str) -> datetime:
     return datetime.fromisoformat(value.replace("Z", "+00:00"))
 
 
-async def _candidates(gate: Gate, ledger: Ledger, batch: Batch) -> list[dict[str, Any]]:
+async def _candidates(api: AsyncApi, ledger: Ledger, batch: Batch) -> list[dict[str, Any]]:
     """Unclaimed batches created since just before the intent, with this batch's request count."""
     assert batch.intent_at is not None
-    recent = await gate(gate.api.batches_created_since, _parse_time(batch.intent_at) - CLOCK_SKEW)
+    recent = await api.batches_created_since(_parse_time(batch.intent_at) - CLOCK_SKEW)
     claimed = ledger.claimed_batch_ids()
     return [
         remote
@@ -97,7 +89,7 @@ async def _candidates(gate: Gate, ledger: Ledger, batch: Batch) -> list[dict[str
     ]
 
 
-async def reconcile(gate: Gate, ledger: Ledger, batch: Batch, settings: SubmitSettings, on_event: Notify) -> Batch:
+async def reconcile(api: AsyncApi, ledger: Ledger, batch: Batch, settings: SubmitSettings, on_event: Notify) -> Batch:
     """Settle a create whose outcome is unknown, without ever creating twice.
 
     Exactly one matching batch: adopt it (its custom_ids are checked when its results come).
@@ -107,13 +99,13 @@ async def reconcile(gate: Gate, ledger: Ledger, batch: Batch, settings: SubmitSe
     assert batch.state in (BatchState.CREATING, BatchState.UNCERTAIN) and batch.intent_at is not None
     deadline = _parse_time(batch.intent_at).timestamp() + settings.reconcile_wait_s
     while True:
-        found = await _candidates(gate, ledger, batch)
+        found = await _candidates(api, ledger, batch)
         if len(found) == 1:
             on_event(f"{describe(batch)}: adopted {found[0]['id']}, created by the uncertain call")
             return ledger.record_created(batch, found[0], adopted=True)
         if len(found) > 1:
             names = ", ".join(f"{remote['id']} (created {remote['created_at']})" for remote in found)
-            raise SubmitUncertain(
+            raise CreateAmbiguous(
                 f"the create for {batch.request_file} had an unknown outcome and {len(found)} batches match it: "
                 f"{names}. Cancel all but one (`batchrunner cancel` does not know them; use the console or the API), "
                 "then run `batchrunner resume` again"
@@ -124,15 +116,15 @@ async def reconcile(gate: Gate, ledger: Ledger, batch: Batch, settings: SubmitSe
         await asyncio.sleep(min(settings.reconcile_poll_s, max(0.0, deadline - time.time())))
 
 
-async def submit_pending(gate: Gate, ledger: Ledger, run: Run, settings: SubmitSettings, on_event: Notify) -> None:
+async def submit_pending(api: AsyncApi, ledger: Ledger, run: Run, settings: SubmitSettings, on_event: Notify) -> None:
     """Bring every batch of the run to `submitted`: reconcile the uncertain first, then create the rest."""
     for batch in ledger.batches(run, states=(BatchState.CREATING, BatchState.UNCERTAIN)):
-        await reconcile(gate, ledger, batch, settings, on_event)
+        await reconcile(api, ledger, batch, settings, on_event)
     for batch in ledger.batches(run, states=(BatchState.PREPARED,)):
-        batch = await upload_request_file(gate, ledger, run, batch)
+        batch = await upload_request_file(api, ledger, run, batch)
         for attempt in range(1, MAX_CREATES + 1):
             try:
-                batch = await create_batch(gate, ledger, run, batch, settings, on_event)
+                batch = await create_batch(api, ledger, run, batch, settings, on_event)
             except ApiError as exc:
                 if exc.status != 429 or attempt == MAX_CREATES:
                     raise
@@ -142,7 +134,7 @@ async def submit_pending(gate: Gate, ledger: Ledger, run: Run, settings: SubmitS
             if batch.state != BatchState.PREPARED:
                 break
         else:
-            raise SubmitUncertain(
+            raise CreateRefused(
                 f"{describe(batch)}: {MAX_CREATES} creates in a row failed without creating anything; "
                 "the API may be failing. Run `batchrunner resume` later"
             )

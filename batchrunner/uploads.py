@@ -4,7 +4,7 @@ Each distinct file (by sha256) goes up once, with purpose `user_data`, and its i
 to the ledger right after, so a crash never uploads again what was recorded and the next run
 (of this job or any other) reuses it. A remembered id is checked first with one metadata call:
 a file deleted on the server, or not visible to this key, is uploaded again. Every call passes
-the Gate, so uploads run concurrently under the rate limit.
+the command's one rate limiter, so uploads run concurrently under it.
 """
 
 from __future__ import annotations
@@ -16,10 +16,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from batchrunner.attachments import AttachedFile, AttachmentSet
-from batchrunner.client import Gate
+from batchrunner.client import AsyncApi
 from batchrunner.crashpoints import crashpoint
 from batchrunner.errors import ApiError, BatchrunnerError, NotFound
-from batchrunner.files import upload_file
+from batchrunner.files import check_size
 from batchrunner.ledger import Ledger, Run
 
 PURPOSE = "user_data"
@@ -38,16 +38,12 @@ class Uploaded:
     backend_key: str
 
 
-def backend_key(backend: str, url: str) -> str:
-    """Whose file ids these are: `local` (its emulator moves between ports, its data stays) or the URL."""
-    return backend if backend == "local" else url
-
-
-async def upload_attachments(gate: Gate, ledger: Ledger, key: str, files: AttachmentSet, notify: Notify) -> Uploaded:
+async def upload_attachments(api: AsyncApi, ledger: Ledger, files: AttachmentSet, notify: Notify) -> Uploaded:
     """Make every distinct file available on the server, uploading only what it does not have."""
     distinct = files.distinct()
+    key = api.backend.files_key
     remembered = ledger.uploaded_files(key, distinct)
-    present = await asyncio.gather(*(_still_there(gate, file_id, distinct[sha]) for sha, file_id in remembered.items()))
+    present = await asyncio.gather(*(_still_there(api, file_id, distinct[sha]) for sha, file_id in remembered.items()))
     file_ids = {sha: file_id for (sha, file_id), there in zip(remembered.items(), present, strict=True) if there}
     missing = [attached for sha, attached in distinct.items() if sha not in file_ids]
     if missing:
@@ -55,7 +51,7 @@ async def upload_attachments(gate: Gate, ledger: Ledger, key: str, files: Attach
     elif file_ids:
         notify(f"all {len(file_ids)} attachment(s) already on the server")
     # every upload runs to its end and is recorded, even when another fails: none is lost
-    results = await asyncio.gather(*(_upload(gate, ledger, key, attached) for attached in missing), return_exceptions=True)
+    results = await asyncio.gather(*(_upload(api, ledger, key, attached) for attached in missing), return_exceptions=True)
     failed = [result for result in results if isinstance(result, BaseException)]
     if failed:
         raise failed[0]
@@ -63,20 +59,21 @@ async def upload_attachments(gate: Gate, ledger: Ledger, key: str, files: Attach
     return Uploaded(files, file_ids, key)
 
 
-async def _still_there(gate: Gate, file_id: str, attached: AttachedFile) -> bool:
+async def _still_there(api: AsyncApi, file_id: str, attached: AttachedFile) -> bool:
     try:
-        meta = await gate(gate.api.file_metadata, file_id)
+        meta = await api.file_metadata(file_id)
     except NotFound:
         return False
     return bool(meta.get("size_bytes") == attached.size)
 
 
-async def _upload(gate: Gate, ledger: Ledger, key: str, attached: AttachedFile) -> str:
+async def _upload(api: AsyncApi, ledger: Ledger, key: str, attached: AttachedFile) -> str:
     stat = attached.path.stat()
     if (stat.st_size, stat.st_mtime_ns) != (attached.size, attached.mtime_ns):
         raise BatchrunnerError(f"{attached.path} changed while the job was being prepared; run the command again")
+    check_size(attached.path)
     name = upload_name(attached.path)
-    meta = await gate(upload_file, gate.api, attached.path, purpose=PURPOSE, filename=name, kind=attached.mime_type)
+    meta = await api.upload_file(attached.path, filename=name, mime_type=attached.mime_type, purpose=PURPOSE)
     ledger.record_file_upload(attached.sha256, key, meta["id"], name, attached.size)
     crashpoint("attachments.uploaded")
     return str(meta["id"])
@@ -91,7 +88,7 @@ def upload_name(path: Path) -> str:
     return name
 
 
-async def delete_attachments(gate: Gate, ledger: Ledger, run: Run, notify: Notify) -> None:
+async def delete_attachments(api: AsyncApi, ledger: Ledger, run: Run, notify: Notify) -> None:
     """Delete the run's attachments that no other run still needs (`keep_attachments: false`).
 
     A failure is a notice, not an error: the output is written by now, and a later
@@ -100,19 +97,20 @@ async def delete_attachments(gate: Gate, ledger: Ledger, run: Run, notify: Notif
     doomed = ledger.attachments_to_delete(run)
     if not doomed:
         return
-    errors = [error for error in await asyncio.gather(*(_delete(gate, ledger, *pair) for pair in doomed)) if error]
+    errors = [error for error in await asyncio.gather(*(_delete(api, ledger, *pair) for pair in doomed)) if error]
     notify(f"deleted {len(doomed) - len(errors)} attachment(s) from the server (keep_attachments: false)")
     if errors:
         notify(f"could not delete {len(errors)} attachment(s) ({errors[0].message}); "
                f"`batchrunner collect {run.id}` tries again")
 
 
-async def _delete(gate: Gate, ledger: Ledger, sha256: str, file_id: str) -> ApiError | None:
+async def _delete(api: AsyncApi, ledger: Ledger, sha256: str, file_id: str) -> ApiError | None:
     try:
-        await gate(gate.api.delete_file, file_id)
+        await api.delete_file(file_id)
     except NotFound:
         pass
     except ApiError as error:
         return error
     ledger.mark_attachment_deleted(sha256, file_id)
+    crashpoint("attachments.deleted")
     return None

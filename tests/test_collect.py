@@ -14,6 +14,7 @@ from helpers import read_rows
 from batchrunner.collect import AnswerParser, archive_warning, collect_batch, positions, result_row, write_output
 from batchrunner.errors import BatchrunnerError
 from batchrunner.ledger import Batch, Ledger, Run
+from batchrunner.spec import RunSettings
 
 REMOTE = {
     "processing_status": "in_progress",
@@ -81,7 +82,7 @@ def make_run(ledger: Ledger, tmp_path: Path, n: int, shards: int = 1) -> Run:
         backend="local",
         base_url=None,
         model="claude-haiku-4-5",
-        settings={},
+        settings=RunSettings(),
         shards=shard_rows,
         custom_ids=(r["id"] for r in rows),
     )

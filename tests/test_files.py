@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
@@ -15,7 +16,7 @@ import orjson
 import pytest
 
 from batchrunner import files
-from batchrunner.client import Api
+from batchrunner.client import Api, connect, resolve_backend
 from batchrunner.emulator import EmulatorServer
 from batchrunner.errors import (
     ApiError,
@@ -31,7 +32,7 @@ from batchrunner.errors import (
 def api(emulator: EmulatorServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Api]:
     monkeypatch.setenv("ANTHROPIC_BASE_URL", emulator.base_url)
     monkeypatch.setenv("ANTHROPIC_API_KEY", "test-key")
-    with files.connect(tmp_path / "home", "anthropic") as connected:
+    with connect(resolve_backend("anthropic", None, os.environ), tmp_path / "home") as connected:
         yield connected
 
 
@@ -220,7 +221,7 @@ def scripted(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Callab
         stack.callback(server.shutdown)
         monkeypatch.setenv("ANTHROPIC_BASE_URL", f"http://127.0.0.1:{server.server_address[1]}")
         monkeypatch.setenv("ANTHROPIC_API_KEY", "test-key")
-        return stack.enter_context(files.connect(tmp_path / "home", "anthropic")), seen
+        return stack.enter_context(connect(resolve_backend("anthropic", None, os.environ), tmp_path / "home")), seen
 
     with stack:
         yield start
@@ -272,3 +273,38 @@ def test_other_refusals_stay_plain_api_errors(scripted, tmp_path: Path) -> None:
     with pytest.raises(ApiError) as caught:
         files.upload_file(api, write(tmp_path, "a.txt", b"hello"))
     assert type(caught.value) is ApiError and "255 characters" in caught.value.message
+
+
+def test_a_broken_download_starts_again_and_the_file_is_whole(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """The stream-to-file helper results downloads use: a stream that breaks off is fetched again."""
+    content = b"0123456789" * 1000
+    served: list[int] = []
+
+    class Breaking(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            served.append(len(served))
+            self.send_response(200)
+            self.send_header("content-type", "application/octet-stream")
+            self.send_header("content-length", str(len(content)))
+            self.end_headers()
+            self.wfile.write(content if len(served) > 1 else content[:100])
+            self.close_connection = True
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Breaking)
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+    monkeypatch.setenv("ANTHROPIC_BASE_URL", f"http://127.0.0.1:{server.server_address[1]}")
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "test-key")
+    dest = tmp_path / "back.bin"
+    try:
+        with connect(resolve_backend("anthropic", None, os.environ), tmp_path / "home") as api:
+            result = files.download_file(api, "file_x", dest)
+    finally:
+        server.shutdown()
+        server.server_close()
+
+    assert len(served) == 2, "the broken stream was fetched once more"
+    assert result["bytes"] == len(content) and dest.read_bytes() == content
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".back")] == [], "no temp file left"

@@ -30,13 +30,14 @@ ALLOWED: dict[str, set[str]] = {
         "template",
     },
     "requestfile": {"atomic", "crashpoints"},
-    "ledger": {"atomic", "crashpoints", "errors", "states"},
+    "ledger": {"atomic", "crashpoints", "errors", "spec", "states"},  # spec: the run's frozen RunSettings
     "client": {"errors", "settings", "emulator"},
+    "session": {"client", "errors", "ledger", "settings"},
     "files": {"atomic", "client", "errors", "ledger"},
     "uploads": {"attachments", "client", "crashpoints", "errors", "files", "ledger"},
     "submit": {"client", "crashpoints", "errors", "ledger", "requestfile", "states"},
-    "poll": {"client", "crashpoints", "errors", "ledger", "states"},
-    "collect": {"atomic", "client", "crashpoints", "errors", "ledger", "requestfile", "states"},
+    "poll": {"client", "crashpoints", "errors", "ledger", "spec", "states"},
+    "collect": {"atomic", "client", "crashpoints", "errors", "files", "ledger", "requestfile", "states"},  # files: stream_to_file
     "retry": {"errors", "ledger", "requestfile"},
     "models": {"catalog", "client", "errors", "rules"},
 }

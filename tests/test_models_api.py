@@ -8,13 +8,13 @@ import orjson
 import pytest
 
 from batchrunner.catalog import Catalog
-from batchrunner.client import Api, Backend
+from batchrunner.client import Api, ResolvedBackend
 from batchrunner.emulator import EmulatorServer
 from batchrunner.errors import NotFound
 
 
 def api_for(server: EmulatorServer, api_version: str | None = None) -> Api:
-    return Api(Backend("local", None), server.base_url, max_retries=0, api_version=api_version)
+    return Api(ResolvedBackend("local", None), server.base_url, max_retries=0, api_version=api_version)
 
 
 def test_retrieve_model_and_list_models_return_plain_dicts(emulator: EmulatorServer) -> None:

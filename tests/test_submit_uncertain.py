@@ -98,3 +98,34 @@ def test_two_matching_batches_stop_the_run_and_name_both(make_job, run_cli, agai
     again = run_cli("resume", "ambiguous")
     assert again.exit_code == 1, "still ambiguous: batchrunner never guesses"
     assert against.stats()["batches_created"] == 2
+
+
+def test_creates_proven_not_made_again_and_again_are_refused_not_uncertain(make_job, run_cli, against, monkeypatch):
+    monkeypatch.setenv("BATCHRUNNER_RECONCILE_WAIT", "0.2")
+    script_faults(against, create=["reject_500"] * 10)
+    job = make_job(reviews(3))
+
+    first = run_cli("--json", "submit", job.spec, "--run-id", "refused")
+
+    assert first.exit_code == 1
+    error = orjson.loads(first.stdout)["error"]
+    assert error["type"] == "CreateRefused"
+    assert "10 creates in a row failed without creating anything" in error["message"]
+    assert against.stats()["batches_created"] == 0
+    assert run_cli("resume", "refused").exit_code == 0, "nothing was uncertain: a later resume just creates it"
+
+
+def test_two_matches_are_an_ambiguous_create(make_job, run_cli, against):
+    job = make_job(reviews(3))
+    anthropic.Anthropic(base_url=against.base_url, api_key="k").messages.batches.create(
+        requests=[
+            {"custom_id": f"x{i}", "params": {"model": "claude-haiku-4-5", "max_tokens": 5, "messages": [{"role": "user", "content": "hi"}]}}
+            for i in range(3)
+        ]
+    )
+    script_faults(against, create=["apply_then_500"])
+
+    first = run_cli("--json", "submit", job.spec, "--run-id", "ambiguous")
+
+    assert first.exit_code == 1
+    assert orjson.loads(first.stdout)["error"]["type"] == "CreateAmbiguous"

@@ -19,14 +19,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
-
 from batchrunner.ledger.attachments import AttachmentsTable
 from batchrunner.ledger.batches import Batch, BatchesTable
 from batchrunner.ledger.database import LEDGER_FILE, STORAGE_ERRORS
 from batchrunner.ledger.lock import run_lock
 from batchrunner.ledger.results import RESULT_STATUSES, PlacedResult, ResultRow, ResultsTable
 from batchrunner.ledger.runs import Run, RunsTable
+from batchrunner.spec import RunSettings
 
 __all__ = ["LEDGER_FILE", "RESULT_STATUSES", "STORAGE_ERRORS", "Batch", "Ledger", "PlacedResult", "ResultRow", "Run", "known_run_ids", "run_lock"]
 
@@ -46,7 +45,7 @@ class Ledger(RunsTable, BatchesTable, ResultsTable, AttachmentsTable):
         backend: str,
         base_url: str | None,
         model: str,
-        settings: dict[str, Any],
+        settings: RunSettings,
         shards: Iterable[tuple[int, int, str, int, int]],
         custom_ids: Iterable[str],
         attachments: Iterable[tuple[str, str, str]] = (),

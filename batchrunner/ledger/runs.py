@@ -5,12 +5,11 @@ from __future__ import annotations
 import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-import orjson
 
 from batchrunner.errors import UnknownRun
 from batchrunner.ledger.database import Database, utcnow
+from batchrunner.spec import RunSettings
 
 
 @dataclass(frozen=True)
@@ -25,7 +24,7 @@ class Run:
     base_url: str | None
     model: str
     requests: int
-    settings: dict[str, Any]
+    settings: RunSettings
     created_at: str
     output_written_at: str | None
 
@@ -42,7 +41,7 @@ def _run(row: sqlite3.Row) -> Run:
         base_url=row["base_url"],
         model=row["model"],
         requests=row["requests"],
-        settings=orjson.loads(row["settings"]),
+        settings=RunSettings.decode(row["settings"]),
         created_at=row["created_at"],
         output_written_at=row["output_written_at"],
     )
@@ -61,7 +60,7 @@ class RunsTable(Database):
         backend: str,
         base_url: str | None,
         model: str,
-        settings: dict[str, Any],
+        settings: RunSettings,
     ) -> int:
         """A new run with no requests counted yet (`_set_requests` counts them once they are in)."""
         cursor = db.execute(
@@ -76,7 +75,7 @@ class RunsTable(Database):
                 backend,
                 base_url,
                 model,
-                orjson.dumps(settings),
+                settings.encode(),
                 utcnow(),
             ),
         )

@@ -1,0 +1,153 @@
+"""One session per command: the ledger, the run and its lock, the backend, one API facade, one loop.
+
+A command that talks to the API opens one session and does everything in it: the live model
+check, attachment uploads, creates, polls, downloads, deletes and cancels are awaited through
+one `AsyncApi` (so one rate limiter) in one event loop (`run_loop`), under the run's lock, with
+the local emulator started once. `Guard` says what Ctrl-C means at any instant: once the run is
+in the ledger it detaches (exit 4, its batches go on); before, nothing was sent (exit 130).
+
+    with Guard(home) as guard, Ledger(home) as ledger:          # the state home, Ctrl-C
+        with run_lock(home, run_id):                             # one process per run
+            with Session.open(home, ledger, backend, ...) as s:  # the backend and its facade
+                run_loop(step(s))                                # one event loop
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import threading
+from collections.abc import Coroutine, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from types import FrameType, TracebackType
+from typing import Any, Self, TypeVar
+
+from batchrunner import settings
+from batchrunner.client import AsyncApi, ResolvedBackend, connect, resolve_backend
+from batchrunner.errors import BatchrunnerError, Detached, InputError, Interrupted
+from batchrunner.ledger import LEDGER_FILE, STORAGE_ERRORS, Ledger, Run, run_lock
+
+T = TypeVar("T")
+
+
+@dataclass
+class Session:
+    """What one command holds while it works: the open ledger, the backend, the one API facade,
+    and the run (once there is one)."""
+
+    home: Path
+    ledger: Ledger
+    backend: ResolvedBackend
+    api: AsyncApi
+    run: Run | None = None
+
+    @classmethod
+    @contextmanager
+    def open(
+        cls, home: Path, ledger: Ledger, backend: ResolvedBackend, *, api_version: str | None, requests_per_minute: int
+    ) -> Iterator[Session]:
+        """Connect to the backend (the local emulator starts here, once) and build the facade."""
+        with connect(backend, home, api_version=api_version) as api:
+            yield cls(home, ledger, backend, AsyncApi(api, requests_per_minute))
+
+    @property
+    def current(self) -> Run:
+        """The run, as the ledger has it now."""
+        assert self.run is not None
+        self.run = self.ledger.run(self.run.id)
+        return self.run
+
+
+def run_backend(run: Run) -> ResolvedBackend:
+    """A run's own backend, where every later command on it goes."""
+    return resolve_backend(run.backend, None, os.environ, base_url=run.base_url)
+
+
+@contextmanager
+def run_session(home: Path, run_id: str) -> Iterator[Session]:
+    """Lock an existing run and open its backend under its anthropic-version and rate limit:
+    what every command that talks to the API about a run opens, once."""
+    settings.check_numbers()
+    with Guard(home) as guard, Ledger(home) as ledger:
+        ledger.run(run_id)  # an unknown id is refused before a lock file is made in its name
+        guard.run_id = run_id
+        with run_lock(home, run_id):
+            run = ledger.run(run_id)
+            with Session.open(
+                home, ledger, run_backend(run),
+                api_version=run.settings.api_version, requests_per_minute=run.settings.poll.requests_per_minute,
+            ) as session:
+                session.run = run
+                yield session
+
+
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
+
+
+def _report(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+    """A Ctrl-C that ended a task beside the main one is the Guard's to report, not asyncio's."""
+    if not isinstance(context.get("exception"), KeyboardInterrupt):
+        loop.default_exception_handler(context)
+
+
+async def _quiet(main: Coroutine[Any, Any, T]) -> T:
+    asyncio.get_running_loop().set_exception_handler(_report)
+    return await main
+
+
+def run_loop(main: Coroutine[Any, Any, T]) -> T:
+    """The command's one event loop. Ctrl-C raises KeyboardInterrupt where the command is, at
+    once: asyncio's own handler would only cancel at the next await, so a compile finishing
+    after the Ctrl-C could still register its run."""
+    if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
+        return asyncio.run(_quiet(main))
+    signal.signal(signal.SIGINT, _interrupt)
+    try:
+        return asyncio.run(_quiet(main))
+    finally:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
+def detached_message(run: Run) -> str:
+    return (
+        f"detached from run {run.id}; its batches keep running. Come back with `batchrunner watch {run.id}` "
+        f"(or `batchrunner resume {run.id}`), which also submits any batch not sent yet"
+    )
+
+
+class Guard:
+    """What Ctrl-C, or a deleted state home, means at any instant of a command on one run.
+
+    Ctrl-C once the run is in the ledger detaches (exit 4; its batches go on, nothing is
+    cancelled); before that nothing was sent (exit 130). An error once the state home has been
+    deleted under the command says that, in one line, instead of what it broke.
+    """
+
+    def __init__(self, home: Path, before_run: str = "interrupted; nothing was sent") -> None:
+        self.home = Path(os.path.abspath(home))
+        self.before_run = before_run
+        self.run_id: str | None = None  # set once the ledger is open
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None) -> None:
+        if isinstance(error, KeyboardInterrupt):
+            raise self._interrupted() from None
+        operational = isinstance(error, (OSError, *STORAGE_ERRORS, BatchrunnerError)) and not isinstance(error, InputError)
+        if operational and self.run_id is not None and not (self.home / LEDGER_FILE).exists():
+            raise BatchrunnerError(
+                f"the state home {self.home} was deleted during run {self.run_id}: its ledger and run folders "
+                "are gone, so the run cannot be finished or resumed; submit the job again"
+            ) from error
+
+    def _interrupted(self) -> BatchrunnerError:
+        if self.run_id is not None and (self.home / LEDGER_FILE).exists():
+            with Ledger(self.home) as ledger:
+                if ledger.has_run(self.run_id):
+                    return Detached(detached_message(ledger.run(self.run_id)))
+        return Interrupted(self.before_run)
