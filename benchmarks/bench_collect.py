@@ -56,6 +56,7 @@ def result_line(custom_id: str, rng: random.Random) -> bytes:
 def build(folder: Path, rows: int) -> None:
     """A run as compile + the API would leave it; every batch already ended and downloaded."""
     from batchrunner.ledger import Ledger
+    from batchrunner.spec import RunSettings
 
     rng = random.Random(7)
     run_dir = folder / "home" / "runs" / "bench"
@@ -83,7 +84,7 @@ def build(folder: Path, rows: int) -> None:
             backend="local",
             base_url=None,
             model="claude-haiku-4-5",
-            settings={"output_schema": {"type": "object", "properties": {"label": {"enum": list(LABELS)}}}},
+            settings=RunSettings(output_schema={"type": "object", "properties": {"label": {"enum": list(LABELS)}}}),
             shards=shards,
             custom_ids=(f"r-{i}" for i in range(rows)),
         )
@@ -123,10 +124,11 @@ def join(folder: Path) -> None:
 def sdk_comparison(n: int) -> None:
     import anthropic
 
-    from batchrunner.client import Api, Backend, Gate
+    from batchrunner.client import Api, AsyncApi, ResolvedBackend
     from batchrunner.collect import collect_batch
     from batchrunner.emulator import EmulatorConfig, start_in_thread
     from batchrunner.ledger import Ledger
+    from batchrunner.spec import RunSettings
 
     with tempfile.TemporaryDirectory() as tmp, start_in_thread(
         EmulatorConfig(data_dir=Path(tmp) / "emu", processing_seconds=0.5)
@@ -171,7 +173,7 @@ def sdk_comparison(n: int) -> None:
                 backend="anthropic",
                 base_url=server.base_url,
                 model="claude-haiku-4-5",
-                settings={},
+                settings=RunSettings(),
                 shards=[(0, 0, "requests-000.jsonl", n, 0)],
                 custom_ids=(f"r-{i}" for i in range(n)),
             )
@@ -179,9 +181,9 @@ def sdk_comparison(n: int) -> None:
             mine = ledger.record_created(ledger.record_intent(mine), client.messages.batches.retrieve(batch.id).model_dump(mode="json"))
             mine = ledger.record_status(mine, client.messages.batches.retrieve(batch.id).model_dump(mode="json"))
             os.environ["ANTHROPIC_API_KEY"] = "bench"  # the emulator takes any key
-            api = Api(Backend("anthropic", server.base_url), server.base_url)
+            api = Api(ResolvedBackend("anthropic", server.base_url), server.base_url)
             started = time.perf_counter()
-            asyncio.run(collect_batch(Gate(api, 1000), ledger, run, mine, print))
+            asyncio.run(collect_batch(AsyncApi(api, 1000), ledger, run, mine, print))
             ours = time.perf_counter() - started
         print(f"batchrunner collect (download to disk + join into the ledger): {ours:.2f} s ({n / ours:,.0f}/s), "
               f"{sdk_seconds / ours:.1f}x faster than the SDK only reading")

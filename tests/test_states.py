@@ -13,6 +13,7 @@ import pytest
 
 from batchrunner.errors import EXIT_ERROR, IllegalTransition
 from batchrunner.ledger import Batch, Ledger
+from batchrunner.spec import RunSettings
 from batchrunner.states import TRANSITIONS, BatchState, ProcessingStatus, RunState
 
 IDS = itertools.count(1)
@@ -83,7 +84,7 @@ def new_batch(home: Path, ledger: Ledger) -> Batch:
         backend="local",
         base_url=None,
         model="claude-haiku-4-5",
-        settings={},
+        settings=RunSettings(),
         shards=[(0, 0, "requests-000.jsonl", 2, 100)],
         custom_ids=["a", "b"],
     )
