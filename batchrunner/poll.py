@@ -1,7 +1,9 @@
 """Poll: watch submitted batches until they end, gently.
 
-Each batch is polled on its own schedule, starting short and backing off with jitter to a
-cap, through the gate every API call shares. Statuses are mapped exhaustively: only `ended`
+Each batch is polled on its own schedule, through the gate every API call shares: the wait is
+a tenth of the batch's age (with jitter), between `initial_interval` and `max_interval`, so the
+end of a batch is noticed within about 10 % of its duration and a long batch costs about one
+poll a minute. Statuses are mapped exhaustively: only `ended`
 ends a batch; `in_progress`, `canceling` and any status this version does not know yet mean
 "still running". Transient failures (429, 5xx, network) wait and try again.
 """
@@ -36,9 +38,9 @@ class Polled:
 
 @dataclass(frozen=True)
 class PollSettings:
-    initial_interval: float = 2.0
+    initial_interval: float = 1.0
     max_interval: float = 60.0
-    backoff: float = 1.5
+    age_fraction: float = 0.1
     not_found_grace_s: float = 120.0
 
 
@@ -53,6 +55,11 @@ def _seconds_since(timestamp: str | None) -> float:
         return 0.0
     created = datetime.fromisoformat(timestamp.replace("Z", "+00:00"))
     return (datetime.now(UTC) - created).total_seconds()
+
+
+def next_interval(age_s: float, settings: PollSettings) -> float:
+    """The wait before the next poll of a batch `age_s` seconds old, before jitter."""
+    return min(max(age_s * settings.age_fraction, settings.initial_interval), settings.max_interval)
 
 
 def _polled(batch_id: str, batch: Batch, status: str, next_in: float | None) -> Polled:
@@ -73,7 +80,6 @@ async def wait_until_ended(
     """Poll one batch until the API says `ended`; returns the batch as last recorded."""
     batch_id = batch.batch_id
     assert batch_id is not None
-    interval = settings.initial_interval
     while True:
         try:
             remote = await gate(gate.api.retrieve_batch, batch_id)
@@ -96,7 +102,6 @@ async def wait_until_ended(
                 on_poll(_polled(batch_id, batch, status, None))
                 return batch
             crashpoint("poll.polled")
-        wait = interval * random.uniform(0.8, 1.2)
+        wait = next_interval(_seconds_since(batch.created_at), settings) * random.uniform(0.9, 1.1)
         on_poll(_polled(batch_id, batch, status, wait))
         await asyncio.sleep(wait)
-        interval = min(interval * settings.backoff, settings.max_interval)
