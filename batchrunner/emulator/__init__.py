@@ -100,7 +100,7 @@ class EmulatorServer:
         settings = Settings(config.seed, config.processing_seconds, config.errored_rate, config.expired_rate)
         faults = Faults(config.seed, config.fault_rate, config.truncate_rate)
         catalog = Catalog.from_file(config.models_file) if config.models_file is not None else Catalog.default()
-        engine = Engine(self._store, settings, judge=Judge(catalog), keep_order=config.keep_order)
+        engine = Engine(self._store, settings, judge=Judge(catalog), keep_order=config.keep_order, prepare_ahead=True)
         limiter = RateLimiter(config.requests_per_minute) if config.requests_per_minute is not None else None
         self._app = App(
             engine, faults, config.api_key, self._closing, reject_unknown_fields=config.reject_unknown_fields, limiter=limiter
@@ -131,6 +131,7 @@ class EmulatorServer:
             self._thread.join()
         self._http.server_close()
         self._http.drop_connections()
+        self._app.engine.close()
         self._store.close()
 
     def __enter__(self) -> Self:
