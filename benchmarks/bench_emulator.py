@@ -108,7 +108,7 @@ def main() -> None:
             f"{args.requests:,} requests, including the SDK's own serialization")
 
         finishing = wait_until_ended(client, raw.json()["id"])
-        row("ending a batch (results written)", finishing, "s", f"{args.requests:,} answers generated on the first read after its end")
+        row("ending a batch (first read after its end)", finishing, "s", f"{args.requests:,} answers, generated while it ran")
         wait_until_ended(client, big.id)
 
         url = f"{base_url}/v1/messages/batches/{big.id}/results"
