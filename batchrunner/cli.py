@@ -807,6 +807,10 @@ RATE = Finite(0.0, 1.0)
 )
 @click.option("--keep-order", is_flag=True, help="Results in request order, not shuffled by the seed.")
 @click.option(
+    "--rpm", "requests_per_minute", type=click.IntRange(1), default=4000, show_default=True,
+    help="API calls allowed per minute per API key (a token bucket); past it, 429 with retry-after.",
+)
+@click.option(
     "--reject-unknown-fields", is_flag=True,
     help="Strict: a form field the API does not define (such as `purpose` on uploads) is a 400.",
 )
@@ -814,7 +818,7 @@ RATE = Finite(0.0, 1.0)
 def serve(
     app: App, host: str, port: int, data_dir: Path | None, seed: int, processing_seconds: float,
     errored_rate: float, expired_rate: float, fault_rate: float, truncate_rate: float,
-    models_file: Path | None, keep_order: bool, reject_unknown_fields: bool,
+    models_file: Path | None, keep_order: bool, requests_per_minute: int, reject_unknown_fields: bool,
 ) -> None:
     """Run the local Anthropic API emulator in the foreground until Ctrl-C."""
     from batchrunner.emulator import (  # only this command pays for loading it
@@ -826,7 +830,7 @@ def serve(
         data_dir=data_dir or app.home / "emulator", host=host, port=port, seed=seed,
         processing_seconds=processing_seconds, errored_rate=errored_rate, expired_rate=expired_rate,
         fault_rate=fault_rate, truncate_rate=truncate_rate, models_file=models_file, keep_order=keep_order,
-        reject_unknown_fields=reject_unknown_fields,
+        reject_unknown_fields=reject_unknown_fields, requests_per_minute=requests_per_minute,
     )
 
     def ready(base_url: str) -> None:

@@ -407,7 +407,7 @@ def compile_job(
     problems = _Problems(MAX_ROW_PROBLEMS)
     if out_dir is not None:
         out_dir.mkdir(parents=True, exist_ok=True)
-    writer = _ShardWriter(out_dir, min(spec.batch_size, MAX_BATCH_REQUESTS))
+    writer = _ShardWriter(out_dir, min(spec.batch_size or MAX_BATCH_REQUESTS, MAX_BATCH_REQUESTS))
     rows = _Open(index=-1, first_seq=0)
     if out_dir is not None:
         rows.tmp, rows.file = requestfile.open_temp(out_dir, requestfile.ROWS_NAME)

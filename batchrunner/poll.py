@@ -1,7 +1,9 @@
 """Poll: watch submitted batches until they end, gently.
 
-Each batch is polled on its own schedule, starting short and backing off with jitter to a
-cap, through the command's one rate limiter. Statuses are mapped exhaustively: only `ended`
+Each batch is polled on its own schedule, through the command's one rate limiter: the wait is
+a tenth of the batch's age (with jitter), between `initial_interval` and `max_interval`, so the
+end of a batch is noticed within about 10 % of its duration and a long batch costs about one
+poll a minute. Statuses are mapped exhaustively: only `ended`
 ends a batch; `in_progress`, `canceling` and any status this version does not know yet mean
 "still running". Transient failures (429, 5xx, network) wait and try again.
 """
@@ -35,7 +37,7 @@ class Polled:
     next_in: float | None  # seconds; None once the batch has ended
 
 
-BACKOFF = 1.5  # each wait is this much longer than the last, up to poll.max_interval
+AGE_FRACTION = 0.1  # the wait before the next poll is this share of the batch's age
 NOT_FOUND_GRACE_S = 120.0  # a batch just created may not be visible yet; after this, not found is an error
 
 
@@ -50,6 +52,11 @@ def _seconds_since(timestamp: str | None) -> float:
         return 0.0
     created = datetime.fromisoformat(timestamp.replace("Z", "+00:00"))
     return (datetime.now(UTC) - created).total_seconds()
+
+
+def next_interval(age_s: float, settings: PollSettings) -> float:
+    """The wait before the next poll of a batch `age_s` seconds old, before jitter."""
+    return min(max(age_s * AGE_FRACTION, settings.initial_interval), settings.max_interval)
 
 
 def _polled(batch_id: str, batch: Batch, status: str, next_in: float | None) -> Polled:
@@ -70,7 +77,6 @@ async def wait_until_ended(
     """Poll one batch until the API says `ended`; returns the batch as last recorded."""
     batch_id = batch.batch_id
     assert batch_id is not None
-    interval = settings.initial_interval
     while True:
         try:
             remote = await api.retrieve_batch(batch_id)
@@ -93,7 +99,6 @@ async def wait_until_ended(
                 on_poll(_polled(batch_id, batch, status, None))
                 return batch
             crashpoint("poll.polled")
-        wait = interval * random.uniform(0.8, 1.2)
+        wait = next_interval(_seconds_since(batch.created_at), settings) * random.uniform(0.9, 1.1)
         on_poll(_polled(batch_id, batch, status, wait))
         await asyncio.sleep(wait)
-        interval = min(interval * BACKOFF, settings.max_interval)

@@ -72,7 +72,7 @@ class PollSettings(_Strict):
     """How often a run asks the API about its batches."""
 
     requests_per_minute: int = Field(default=40, ge=1, le=10_000)
-    initial_interval: float = Field(default=2.0, gt=0)
+    initial_interval: float = Field(default=1.0, gt=0)
     max_interval: float = Field(default=60.0, gt=0)
     timeout: float | None = Field(default=None, gt=0)
 
@@ -181,7 +181,7 @@ class JobSpec(_Strict):
     keep_attachments: bool = True
     output_schema: dict[str, Any] | None = None
     params: Params = Field(default_factory=lambda: Params())
-    batch_size: int = Field(default=10_000, ge=1, le=MAX_BATCH_SIZE)
+    batch_size: int | None = Field(default=None, ge=1, le=MAX_BATCH_SIZE)  # None: fill to the API's limits
     keep_request_files: bool = False
     upload_request_files: bool = True  # False: skip the request-file upload, which no API call reads
     budget_usd: float | None = Field(default=None, gt=0)

@@ -46,7 +46,7 @@ class Job:
 def make_job(tmp_path: Path) -> Callable[..., Job]:
     """Write `rows` (dicts) as JSONL and a spec over them; extra spec keys as YAML text."""
 
-    def make(rows: list[dict[str, Any]], *, name: str = "job", extra: str = "", batch_size: int = 10000) -> Job:
+    def make(rows: list[dict[str, Any]], *, name: str = "job", extra: str = "", batch_size: int | None = None) -> Job:
         folder = tmp_path / name
         folder.mkdir()
         data = folder / "rows.jsonl"
@@ -60,8 +60,8 @@ def make_job(tmp_path: Path) -> Callable[..., Job]:
             "id_field: id\n"
             'prompt: "Review: {text}"\n'
             "output: out/results.jsonl\n"
-            f"batch_size: {batch_size}\n"
-            "poll: {initial_interval: 0.05, max_interval: 0.3}\n" + extra
+            + (f"batch_size: {batch_size}\n" if batch_size is not None else "")
+            + "poll: {initial_interval: 0.05, max_interval: 0.3}\n" + extra
         )
         return Job(spec=spec, rows=data, output=folder / "out" / "results.jsonl")
 

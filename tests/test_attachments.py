@@ -190,11 +190,11 @@ def test_blocks_follow_the_spec_documents_and_images_titles_and_citations(tmp_pa
 @pytest.mark.parametrize(
     ("extra", "line", "message"),
     [
-        ("attachments:\n  - {field: doc, type: image, citations: true}\n", 11, "`attachments.0.citations` applies to documents only"),
-        ("attachments:\n  - {field: doc, kind: pdf}\n", 11, "unknown key `kind` in `attachments.0`"),
-        ("attachments:\n  - field: doc\n    type: video\n", 12, "`attachments.0.type` should be 'document' or 'image'"),
-        ("attachments: []\n", 10, "`attachments` should have at least 1 item"),
-        ("keep_attachments: sometimes\n", 10, "`keep_attachments` should be a valid boolean"),
+        ("attachments:\n  - {field: doc, type: image, citations: true}\n", 10, "`attachments.0.citations` applies to documents only"),
+        ("attachments:\n  - {field: doc, kind: pdf}\n", 10, "unknown key `kind` in `attachments.0`"),
+        ("attachments:\n  - field: doc\n    type: video\n", 11, "`attachments.0.type` should be 'document' or 'image'"),
+        ("attachments: []\n", 9, "`attachments` should have at least 1 item"),
+        ("keep_attachments: sometimes\n", 9, "`keep_attachments` should be a valid boolean"),
     ],
 )
 def test_spec_mistakes_name_the_line(make_job, run_cli: Callable[..., Result], extra: str, line: int, message: str) -> None:
@@ -209,7 +209,7 @@ def test_attachments_are_refused_with_messages(make_job, run_cli: Callable[..., 
     job.spec.write_text(job.spec.read_text().replace('prompt: "Review: {text}"', "messages: [{role: user, content: hi}]"))
     result = run_cli("validate", job.spec)
     assert result.exit_code == 2
-    assert "job.yaml:10: `attachments` work with `prompt:` only" in result.stderr
+    assert "job.yaml:9: `attachments` work with `prompt:` only" in result.stderr
 
 
 def test_a_type_the_file_is_not_is_an_error_on_its_row(make_job, run_cli: Callable[..., Result]) -> None:

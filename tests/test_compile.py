@@ -150,6 +150,11 @@ def test_shards_are_cut_by_count_in_input_order(tmp_path: Path) -> None:
     assert files(tmp_path / "out") == {"rows.jsonl"} | {f"requests-00{i}.jsonl" for i in range(4)}
 
 
+def test_without_batch_size_a_shard_fills_to_the_api_request_limit(tmp_path: Path) -> None:
+    report = compile_job(job(tmp_path, reviews(100_001)), tmp_path / "out")
+    assert [(s.requests, s.first_seq) for s in report.shards] == [(100_000, 0), (1, 100_000)]
+
+
 def test_shards_are_cut_by_serialized_bytes_with_the_batch_framing(tmp_path: Path) -> None:
     spec = job(tmp_path, reviews(50))
     one = len(lines(compile_job(spec, tmp_path / "probe").shards[0].path or Path())[0])

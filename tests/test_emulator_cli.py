@@ -55,7 +55,7 @@ def test_serve_prints_how_to_use_it_serves_the_sdk_and_stops_cleanly(tmp_path: P
 
 @pytest.mark.parametrize(
     "option",
-    [["--fault-rate", "1.5"], ["--errored-rate", "-0.1"], ["--truncate-rate", "x"], ["--processing-seconds", "-1"], ["--port", "70000"]],
+    [["--fault-rate", "1.5"], ["--errored-rate", "-0.1"], ["--truncate-rate", "x"], ["--processing-seconds", "-1"], ["--port", "70000"], ["--rpm", "0"]],
 )
 def test_serve_refuses_out_of_range_options_with_exit_2(option: list[str]) -> None:
     result = CliRunner().invoke(cli, ["serve", *option])

@@ -25,6 +25,7 @@ from batchrunner.catalog import Catalog
 from batchrunner.emulator.engine import Engine, Settings
 from batchrunner.emulator.judge import Judge
 from batchrunner.emulator.faults import Faults
+from batchrunner.emulator.ratelimit import DEFAULT_REQUESTS_PER_MINUTE, RateLimiter
 from batchrunner.emulator.routes import App, RequestHandler
 from batchrunner.emulator.store import Store
 
@@ -46,6 +47,7 @@ class EmulatorConfig:
     models_file: Path | None = None  # a model catalog to serve and judge by, instead of the packaged one
     keep_order: bool = False  # results in request order, instead of the seed's shuffle
     reject_unknown_fields: bool = False  # a strict server: a form field the API does not define is a 400
+    requests_per_minute: int | None = DEFAULT_REQUESTS_PER_MINUTE  # per API key; None: no limit
 
 
 class HTTPServer(ThreadingHTTPServer):
@@ -98,8 +100,11 @@ class EmulatorServer:
         settings = Settings(config.seed, config.processing_seconds, config.errored_rate, config.expired_rate)
         faults = Faults(config.seed, config.fault_rate, config.truncate_rate)
         catalog = Catalog.from_file(config.models_file) if config.models_file is not None else Catalog.default()
-        engine = Engine(self._store, settings, judge=Judge(catalog), keep_order=config.keep_order)
-        self._app = App(engine, faults, config.api_key, self._closing, reject_unknown_fields=config.reject_unknown_fields)
+        engine = Engine(self._store, settings, judge=Judge(catalog), keep_order=config.keep_order, prepare_ahead=True)
+        limiter = RateLimiter(config.requests_per_minute) if config.requests_per_minute is not None else None
+        self._app = App(
+            engine, faults, config.api_key, self._closing, reject_unknown_fields=config.reject_unknown_fields, limiter=limiter
+        )
         self._http = HTTPServer((config.host, config.port), self._app)
         host, port = self._http.server_address[:2]
         self.base_url = f"http://{host!s}:{port}"
@@ -126,6 +131,7 @@ class EmulatorServer:
             self._thread.join()
         self._http.server_close()
         self._http.drop_connections()
+        self._app.engine.close()
         self._store.close()
 
     def __enter__(self) -> Self:

@@ -34,10 +34,12 @@ from batchrunner.emulator.errors import (
     DataDeleted,
     InvalidRequest,
     NotFound,
+    RateLimited,
     RequestTooLarge,
     WireError,
 )
 from batchrunner.emulator.faults import Faults, rejection
+from batchrunner.emulator.ratelimit import RateLimiter
 from batchrunner.rules import API_VERSIONS
 
 UPLOAD_FIELDS = ("file", "expires_in_seconds")  # what the Files API defines; `purpose` is ours
@@ -95,6 +97,7 @@ class Stats:
     batches_created: int = 0
     faults_injected: int = 0
     truncated_downloads: int = 0
+    rate_limited: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def bump(self, name: str, key: str | None = None) -> None:
@@ -152,9 +155,10 @@ class App:
 
     def __init__(
         self, engine: Engine, faults: Faults, api_key: str | None, closing: threading.Event, *,
-        reject_unknown_fields: bool = False,
+        reject_unknown_fields: bool = False, limiter: RateLimiter | None = None,
     ) -> None:
         self.engine = engine
+        self.limiter = limiter
         self.faults = faults
         self.api_key = api_key
         self.closing = closing
@@ -169,19 +173,34 @@ class App:
             raise NotFound(f"Not found: {request.method} {request.path}")
         template, name, request.params = found
         self.stats.bump("calls", f"{request.method} {template}")
-        if template.startswith("/v1/"):
-            data_dir = self.engine.store.data_dir
-            if not data_dir.is_dir():
-                raise DataDeleted(f"the emulator's data folder {data_dir} was deleted while it ran; its batches and files are gone")
-            fault = self.faults.for_call()
-            if fault is not None:
-                self.stats.bump("faults_injected")
-                raise fault
-            self.authorize(request)
         handler: Handler = getattr(App, name)
-        return handler(self, request)
+        if not template.startswith("/v1/"):
+            return handler(self, request)  # the control plane is never limited
+        data_dir = self.engine.store.data_dir
+        if not data_dir.is_dir():
+            raise DataDeleted(f"the emulator's data folder {data_dir} was deleted while it ran; its batches and files are gone")
+        fault = self.faults.for_call()
+        if fault is not None:
+            self.stats.bump("faults_injected")
+            raise fault
+        key = self.authorize(request)
+        if self.limiter is None:
+            return handler(self, request)
+        try:
+            limits = self.limiter.take(key)
+        except RateLimited:
+            self.stats.bump("rate_limited")
+            raise
+        try:
+            response = handler(self, request)
+        except WireError as error:
+            error.headers = limits | error.headers
+            raise
+        response.headers = limits | response.headers
+        return response
 
-    def authorize(self, request: Request) -> None:
+    def authorize(self, request: Request) -> str:
+        """Check the key and version; returns the key, which the rate limit is counted per."""
         key = request.headers.get("x-api-key")
         authorization = request.headers.get("authorization", "")
         if not key and authorization.lower().startswith("bearer "):
@@ -195,6 +214,7 @@ class App:
             raise InvalidRequest("anthropic-version: header is required")
         if version not in API_VERSIONS:
             raise InvalidRequest(f'anthropic-version: "{version}" is not a valid version')
+        return str(key)
 
     def snapshot(self) -> dict[str, Any]:
         with self.stats.lock:
@@ -205,6 +225,7 @@ class App:
                 "files_stored": self.engine.store.count_files(),
                 "faults_injected": self.stats.faults_injected,
                 "truncated_downloads": self.stats.truncated_downloads,
+                "rate_limited": self.stats.rate_limited,
                 "uptime_seconds": round(time.time() - self.started, 3),
             }
 

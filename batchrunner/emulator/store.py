@@ -34,7 +34,8 @@ CREATE TABLE IF NOT EXISTS batches (
     counts TEXT,
     deleted_at REAL,
     api_version TEXT,
-    betas TEXT
+    betas TEXT,
+    prepared TEXT
 );
 CREATE TABLE IF NOT EXISTS request_digests (
     digest BLOB NOT NULL,
@@ -57,7 +58,7 @@ CREATE TABLE IF NOT EXISTS files (
 
 BATCH_COLUMNS = (
     "seq, id, created_at, visible_at, request_count, ends_at, seed, processing_seconds, "
-    "errored_rate, expired_rate, api_version, betas, cancel_initiated_at, ended_at, counts"
+    "errored_rate, expired_rate, api_version, betas, cancel_initiated_at, ended_at, counts, prepared"
 )
 # A data dir made before the emulator recorded versions judges its batches by the older, lenient rules.
 UNRECORDED_VERSION = "2023-06-01"
@@ -83,6 +84,7 @@ class BatchRow:
     cancel_initiated_at: float | None
     ended_at: float | None
     counts: dict[str, int] | None
+    prepared: dict[str, int] | None = None  # the counts of the results generated ahead, if they are ready
 
     @classmethod
     def from_db(cls, row: tuple[Any, ...]) -> BatchRow:
@@ -90,6 +92,7 @@ class BatchRow:
         values[10] = values[10] or UNRECORDED_VERSION
         values[11] = tuple(values[11].split(",")) if values[11] else ()
         values[14] = orjson.loads(values[14]) if values[14] else None
+        values[15] = orjson.loads(values[15]) if values[15] else None
         return cls(*values)
 
 
@@ -120,9 +123,10 @@ class Page:
     has_more: bool
 
 
-def write_atomically(path: Path, chunks: Iterable[bytes]) -> int:
-    """Write, fsync and rename into place, so a crash leaves the old file or the whole new one."""
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+def write_atomically(path: Path, chunks: Iterable[bytes], *, rename: bool = True) -> int:
+    """Write, fsync and rename into place, so a crash leaves the old file or the whole new one.
+    With `rename=False` the file is written and fsynced at `path` itself (already a temp name)."""
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.{threading.get_ident()}.tmp") if rename else path
     size = 0
     with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as out:
         for chunk in chunks:
@@ -130,13 +134,18 @@ def write_atomically(path: Path, chunks: Iterable[bytes]) -> int:
             size += len(chunk)
         out.flush()
         os.fsync(out.fileno())
-    os.replace(tmp, path)
-    directory = os.open(path.parent, os.O_RDONLY)
+    if rename:
+        os.replace(tmp, path)
+        fsync_directory(path.parent)
+    return size
+
+
+def fsync_directory(path: Path) -> None:
+    directory = os.open(path, os.O_RDONLY)
     try:
         os.fsync(directory)
     finally:
         os.close(directory)
-    return size
 
 
 class Store:
@@ -160,8 +169,10 @@ class Store:
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.execute("PRAGMA busy_timeout=10000")
         self._db.executescript(SCHEMA)
+        for stale in [*(data_dir / "results").glob("*.tmp"), *(data_dir / "requests").glob("*.tmp")]:
+            stale.unlink()  # a generation a crash cut short starts again
         columns = {row[1] for row in self._db.execute("PRAGMA table_info(batches)")}
-        for column in ("api_version", "betas"):  # a data dir from before versions and betas were recorded
+        for column in ("api_version", "betas", "prepared"):  # a data dir from before these were recorded
             if column not in columns:
                 self._db.execute(f"ALTER TABLE batches ADD COLUMN {column} TEXT")
 
@@ -172,8 +183,14 @@ class Store:
     def requests_path(self, batch_id: str) -> Path:
         return self.data_dir / "requests" / f"{batch_id}.json"
 
+    def spool_path(self, batch_id: str) -> Path:
+        return self.data_dir / "requests" / f"{batch_id}.jsonl"
+
     def results_path(self, batch_id: str) -> Path:
         return self.data_dir / "results" / f"{batch_id}.jsonl"
+
+    def prepared_path(self, batch_id: str) -> Path:
+        return self.data_dir / "results" / f"{batch_id}.prepared"
 
     def file_path(self, file_id: str) -> Path:
         return self.data_dir / "files" / file_id
@@ -227,6 +244,38 @@ class Store:
         """Called before `mark_ended`, so an ended batch always has its results file."""
         write_atomically(self.results_path(batch_id), results)
 
+    def write_prepared(self, batch_id: str, results: Iterable[bytes]) -> None:
+        """The results generated ahead, under a temp name until `publish_prepared`."""
+        write_atomically(self.prepared_path(batch_id).with_suffix(".ready.tmp"), results, rename=False)
+
+    def publish_prepared(self, batch_id: str, counts: dict[str, int]) -> None:
+        os.replace(self.prepared_path(batch_id).with_suffix(".ready.tmp"), self.prepared_path(batch_id))
+        fsync_directory(self.data_dir / "results")
+        with self._lock:
+            self._db.execute("UPDATE batches SET prepared = ? WHERE id = ?", (orjson.dumps(counts).decode(), batch_id))
+
+    def discard_prepared(self, batch_id: str) -> None:
+        for path in (self.prepared_path(batch_id), self.prepared_path(batch_id).with_suffix(".ready.tmp")):
+            path.unlink(missing_ok=True)
+
+    def adopt_prepared(self, batch_id: str) -> bool:
+        """Make the results generated ahead the batch's results file; False if there are none."""
+        try:
+            os.replace(self.prepared_path(batch_id), self.results_path(batch_id))
+        except FileNotFoundError:
+            return False
+        fsync_directory(self.data_dir / "results")
+        return True
+
+    def unprepared_batches(self) -> list[str]:
+        """Batches still running whose results are not generated yet (a restart picks them up)."""
+        with self._lock:
+            found = self._db.execute(
+                "SELECT id FROM batches WHERE ended_at IS NULL AND prepared IS NULL AND cancel_initiated_at IS NULL"
+                " AND deleted_at IS NULL ORDER BY seq"
+            ).fetchall()
+        return [row[0] for row in found]
+
     def mark_ended(self, batch_id: str, ended_at: float, counts: dict[str, int]) -> None:
         with self._lock:
             self._db.execute(
@@ -237,8 +286,9 @@ class Store:
     def delete_batch(self, batch_id: str, at: float) -> None:
         with self._lock:
             self._db.execute("UPDATE batches SET deleted_at = ? WHERE id = ?", (at, batch_id))
-        for path in (self.requests_path(batch_id), self.results_path(batch_id)):
+        for path in (self.requests_path(batch_id), self.spool_path(batch_id), self.results_path(batch_id)):
             path.unlink(missing_ok=True)
+        self.discard_prepared(batch_id)
 
     def list_batches(self, now: float, limit: int, after_id: str | None, before_id: str | None) -> Page:
         return self._page("batches", BATCH_COLUMNS, BatchRow.from_db, now, limit, after_id, before_id)
