@@ -9,11 +9,14 @@ from pathlib import Path
 from typing import Any
 
 import httpx2
+import orjson
 import pytest
 from helpers import read_rows, reviews
 
 from batchrunner import pipeline
-from batchrunner.client import LIMIT_HEADER, REMAINING_HEADER, RESET_HEADER, AsyncApi, RateBudget
+from batchrunner.client import LIMIT_HEADER, REMAINING_HEADER, RESET_HEADER, Api, AsyncApi, RateBudget, ResolvedBackend
+from batchrunner.errors import ApiError
+from batchrunner.session import run_loop
 from batchrunner.emulator import EmulatorConfig, EmulatorServer, start_in_thread
 from batchrunner.emulator.ratelimit import rfc3339_seconds
 
@@ -157,3 +160,22 @@ def test_a_local_submit_starts_at_the_emulators_own_limit_not_the_specs(make_job
     [(facade, started_at)] = facades
     assert started_at == EmulatorConfig(data_dir=tmp_path).requests_per_minute == 4000
     assert facade.budget.limit == 4000 and facade.budget.waits == 0
+
+
+def test_a_create_refused_429_holds_the_next_call_for_its_retry_after(tmp_path, monkeypatch):
+    """Creates run with SDK retries off; the 429 they get still reaches the budget, so the
+    submit's retry (or a reconcile) waits for the server instead of knocking again."""
+    body = orjson.dumps({"requests": [{"custom_id": "a", "params": {
+        "model": "claude-haiku-4-5", "max_tokens": 8, "messages": [{"role": "user", "content": "hi"}]}}]})
+    with start_in_thread(EmulatorConfig(data_dir=tmp_path / "emulator", requests_per_minute=60)) as server:
+        monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-test-key")
+        api = Api(ResolvedBackend("anthropic", server.base_url), server.base_url)
+        facade = AsyncApi(api, 600)
+        drain(server, "sk-test-key")
+        with pytest.raises(ApiError) as refused:
+            run_loop(facade.create_batch(iter([body]), len(body)))
+        api.close()
+
+    assert refused.value.status == 429
+    assert 0 < facade.budget.take() <= 1.0, "held for the retry-after the 429 carried (a second at 60 a minute)"
+    assert facade.budget.limit == 60
