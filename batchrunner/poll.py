@@ -37,7 +37,7 @@ class Polled:
     next_in: float | None  # seconds; None once the batch has ended
 
 
-AGE_FRACTION = 0.1  # the wait before the next poll is this share of the batch's age
+AGE_FRACTION = 0.1  # the wait is this share of the batch's age, so its end is noticed within about 10 %
 NOT_FOUND_GRACE_S = 120.0  # a batch just created may not be visible yet; after this, not found is an error
 
 
