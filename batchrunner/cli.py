@@ -403,7 +403,7 @@ def _events(app: App, progress: Progress | None = None) -> Events:
 
 
 def _summary_text(outcome: Outcome) -> str:
-    from batchrunner.spec import shown
+    from batchrunner.paths import shown
 
     s = outcome.summary
     counts = " · ".join(f"{n:,} {status}" for status, n in s["counts"].items() if n)

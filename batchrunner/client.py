@@ -2,7 +2,8 @@
 
 Every stage talks to the API through `Api`, whose methods take and return plain dicts and
 raise only batchrunner errors; the pipeline's stages await them through `AsyncApi`, whose one
-rate limiter every call of a command passes, each call in a worker thread. There is one client code path: the
+`RateBudget` every call of a command passes, each call in a worker thread. The budget follows
+the rate-limit headers of every answer the SDK receives. There is one client code path: the
 official SDK over HTTP, to the real API or to the emulator started for the `local` backend.
 
 The SDK takes a second to import, so it is imported inside the functions that call it: the
@@ -13,15 +14,16 @@ from __future__ import annotations
 
 import asyncio
 import os
+import math
 import random
+import threading
+import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, TypeVar
-
-from aiolimiter import AsyncLimiter
 
 from batchrunner import settings
 from batchrunner.errors import (
@@ -44,6 +46,11 @@ DEFAULT_URL = "https://api.anthropic.com"
 DOWNLOAD_CHUNK = 1 << 20
 MODELS_PAGE = 1000
 T = TypeVar("T")
+
+LIMIT_HEADER = "anthropic-ratelimit-requests-limit"
+REMAINING_HEADER = "anthropic-ratelimit-requests-remaining"
+RESET_HEADER = "anthropic-ratelimit-requests-reset"
+HeaderListener = Callable[[Mapping[str, str]], None]
 
 # Create answers that prove nothing was created; everything else is an unknown outcome.
 _DEFINITE_REFUSALS = (400, 401, 402, 403, 404, 413, 422, 429)
@@ -120,7 +127,7 @@ def connect(backend: ResolvedBackend, home: Path, *, api_version: str | None = N
     config = EmulatorConfig(data_dir=home / "emulator", processing_seconds=settings.seconds(settings.LOCAL_PROCESSING_SECONDS, 3.0))
     server = start_in_thread(config)
     try:
-        api = Api(backend, server.base_url, api_version=api_version)
+        api = Api(backend, server.base_url, api_version=api_version, known_limit=config.requests_per_minute)
         try:
             yield api
         finally:
@@ -192,18 +199,34 @@ class Api:
     """Synchronous API calls, as the stages need them.
 
     One `anthropic-version` for every call: a default header overrides the one the SDK pins,
-    so a run created under 2023-06-01 is watched, retried and collected under it too.
+    so a run created under 2023-06-01 is watched, retried and collected under it too. The
+    headers of every HTTP answer, the SDK's own retries and error answers included, go to the
+    listeners (`listen`). `known_limit` is the requests per minute the server is known to grant
+    before it says so (the local emulator's own), or None.
     """
 
-    def __init__(self, backend: ResolvedBackend, url: str, *, max_retries: int = 4, api_version: str | None = None) -> None:
+    def __init__(
+        self, backend: ResolvedBackend, url: str, *, max_retries: int = 4, api_version: str | None = None,
+        known_limit: int | None = None,
+    ) -> None:
         import anthropic
 
         self.backend = backend
         self.url = url
+        self.known_limit = known_limit
+        self._listeners: list[HeaderListener] = []
         headers = {"anthropic-version": api_version} if api_version else None
         self.sdk = anthropic.Anthropic(
-            api_key=_api_key(backend), base_url=url, max_retries=max_retries, default_headers=headers
+            api_key=_api_key(backend), base_url=url, max_retries=max_retries, default_headers=headers,
+            http_client=anthropic.DefaultHttpxClient(event_hooks={"response": [self._answered]}),
         )
+
+    def listen(self, listener: HeaderListener) -> None:
+        self._listeners.append(listener)
+
+    def _answered(self, response: Any) -> None:
+        for listener in self._listeners:
+            listener(response.headers)
 
     @property
     def api_version(self) -> str:
@@ -366,17 +389,101 @@ def backoff(attempt: int, *, first: float, cap: float) -> float:
     return min(cap, first * 2.0 ** (attempt - 1)) * random.uniform(0.75, 1.25)
 
 
-class AsyncApi:
-    """Every API call of a command, awaited: one limiter, then the `Api` call in a worker thread.
+def _number(value: str | None) -> float | None:
+    try:
+        number = float(value) if value is not None else None
+    except ValueError:
+        return None
+    return number if number is not None and math.isfinite(number) and number >= 0 else None
 
-    The limiter is a leaky bucket over a minute (aiolimiter), the only one a command has, so
-    live check, uploads, creates, polls, downloads and deletes together stay under the
-    endpoints' requests per minute. `acquired` counts the calls that passed it.
+
+def _timestamp(value: str | None) -> float | None:
+    """An RFC 3339 time (`-reset`) as a Unix timestamp, or None."""
+    try:
+        return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp() if value else None
+    except ValueError:
+        return None
+
+
+def _retry_after(headers: Mapping[str, str]) -> float | None:
+    """Seconds the server asks us to wait: `retry-after-ms`, else `retry-after` in seconds."""
+    millis = _number(headers.get("retry-after-ms"))
+    return millis / 1000.0 if millis is not None else _number(headers.get("retry-after"))
+
+
+class RateBudget:
+    """How fast a command may call the API: a token bucket that follows the server's own.
+
+    It starts at a rate known to be safe (the spec's poll.requests_per_minute, or the local
+    emulator's limit), then each answer's headers move it, never above what the server grants:
+    `-limit` sets the rate and the burst, `-remaining` is the requests in hand (the server's
+    count, which knows other clients of the key), `-reset` caps the refill at what is missing
+    by then, and a `retry-after` (a 429) holds every call until it has passed. Answers arrive in worker threads, hence the lock. `waits` counts the calls
+    that had to wait; `limit` is the requests per minute it allows now.
+    """
+
+    def __init__(self, requests_per_minute: int, clock: Callable[[], float] = time.time) -> None:
+        self.limit = requests_per_minute
+        self.waits = 0
+        self._clock = clock
+        self._tokens = float(requests_per_minute)
+        self._per_second = requests_per_minute / 60.0
+        self._updated = clock()
+        self._not_before = 0.0
+        self._lock = threading.Lock()
+
+    def _refill(self, now: float) -> None:
+        elapsed = max(0.0, now - self._updated)
+        self._tokens = min(float(self.limit), self._tokens + elapsed * self._per_second)
+        self._updated = now
+
+    def take(self) -> float:
+        """Take one request and return 0, or return the seconds to wait before asking again."""
+        with self._lock:
+            now = self._clock()
+            self._refill(now)
+            if now < self._not_before:
+                return self._not_before - now
+            if self._tokens < 1.0:
+                return (1.0 - self._tokens) / self._per_second
+            self._tokens -= 1.0
+            return 0.0
+
+    def observe(self, headers: Mapping[str, str]) -> None:
+        """Follow one answer's rate-limit headers; an answer without them changes nothing."""
+        limit = _number(headers.get(LIMIT_HEADER))
+        remaining = _number(headers.get(REMAINING_HEADER))
+        reset = _timestamp(headers.get(RESET_HEADER))
+        retry_after = _retry_after(headers)
+        with self._lock:
+            now = self._clock()
+            self._refill(now)
+            if limit is not None and limit >= 1:
+                self.limit = int(limit)
+                self._per_second = self.limit / 60.0
+                self._tokens = min(self._tokens, float(self.limit))
+            if remaining is not None:
+                self._tokens = min(remaining, float(self.limit))
+                if reset is not None and reset > now and remaining < self.limit:
+                    self._per_second = min(self.limit / 60.0, (self.limit - remaining) / (reset - now))
+            if retry_after is not None:
+                self._not_before = max(self._not_before, now + retry_after)
+                self._tokens = min(self._tokens, 0.0)
+
+
+class AsyncApi:
+    """Every API call of a command, awaited: one rate budget, then the `Api` call in a worker thread.
+
+    The budget is the only one a command has, so live check, uploads, creates, polls,
+    downloads and deletes together stay under what the server grants. It starts at
+    `requests_per_minute`, or at the server's known limit (the local emulator's), and follows
+    every answer. `acquired` counts the calls that passed it.
     """
 
     def __init__(self, api: Api, requests_per_minute: int) -> None:
         self._api = api
-        self._limiter = AsyncLimiter(requests_per_minute, 60)
+        self.budget = RateBudget(api.known_limit or requests_per_minute)
+        api.listen(self.budget.observe)
         self.acquired = 0
 
     @property
@@ -388,9 +495,14 @@ class AsyncApi:
         return self._api.api_version
 
     async def _call(self, call: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        async with self._limiter:
-            self.acquired += 1
-            return await asyncio.to_thread(call, *args, **kwargs)
+        wait = self.budget.take()
+        if wait > 0:
+            self.budget.waits += 1
+            while wait > 0:
+                await asyncio.sleep(wait)
+                wait = self.budget.take()
+        self.acquired += 1
+        return await asyncio.to_thread(call, *args, **kwargs)
 
     async def create_batch(self, body: Iterator[bytes], content_length: int) -> dict[str, Any]:
         return await self._call(self._api.create_batch, body, content_length)

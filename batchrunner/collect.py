@@ -12,11 +12,9 @@ from collections.abc import Callable, Iterator
 from contextlib import suppress
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
-from jsonschema import Draft202012Validator
-from jsonschema.exceptions import best_match
 
 from batchrunner.atomic import atomic_writer
 from batchrunner.files import stream_to_file
@@ -34,6 +32,9 @@ from batchrunner.ledger import (
 from batchrunner.requestfile import READ_CHUNK, ROWS_NAME, count_lines, iter_lines, request_ids
 from batchrunner.states import BatchState
 
+if TYPE_CHECKING:
+    from jsonschema import Draft202012Validator
+
 RESULTS_KEPT = timedelta(days=29)
 ARCHIVE_WARNING = timedelta(days=3)
 PARSE_CACHE_SIZE = 10_000
@@ -45,10 +46,13 @@ class AnswerParser:
 
     Classification answers repeat (a handful of labels over millions of rows), so outcomes
     are cached by answer text; validation then costs nothing for all but the first few.
+    jsonschema is imported here, so a run without an output_schema never loads it.
     """
 
     def __init__(self, schema: dict[str, Any]) -> None:
-        self.validator = Draft202012Validator(schema)
+        from jsonschema import Draft202012Validator
+
+        self.validator: Draft202012Validator = Draft202012Validator(schema)
         self.cache: dict[str, tuple[Any, dict[str, str] | None]] = {}
 
     def __call__(self, text: str) -> tuple[Any, dict[str, str] | None]:
@@ -61,6 +65,8 @@ class AnswerParser:
         except orjson.JSONDecodeError as exc:
             outcome = (None, {"type": "output_invalid", "message": f"the answer is not JSON: {exc}"})
         else:
+            from jsonschema.exceptions import best_match
+
             problem = best_match(self.validator.iter_errors(parsed))
             if problem is None:
                 outcome = (parsed, None)

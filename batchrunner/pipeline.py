@@ -16,20 +16,12 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 
 from batchrunner import settings
 from batchrunner.client import resolve_backend, simulated_notice
 from batchrunner.collect import archive_warning, collect_batch, write_output
-from batchrunner.compile import (
-    CompileReport,
-    check_budget,
-    check_output_outside,
-    check_output_writable,
-    check_spec_request,
-    compile_job,
-)
 from batchrunner.crashpoints import crashpoint
 from batchrunner.errors import (
     EXIT_INCOMPLETE,
@@ -42,16 +34,22 @@ from batchrunner.errors import (
     StillRunning,
 )
 from batchrunner.ledger import Batch, Ledger, Run, run_lock
-from batchrunner.models import check_live, live_catalog
+from batchrunner.paths import same_file, shown
 from batchrunner.poll import Polled, wait_until_ended
 from batchrunner.pricing import batch_cost_usd
 from batchrunner.requestfile import first_params, request_ids
 from batchrunner.retry import Selection, prepare_attempt, select
 from batchrunner.session import Guard, Session, run_backend, run_loop, run_session
-from batchrunner.spec import JobSpec, RunSettings, load_spec, same_file, shown
 from batchrunner.states import OPEN_STATES, BatchState, RunState
 from batchrunner.submit import SubmitSettings, submit_pending
 from batchrunner.uploads import Uploaded, delete_attachments, upload_attachments
+
+if TYPE_CHECKING:
+    from batchrunner.compile import CompileReport
+    from batchrunner.spec import JobSpec
+
+# The spec, compile and the model check (pydantic models, YAML, JSON Schema) are imported by the
+# functions that submit, so `collect`, `watch` and `status` processes do not load them.
 
 RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 
@@ -169,6 +167,8 @@ def _new_run_id(ledger: Ledger, name: str) -> str:
 
 
 def _check_budget(spec: JobSpec, report: CompileReport, force: bool) -> None:
+    from batchrunner.compile import check_budget
+
     if force:
         return
     try:
@@ -185,6 +185,8 @@ def _shard_custom_ids(run_dir: Path, report: CompileReport) -> Iterator[str]:
 
 async def _live_check(session: Session, request_file: Path, events: Events) -> None:
     """Ask the backend about the run's model before anything more is created (see models.py)."""
+    from batchrunner.models import check_live
+
     run = session.current
     version = run.settings.api_version or session.api.api_version
     params = first_params(request_file)
@@ -194,6 +196,9 @@ async def _live_check(session: Session, request_file: Path, events: Events) -> N
 async def _check_spec_live(session: Session, spec: JobSpec, events: Events) -> None:
     """After the offline checks, before anything is sent: the spec's request against its model as
     the backend describes it, each problem at its spec line, as `validate` reports them."""
+    from batchrunner.compile import check_spec_request
+    from batchrunner.models import live_catalog
+
     check_spec_request(spec, await live_catalog(session.api, spec.model, shown(spec.path), events.notice))
 
 
@@ -201,6 +206,8 @@ async def _prepare_run(session: Session, spec: JobSpec, run_id: str, force: bool
     """Check every row (and file) first, then the live model, then (with attachments: placeholder ids
     first, so nothing is sent if anything is wrong) upload the files the server does not have yet;
     compile into a scratch folder with their real ids and register the run in one step."""
+    from batchrunner.compile import compile_job
+
     uploaded: Uploaded | None = None
     if spec.attachments:
         checked = compile_job(spec)
@@ -238,7 +245,7 @@ async def _prepare_run(session: Session, spec: JobSpec, run_id: str, force: bool
             backend=session.backend.name,
             base_url=session.backend.base_url,
             model=spec.model,
-            settings=RunSettings.of(spec),
+            settings=spec.run_settings(),
             shards=[(s.index, s.first_seq, s.path.name, s.requests, s.bytes) for s in report.shards if s.path is not None],
             custom_ids=_shard_custom_ids(run_dir, report),
             attachments=[] if uploaded is None else [(sha, uploaded.backend_key, id_) for sha, id_ in uploaded.file_ids.items()],
@@ -358,6 +365,9 @@ def submit(
     events: Events | None = None,
 ) -> Outcome:
     """Compile, submit, and unless detached wait and collect. With an existing --run-id, continue that run."""
+    from batchrunner.compile import check_output_outside, check_output_writable
+    from batchrunner.spec import load_spec
+
     events = events or Events()
     settings.check_numbers()
     spec = load_spec(spec_path)

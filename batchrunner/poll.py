@@ -20,7 +20,7 @@ from batchrunner.client import AsyncApi
 from batchrunner.crashpoints import crashpoint
 from batchrunner.errors import ApiError, NotFound, ServerDataLost
 from batchrunner.ledger import Batch, Ledger
-from batchrunner.spec import PollSettings
+from batchrunner.run_settings import PollSettings
 from batchrunner.states import ProcessingStatus
 
 

@@ -19,8 +19,6 @@ from typing import Any, Literal
 import jsonschema
 import yaml
 from pydantic import (
-    BaseModel,
-    ConfigDict,
     Field,
     PrivateAttr,
     ValidationError,
@@ -30,7 +28,14 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from batchrunner.errors import Problem, SpecError
+from batchrunner.paths import same_file as same_file
+from batchrunner.paths import shown as shown
 from batchrunner.request_shape import PARAM_NAMES, Message, Params, System
+from batchrunner.run_settings import PollSettings as PollSettings
+from batchrunner.run_settings import Pricing as Pricing
+from batchrunner.run_settings import RetryPolicy as RetryPolicy
+from batchrunner.run_settings import RunSettings as RunSettings
+from batchrunner.run_settings import Strict as _Strict
 from batchrunner.rules import API_VERSIONS, DEFAULT_API_VERSION
 from batchrunner.template import Template, template_sources
 
@@ -40,49 +45,6 @@ MAX_BATCH_SIZE = 100_000
 _NAME = re.compile(r"[a-z0-9_-]{1,64}")
 
 # ---------------------------------------------------------------- the job spec
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
-
-
-class Pricing(_Strict):
-    """Standard USD per million tokens; batch prices are half of these."""
-
-    input_per_mtok: float = Field(ge=0)
-    output_per_mtok: float = Field(ge=0)
-
-
-RetryStatus = Literal["errored", "expired", "canceled"]
-
-
-def _default_retry_statuses() -> list[RetryStatus]:
-    return ["errored", "expired"]
-
-
-class RetryPolicy(_Strict):
-    """Which failed requests a run retries by itself, and how many attempts each gets in all."""
-
-    max_attempts: int = Field(default=1, ge=1, le=10)
-    statuses: list[RetryStatus] = Field(default_factory=_default_retry_statuses)
-    error_types: list[str] | None = None
-
-
-class PollSettings(_Strict):
-    """How often a run asks the API about its batches."""
-
-    requests_per_minute: int = Field(default=40, ge=1, le=10_000)
-    initial_interval: float = Field(default=1.0, gt=0)
-    max_interval: float = Field(default=60.0, gt=0)
-    timeout: float | None = Field(default=None, gt=0)
-
-    @field_validator("max_interval")
-    @classmethod
-    def _not_below_initial(cls, value: float, info: ValidationInfo) -> float:
-        initial = info.data.get("initial_interval")
-        if initial is not None and value < initial:
-            raise ValueError(f"should be at least initial_interval ({initial})")
-        return value
 
 
 class Attachment(_Strict):
@@ -108,58 +70,6 @@ def _resolve(value: Path, info: ValidationInfo) -> Path:
     if base is not None and not value.is_absolute():
         value = Path(base).parent / value
     return Path(os.path.normpath(value))
-
-
-def same_file(a: Path, b: Path | None) -> bool:
-    """Whether two paths name one file: through symlinks (real paths), or hard links (device and inode)."""
-    if b is None:
-        return False
-    if os.path.realpath(a) == os.path.realpath(b):
-        return True
-    try:
-        return os.path.samefile(a, b)
-    except OSError:  # one of them does not exist yet
-        return False
-
-
-class RunSettings(BaseModel):
-    """What later commands need from the spec, frozen with the run so editing the spec cannot
-    change it; decoded once, where the ledger reads the run.
-
-    Every field has a default, so a ledger written before a field existed still decodes:
-    `api_version` None is a run from before it was frozen, spoken to under the SDK's own.
-    """
-
-    model_config = ConfigDict(frozen=True, extra="ignore")
-
-    output_schema: dict[str, Any] | None = None
-    keep_request_files: bool = False
-    pricing: Pricing | None = None
-    retry: RetryPolicy = RetryPolicy()
-    poll: PollSettings = PollSettings()
-    max_tokens: int | None = None
-    api_version: str | None = None
-    upload_request_files: bool = True
-
-    @classmethod
-    def of(cls, spec: JobSpec) -> RunSettings:
-        return cls(
-            output_schema=spec.output_schema,
-            keep_request_files=spec.keep_request_files,
-            pricing=spec.pricing,
-            retry=spec.retry,
-            poll=spec.poll,
-            max_tokens=spec.max_tokens,
-            api_version=spec.api_version,
-            upload_request_files=spec.upload_request_files,
-        )
-
-    @classmethod
-    def decode(cls, raw: bytes | str) -> RunSettings:
-        return cls.model_validate_json(raw)
-
-    def encode(self) -> bytes:
-        return self.model_dump_json().encode()
 
 
 class JobSpec(_Strict):
@@ -190,6 +100,19 @@ class JobSpec(_Strict):
     poll: PollSettings = Field(default_factory=PollSettings)
 
     _lines: dict[tuple[str | int, ...], int] = PrivateAttr(default_factory=dict)
+
+    def run_settings(self) -> RunSettings:
+        """What later commands need of this spec, frozen with the run."""
+        return RunSettings(
+            output_schema=self.output_schema,
+            keep_request_files=self.keep_request_files,
+            pricing=self.pricing,
+            retry=self.retry,
+            poll=self.poll,
+            max_tokens=self.max_tokens,
+            api_version=self.api_version,
+            upload_request_files=self.upload_request_files,
+        )
 
     @field_validator("name")
     @classmethod
@@ -539,14 +462,6 @@ def _template_problems(path: Path, data: dict[str, Any], lines: Lines) -> list[P
         if not template.fields and not text.strip():
             found.append(Problem(path, _line_for(lines, key), f"`{_dotted(key)}` is empty: the API rejects empty text"))
     return found
-
-
-def shown(path: Path) -> Path:
-    """A path as messages show it: relative to the working folder when inside it, else absolute."""
-    try:
-        return path.relative_to(Path.cwd())
-    except ValueError:
-        return path
 
 
 def load_spec(path: Path) -> JobSpec:

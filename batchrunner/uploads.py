@@ -14,13 +14,16 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from batchrunner.attachments import AttachedFile, AttachmentSet
 from batchrunner.client import AsyncApi
 from batchrunner.crashpoints import crashpoint
 from batchrunner.errors import ApiError, BatchrunnerError, NotFound
 from batchrunner.files import check_size
 from batchrunner.ledger import Ledger, Run
+
+if TYPE_CHECKING:
+    from batchrunner.attachments import AttachedFile, AttachmentSet
 
 PURPOSE = "user_data"
 MAX_FILENAME = 255

@@ -18,11 +18,13 @@ ALLOWED: dict[str, set[str]] = {
     "atomic": {"crashpoints"},
     "crashpoints": {"settings"},
     "template": set(),
+    "paths": set(),
+    "run_settings": set(),
     "request_shape": set(),
     "catalog": {"errors"},
     "rules": {"catalog"},
     "pricing": {"catalog"},
-    "spec": {"errors", "request_shape", "rules", "template"},
+    "spec": {"errors", "paths", "request_shape", "rules", "run_settings", "template"},
     "inputs": {"errors"},
     "attachments": {"inputs", "spec", "template"},
     "compile": {
@@ -30,13 +32,13 @@ ALLOWED: dict[str, set[str]] = {
         "template",
     },
     "requestfile": {"atomic", "crashpoints"},
-    "ledger": {"atomic", "crashpoints", "errors", "spec", "states"},  # spec: the run's frozen RunSettings
+    "ledger": {"atomic", "crashpoints", "errors", "run_settings", "states"},  # the run's frozen RunSettings
     "client": {"errors", "settings", "emulator"},
     "session": {"client", "errors", "ledger", "settings"},
     "files": {"atomic", "client", "errors", "ledger"},
     "uploads": {"attachments", "client", "crashpoints", "errors", "files", "ledger"},
     "submit": {"client", "crashpoints", "errors", "ledger", "requestfile", "states"},
-    "poll": {"client", "crashpoints", "errors", "ledger", "spec", "states"},
+    "poll": {"client", "crashpoints", "errors", "ledger", "run_settings", "states"},
     "collect": {"atomic", "client", "crashpoints", "errors", "files", "ledger", "requestfile", "states"},  # files: stream_to_file
     "retry": {"errors", "ledger", "requestfile"},
     "models": {"catalog", "client", "errors", "rules"},

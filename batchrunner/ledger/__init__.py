@@ -25,7 +25,7 @@ from batchrunner.ledger.database import LEDGER_FILE, STORAGE_ERRORS
 from batchrunner.ledger.lock import run_lock
 from batchrunner.ledger.results import RESULT_STATUSES, PlacedResult, ResultRow, ResultsTable
 from batchrunner.ledger.runs import Run, RunsTable
-from batchrunner.spec import RunSettings
+from batchrunner.run_settings import RunSettings
 
 __all__ = ["LEDGER_FILE", "RESULT_STATUSES", "STORAGE_ERRORS", "Batch", "Ledger", "PlacedResult", "ResultRow", "Run", "known_run_ids", "run_lock"]
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from batchrunner.errors import UnknownRun
 from batchrunner.ledger.database import Database, utcnow
-from batchrunner.spec import RunSettings
+from batchrunner.run_settings import RunSettings
 
 
 @dataclass(frozen=True)
