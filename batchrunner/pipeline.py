@@ -39,7 +39,7 @@ from batchrunner.poll import Polled, wait_until_ended
 from batchrunner.pricing import batch_cost_usd
 from batchrunner.requestfile import first_params, request_ids
 from batchrunner.retry import Selection, prepare_attempt, select
-from batchrunner.session import Guard, Session, run_backend, run_loop, run_session
+from batchrunner.session import Guard, Session, run_loop, run_session
 from batchrunner.states import OPEN_STATES, BatchState, RunState
 from batchrunner.submit import SubmitSettings, submit_pending
 from batchrunner.uploads import Uploaded, delete_attachments, upload_attachments
@@ -271,8 +271,9 @@ def _submit_settings(run: Run) -> SubmitSettings:
 async def _check_pending(session: Session, events: Events) -> None:
     """The live check for a run that has batches still to create (resume, a continued submit)."""
     run = session.current
-    if session.ledger.batches(run, states=(BatchState.PREPARED,)):
-        await _live_check(session, run.run_dir / session.ledger.batches(run)[0].request_file, events)
+    pending = session.ledger.batches(run, states=(BatchState.PREPARED,))
+    if pending:  # every request of a run shares its model and params: any request file will do
+        await _live_check(session, run.run_dir / pending[0].request_file, events)
 
 
 async def _drive(session: Session, *, detach: bool, timeout: float | None, events: Events) -> None:
@@ -388,11 +389,7 @@ def submit(
                 if run.spec_path != spec.path:
                     raise InputError(f"--run-id {run_id} belongs to {run.spec_path}, not {spec.path}")
                 events.notice(f"run {run_id} exists; continuing it")
-                with Session.open(
-                    home, ledger, run_backend(run),
-                    api_version=run.settings.api_version, requests_per_minute=run.settings.poll.requests_per_minute,
-                ) as session:
-                    session.run = run
+                with Session.of_run(home, ledger, run) as session:
                     return run_loop(_continue(session, detach=detach, timeout=timeout, events=events))
             _warn_about_other_runs(ledger, spec, events)
             with Session.open(

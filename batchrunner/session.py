@@ -53,6 +53,17 @@ class Session:
         with connect(backend, home, api_version=api_version) as api:
             yield cls(home, ledger, backend, AsyncApi(api, requests_per_minute))
 
+    @classmethod
+    @contextmanager
+    def of_run(cls, home: Path, ledger: Ledger, run: Run) -> Iterator[Session]:
+        """An existing run's session: its own backend, anthropic-version and rate limit."""
+        with cls.open(
+            home, ledger, run_backend(run),
+            api_version=run.settings.api_version, requests_per_minute=run.settings.poll.requests_per_minute,
+        ) as session:
+            session.run = run
+            yield session
+
     @property
     def current(self) -> Run:
         """The run, as the ledger has it now."""
@@ -75,12 +86,7 @@ def run_session(home: Path, run_id: str) -> Iterator[Session]:
         ledger.run(run_id)  # an unknown id is refused before a lock file is made in its name
         guard.run_id = run_id
         with run_lock(home, run_id):
-            run = ledger.run(run_id)
-            with Session.open(
-                home, ledger, run_backend(run),
-                api_version=run.settings.api_version, requests_per_minute=run.settings.poll.requests_per_minute,
-            ) as session:
-                session.run = run
+            with Session.of_run(home, ledger, ledger.run(run_id)) as session:
                 yield session
 
 
