@@ -33,6 +33,13 @@ def emulator(tmp_path: Path) -> Iterator[EmulatorServer]:
         yield server
 
 
+@pytest.fixture
+def slow_emulator(tmp_path: Path) -> Iterator[EmulatorServer]:
+    """Batches take a second, so a poller sees `in_progress` at least once (crash and Ctrl-C tests)."""
+    with start_in_thread(EmulatorConfig(data_dir=tmp_path / "emulator", processing_seconds=1.0)) as server:
+        yield server
+
+
 @dataclass
 class Job:
     """A job spec and its rows, written to real files the way a user would."""

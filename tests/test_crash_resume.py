@@ -6,24 +6,16 @@ import os
 import sqlite3
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from helpers import read_rows, reviews
 
 from batchrunner.crashpoints import POINTS
-from batchrunner.emulator import EmulatorConfig, EmulatorServer, start_in_thread
+from batchrunner.emulator import EmulatorServer
 
 ROWS = 30
 SHARDS = 3
-
-
-@pytest.fixture
-def slow_emulator(tmp_path: Path) -> Iterator[EmulatorServer]:
-    """Batches take a second, so the poller sees `in_progress` at least once."""
-    with start_in_thread(EmulatorConfig(data_dir=tmp_path / "emulator", processing_seconds=1.0)) as server:
-        yield server
 
 
 def batchrunner(home: Path, env: dict[str, str], *args: str | Path) -> subprocess.CompletedProcess[str]:

@@ -13,23 +13,16 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from helpers import read_rows, reviews
 
 from batchrunner.crashpoints import POINTS
-from batchrunner.emulator import EmulatorConfig, EmulatorServer, start_in_thread
+from batchrunner.emulator import EmulatorServer
 
 ROWS = 30
 SHARDS = 3
-
-
-@pytest.fixture
-def slow_emulator(tmp_path: Path) -> Iterator[EmulatorServer]:
-    with start_in_thread(EmulatorConfig(data_dir=tmp_path / "emulator", processing_seconds=1.0)) as server:
-        yield server
 
 
 def terminal_sigint() -> None:

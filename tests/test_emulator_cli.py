@@ -22,6 +22,17 @@ def ctrl_c_reaches_python() -> None:
     signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
+def announced_url(log: Path, process: subprocess.Popen[str], pattern: str) -> re.Match[str]:
+    """Wait (30 s at most) for the line a starting `serve` prints on stderr, and match it."""
+    found = None
+    deadline = time.monotonic() + 30
+    while found is None and time.monotonic() < deadline and process.poll() is None:
+        found = re.search(pattern, log.read_text())
+        time.sleep(0.05)
+    assert found, log.read_text()
+    return found
+
+
 @pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
 def test_serve_prints_how_to_use_it_serves_the_sdk_and_stops_cleanly(tmp_path: Path, stop: signal.Signals) -> None:
     home = tmp_path / "home"
@@ -32,12 +43,7 @@ def test_serve_prints_how_to_use_it_serves_the_sdk_and_stops_cleanly(tmp_path: P
             stderr=stderr, text=True, preexec_fn=ctrl_c_reaches_python,
         )
     try:
-        found = None
-        deadline = time.monotonic() + 30
-        while found is None and time.monotonic() < deadline and process.poll() is None:
-            found = re.search(r"ANTHROPIC_BASE_URL=(http://127\.0\.0\.1:\d+) ANTHROPIC_API_KEY=anything", log.read_text())
-            time.sleep(0.05)
-        assert found, log.read_text()
+        found = announced_url(log, process, r"ANTHROPIC_BASE_URL=(http://127\.0\.0\.1:\d+) ANTHROPIC_API_KEY=anything")
         client = anthropic.Anthropic(base_url=found.group(1), api_key="anything", max_retries=0)
         uploaded = client.files.upload(file=("a.jsonl", b"{}\n"), extra_body={"purpose": "batch"})
         assert client.files.retrieve_metadata(uploaded.id).purpose == "batch"
@@ -76,12 +82,7 @@ def test_serve_strict_in_order_with_another_catalog(tmp_path: Path) -> None:
     with log.open("w") as stderr:
         process = subprocess.Popen(command, stderr=stderr, text=True)
     try:
-        found = None
-        deadline = time.monotonic() + 30
-        while found is None and time.monotonic() < deadline and process.poll() is None:
-            found = re.search(r"ANTHROPIC_BASE_URL=(http://127\.0\.0\.1:\d+)", log.read_text())
-            time.sleep(0.05)
-        assert found, log.read_text()
+        found = announced_url(log, process, r"ANTHROPIC_BASE_URL=(http://127\.0\.0\.1:\d+)")
         client = anthropic.Anthropic(base_url=found.group(1), api_key="anything", max_retries=0)
 
         with pytest.raises(anthropic.BadRequestError, match="purpose: Extra inputs are not permitted"):
