@@ -77,7 +77,8 @@ def test_every_api_call_of_a_submit_passes_one_limiter(make_job, tmp_path, emula
     assert calls >= 1 + PDFS + 1 + 1 + 1 + PDFS, "model, uploads, request file, create, poll(s), results, deletes"
 
 
-def test_cancel_takes_the_runs_lock(make_job, run_cli: Callable[..., Result], tmp_path):
+def test_cancel_takes_the_runs_lock(make_job, run_cli: Callable[..., Result], tmp_path, monkeypatch):
+    monkeypatch.setenv("BATCHRUNNER_LOCAL_PROCESSING_SECONDS", "60")  # still running when cancel comes, however busy the machine
     job = make_job([{"id": "r-1", "text": "fine"}])
     detached = run_cli("submit", job.spec, "--run-id", "busy", "--detach")
     assert detached.exit_code == 4, detached.stderr
