@@ -188,6 +188,19 @@ class PostgresStore:
         values = ", ".join((*(str(int(value)) for value in fixed.values()), *columns))
         self.connection.execute(f"INSERT INTO {table} ({targets}) SELECT {values} FROM {staging} {conflict}".encode())
 
+    def follow_keys(self, db: Any, table: str) -> None:
+        """After rows came in with their keys (`ledger copy`), new rows' keys continue after the largest."""
+        identities = self.connection.execute(
+            "SELECT column_name FROM information_schema.columns WHERE table_schema = current_schema()"
+            " AND table_name = %s AND is_identity = 'YES'",
+            (table,),
+        ).fetchall()
+        for (column,) in identities:
+            self.connection.execute(
+                f"SELECT setval(pg_get_serial_sequence('{table}', '{column}'),"
+                f" coalesce((SELECT max({column}) FROM {table}), 0) + 1, false)".encode()
+            )
+
     def _copy(self, table: str, names: str, rows: Iterable[Sequence[Any]]) -> None:
         with self.connection.cursor().copy(f"COPY {table} ({names}) FROM STDIN".encode()) as copy:
             for row in rows:

@@ -218,6 +218,9 @@ class SqliteStore:
         values = ", ".join((*(str(int(value)) for value in fixed.values()), *("?" * len(columns))))
         db.executemany(f"INSERT INTO {table} ({names}) VALUES ({values}) {conflict}", rows)
 
+    def follow_keys(self, db: Any, table: str) -> None:
+        """SQLite's INTEGER PRIMARY KEY continues after the largest key by itself."""
+
     def scan(self, sql: str, parameters: Sequence[Any] = ()) -> Iterator[Any]:
         """Rows of a long query, read as they are iterated."""
         return iter(self.db.execute(sql, parameters))
