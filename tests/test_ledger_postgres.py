@@ -12,6 +12,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import pg
 import psycopg
 import pytest
 from helpers import read_rows, reviews
@@ -73,7 +74,7 @@ def test_a_second_hosts_watch_exits_75_naming_the_holder_and_a_killed_holder_fre
     env = user_env(long_emulator, pg_ledger)
     assert host(tmp_path / "a", env, "submit", job.spec, "--run-id", "nightly", "--detach").returncode == 4
     watcher = subprocess.Popen(
-        [sys.executable, "-m", "batchrunner", "--home", str(tmp_path / "a"), "watch", "nightly"],
+        [sys.executable, "-m", "batchrunner", "--home", str(tmp_path / "a"), "--ledger", pg_ledger, "watch", "nightly"],
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
     try:
@@ -86,7 +87,8 @@ def test_a_second_hosts_watch_exits_75_naming_the_holder_and_a_killed_holder_fre
 
         assert second.returncode == 75, second.stderr
         assert f"pid {watcher.pid} on " in second.stderr and "batchrunner --home" in second.stderr
-        assert "watch nightly" in second.stderr
+        assert "--ledger postgresql://postgres:***@127.0.0.1" in second.stderr and "watch nightly" in second.stderr
+        assert pg.SUPERUSER_PASSWORD not in second.stderr, "the holder's command line is shown with its password masked"
     finally:
         watcher.send_signal(signal.SIGKILL)
         watcher.wait()

@@ -67,6 +67,8 @@ class Database:
         self.home = home
         self.location = location or locate(home)
         self.commits = 0  # transactions committed (or tried) by this instance; BATCHRUNNER_FAIL_WRITE_AT counts them
+        if self.location.is_postgres and not read_only:
+            home.mkdir(parents=True, exist_ok=True, mode=0o700)  # the run folders stay here, private, until --store
         self.store = open_store(home, self.location, before_commit=self._committing, read_only=read_only)
         self.db = self.store.db
 
