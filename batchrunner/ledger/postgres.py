@@ -31,6 +31,7 @@ from batchrunner.ledger.schema import MIGRATIONS, statements
 try:
     import psycopg
     from psycopg.rows import tuple_row
+    from psycopg.types.numeric import NumericLoader
 except ImportError as exc:  # pragma: no cover - the extra is part of the test install
     raise InputError(
         "a postgresql:// ledger needs the postgres extra: pip install 'batchrunner[postgres]'"
@@ -62,6 +63,14 @@ def ddl(statement: str) -> str:
     for pattern, replacement in _DDL:
         statement = pattern.sub(replacement, statement)
     return statement
+
+
+class WholeNumbers(NumericLoader):
+    """sum() and avg() of integers are numeric in PostgreSQL: a whole one is read as an int, as SQLite gives it."""
+
+    def load(self, data: Any) -> Any:
+        number = super().load(data)
+        return int(number) if number == number.to_integral_value() else number
 
 
 class Row(tuple[Any, ...]):
@@ -130,6 +139,7 @@ class PostgresStore:
             if secret:
                 reason = reason.replace(secret, "***")
             raise BatchrunnerError(f"cannot open the ledger {location.shown}: {reason}") from None
+        self.connection.adapters.register_loader("numeric", WholeNumbers)
         self.db = _Connection(self.connection)
         self._migrate()
 

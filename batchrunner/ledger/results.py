@@ -121,9 +121,9 @@ class ResultsTable(Database):
             " GROUP BY status",
             (run.pk,),
         ):
-            counts[row[0]] = int(row[1])
-            input_tokens += int(row[2])  # PostgreSQL sums integers as numeric
-            output_tokens += int(row[3])
+            counts[row[0]] = row[1]
+            input_tokens += row[2]
+            output_tokens += row[3]
         counts["pending"] = run.requests - sum(counts.values())
         errors = {
             row[0]: row[1]
