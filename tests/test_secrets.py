@@ -23,7 +23,6 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import pg
 import psycopg
 import pytest
 from helpers import read_rows, reviews

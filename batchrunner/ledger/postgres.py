@@ -32,7 +32,7 @@ try:
     import psycopg
     from psycopg.rows import tuple_row
     from psycopg.types.numeric import NumericLoader
-except ImportError as exc:  # pragma: no cover - the extra is part of the test install
+except ImportError as exc:
     raise InputError(
         "a postgresql:// ledger needs the postgres extra: pip install 'batchrunner[postgres]'"
     ) from exc
@@ -88,8 +88,7 @@ def _row_class(names: tuple[str, ...]) -> type[Row]:
 
 
 def _named_rows(cursor: Any) -> Any:
-    row = _row_class(tuple(column.name for column in cursor.description or ()))
-    return row
+    return _row_class(tuple(column.name for column in cursor.description or ()))
 
 
 class _Connection:
