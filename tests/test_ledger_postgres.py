@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -80,11 +81,19 @@ def test_a_second_hosts_watch_exits_75_naming_the_holder_and_a_killed_holder_fre
     assert cancelled.returncode != 75 and "cancel requested" in cancelled.stderr, "the killed holder's lock died with it"
 
 
+@pytest.fixture
+def flaky_emulator(tmp_path: Path) -> Iterator[EmulatorServer]:
+    """Fast batches where a fifth of the requests end errored, so a retry has something to do."""
+    with start_in_thread(EmulatorConfig(data_dir=tmp_path / "emulator", processing_seconds=0.2, errored_rate=0.2, seed=3)) as server:
+        yield server
+
+
 def test_two_hosts_resuming_everything_at_once_create_each_batch_once_and_either_collects(
-    make_job, emulator, pg_ledger, tmp_path
+    make_job, flaky_emulator, pg_ledger, tmp_path
 ):
     """Host A is killed mid-submit (a batch made, its id not yet recorded); A and B then both
-    `resume --all` at the same moment; B, whose home holds nothing, collects and reads the status."""
+    `resume --all` at the same moment; B, whose home holds nothing, collects, reads the status and retries."""
+    emulator = flaky_emulator
     job = make_job(reviews(ROWS), batch_size=ROWS // SHARDS)
     env = user_env(emulator, pg_ledger)
     crashed = host(tmp_path / "a", env | {"BATCHRUNNER_CRASH_AT": "submit.created"}, "submit", job.spec, "--run-id", "nightly")
@@ -98,15 +107,26 @@ def test_two_hosts_resuming_everything_at_once_create_each_batch_once_and_either
     ]
     results = [(proc.wait(timeout=120), proc.stderr.read() if proc.stderr else "") for proc in both]
 
-    assert {code for code, _ in results} <= {0, 4} and 0 in {code for code, _ in results}, results
+    assert {code for code, _ in results} <= {0, 3, 4} and 3 in {code for code, _ in results}, results  # 0: nothing left to resume
     assert emulator.stats()["batches_created"] == SHARDS, "no shard was created twice"
     collected = host(tmp_path / "b", env, "collect", "nightly")
-    assert collected.returncode == 0, collected.stderr
+    assert collected.returncode == 3, collected.stderr
     out = read_rows(job.output)
     assert [row["custom_id"] for row in out] == [f"r-{i}" for i in range(1, ROWS + 1)]
-    assert {row["status"] for row in out} == {"succeeded"}
+    failed = {row["custom_id"] for row in out if row["status"] == "errored"}
+    assert failed and {row["status"] for row in out} == {"succeeded", "errored"}
     status = host(tmp_path / "b", env, "status", "nightly")
-    assert status.returncode == 0 and "done" in status.stdout
+    assert status.returncode == 3 and "errored" in status.stdout
+
+    retried = host(tmp_path / "b", env, "retry", "nightly", "--status", "errored")
+
+    assert retried.returncode in (0, 3), retried.stderr
+    batches = json.loads(host(tmp_path / "a", env, "--json", "status", "nightly").stdout)["batches"]
+    assert {batch["attempt"] for batch in batches} == {1, 2}
+    assert emulator.stats()["batches_created"] == sum(1 for batch in batches if batch["batch_id"]), "each batch once"
+    again = read_rows(job.output)
+    assert [row["custom_id"] for row in again] == [f"r-{i}" for i in range(1, ROWS + 1)]
+    assert {row["custom_id"] for row in again if row["attempt"] == 2} == failed, "the retried rows' answers are joined"
     assert not list(tmp_path.glob("*/ledger.sqlite3")), "no host made a SQLite ledger of its own"
 
 
