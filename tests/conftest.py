@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
-import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -54,7 +54,7 @@ def pg_server() -> Iterator[str]:
 @pytest.fixture
 def pg_ledger(pg_server: str, request: pytest.FixtureRequest) -> Iterator[str]:
     """A fresh, empty PostgreSQL database for one test: its ledger URL."""
-    name = "t_" + re.sub(r"\W", "_", request.node.name.lower())[:40] + f"_{os.getpid()}"
+    name = f"t_{hashlib.sha1(request.node.nodeid.encode()).hexdigest()[:16]}_{os.getpid()}"
     url = pg.create_database(pg_server, name)
     yield url
     pg.drop_database(pg_server, name)

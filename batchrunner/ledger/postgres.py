@@ -139,6 +139,8 @@ class PostgresStore:
                 reason = reason.replace(secret, "***")
             raise BatchrunnerError(f"cannot open the ledger {location.shown}: {reason}") from None
         self.connection.adapters.register_loader("numeric", WholeNumbers)
+        if self.connection.execute("SHOW synchronous_commit").fetchone() == ("off",):
+            self.connection.execute("SET synchronous_commit = on")  # a COMMIT that guards an API call waits for the disk
         self.db = _Connection(self.connection)
         self._migrate()
 
