@@ -197,3 +197,13 @@ def test_two_hosts_opening_a_new_database_at_once_migrate_it_once(pg_ledger, tmp
     assert errors == []
     with psycopg.connect(pg_ledger) as db:
         assert db.execute("SELECT version FROM schema_version").fetchall() == [(3,)]
+
+
+def test_sql_written_once_runs_on_postgresql_as_written(pg_ledger, tmp_path):
+    """The tables' SQL, and any table added later, runs unchanged: `?` placeholders (not one inside
+    a string literal), a literal `%`, rows by column name, and integer sums as ints."""
+    with Ledger(tmp_path, location=parse(pg_ledger)) as ledger:
+        row = ledger.db.execute("SELECT ? AS given, '100% sure?' AS said, sum(x) AS total FROM (VALUES (CAST(2 AS BIGINT)), (3)) v(x)",
+                                ("a",)).fetchone()
+        assert (row["given"], row["said"], row["total"]) == ("a", "100% sure?", 5)
+        assert type(row[2]) is int
