@@ -247,7 +247,7 @@ def _ledger_url(ctx: click.Context, param: click.Parameter, value: str | None) -
     try:
         parse(value)
     except InputError as exc:
-        raise click.BadParameter(exc.message, ctx, param) from None
+        raise click.BadParameter(exc.problems[0].message, ctx, param) from None
     return value
 
 
