@@ -144,9 +144,18 @@ class PostgresStore:
         self.db = _Connection(self.connection)
         self._migrate()
 
+    def _version(self) -> int:
+        if self.connection.execute("SELECT to_regclass('schema_version')").fetchone() == (None,):
+            return 0
+        row = self.connection.execute("SELECT version FROM schema_version").fetchone()
+        return 0 if row is None else int(row[0])
+
     def _migrate(self) -> None:
         """Every migration not yet run, under a transaction-scoped advisory lock: two hosts
-        opening a new database at once run each migration once."""
+        opening a new database at once run each migration once. An up-to-date ledger is only
+        read, so a role that may not create tables can use it."""
+        if self._version() >= len(MIGRATIONS):
+            return
         with self.transaction():
             self.connection.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK,))
             self.connection.execute("CREATE TABLE IF NOT EXISTS schema_version (version BIGINT NOT NULL)")
