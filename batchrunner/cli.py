@@ -1,8 +1,8 @@
 """The command line: parse, make one library call, render text or `--json`.
 
 This is the only module that imports click, and `BatchrunnerGroup.invoke` is the only place
-where errors become exit codes and messages. The global options (`--home`, `--json`, `-v`,
-`-q`) are accepted before or after the command (`CommandsGroup`); a reader that stops
+where errors become exit codes and messages. The global options (`--home`, `--ledger`, `--json`,
+`-v`, `-q`) are accepted before or after the command (`CommandsGroup`); a reader that stops
 reading (`| head -1`) ends the output quietly, never the command.
 """
 
@@ -50,6 +50,7 @@ class App:
     json: bool
     verbose: int
     quiet: bool
+    ledger: str | None = None
 
     def emit(self, data: Any, text: str | None = None) -> None:
         """Write the command's result: one JSON document, or human text."""
@@ -131,7 +132,7 @@ def _click_error(ctx: click.Context, exc: click.ClickException) -> None:
 
 
 # group option name -> the App field it sets
-_GLOBAL_OPTIONS = {"home": "home", "as_json": "json", "verbose": "verbose", "quiet": "quiet"}
+_GLOBAL_OPTIONS = {"home": "home", "ledger": "ledger", "as_json": "json", "verbose": "verbose", "quiet": "quiet"}
 
 
 def _after_command(option: click.Option, field: str) -> click.Option:
@@ -141,6 +142,8 @@ def _after_command(option: click.Option, field: str) -> click.Option:
         app = ctx.find_object(App)
         if app is not None and ctx.get_parameter_source(field) is ParameterSource.COMMANDLINE:
             setattr(app, field, value)
+            if field == "ledger":
+                _select_ledger(value)
 
     return click.Option(
         [field, *option.opts, *option.secondary_opts],
@@ -149,7 +152,7 @@ def _after_command(option: click.Option, field: str) -> click.Option:
         count=option.count,
         help=option.help,
         expose_value=False,
-        callback=apply,
+        callback=_checked_ledger(apply) if field == "ledger" else apply,
     )
 
 
@@ -234,6 +237,37 @@ class StateHome(click.Path):
         return super().convert(value, param, ctx)
 
 
+def _ledger_url(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """A ledger URL of a known form (usage error, exit 2, otherwise); its password never shown."""
+    from batchrunner.errors import InputError
+    from batchrunner.ledger.location import parse
+
+    if value is None:
+        return None
+    try:
+        parse(value)
+    except InputError as exc:
+        raise click.BadParameter(exc.problems[0].message, ctx, param) from None
+    return value
+
+
+def _checked_ledger(apply: Any) -> Any:
+    def check_then_apply(ctx: click.Context, param: click.Parameter, value: Any) -> None:
+        apply(ctx, param, _ledger_url(ctx, param, value))
+
+    return check_then_apply
+
+
+def _select_ledger(url: str | None) -> None:
+    """Name this invocation's ledger (or none: BATCHRUNNER_LEDGER, else the home's). A process
+    that has not loaded the ledger has nothing to reset: `validate` and `serve` stay fast."""
+    if url is None and "batchrunner.ledger.location" not in sys.modules:
+        return
+    from batchrunner.ledger.location import select
+
+    select(url)
+
+
 class Finite(click.FloatRange):
     """A FloatRange that also refuses nan and inf, which pass every comparison or none."""
 
@@ -253,14 +287,22 @@ class Finite(click.FloatRange):
     show_default=True,
     help="State home: the ledger, run folders, the local emulator's data.",
 )
+@click.option(
+    "--ledger",
+    envvar=settings.LEDGER,
+    callback=_ledger_url,
+    metavar="URL",
+    help="The ledger: sqlite:///path/ledger.sqlite3 or postgresql://user@host/db (default: the state home's file).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document on stdout and nothing else there.")
 @click.option("-v", "--verbose", count=True, help="More detail; tracebacks for unexpected errors.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress or notices on stderr.")
 @click.version_option(package_name="batchrunner")
 @click.pass_context
-def cli(ctx: click.Context, home: Path, as_json: bool, verbose: int, quiet: bool) -> None:
+def cli(ctx: click.Context, home: Path, ledger: str | None, as_json: bool, verbose: int, quiet: bool) -> None:
     """Run Claude at scale through Anthropic's Message Batches API."""
-    ctx.obj = App(home=home, json=as_json, verbose=verbose, quiet=quiet)
+    ctx.obj = App(home=home, json=as_json, verbose=verbose, quiet=quiet, ledger=ledger)
+    _select_ledger(ledger)
 
 
 def _complete_run(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[str]:
@@ -585,6 +627,30 @@ def cancel(ctx: click.Context, run_id: str) -> None:
     app: App = ctx.obj
     outcome = pipeline.cancel(run_id, home=app.home, events=_events(app))
     app.emit(outcome.to_dict(), _summary_text(outcome))
+
+
+# the ledger
+
+
+@cli.group("ledger", cls=CommandsGroup)
+def ledger_group() -> None:
+    """The ledger itself: copy it to another database."""
+
+
+@ledger_group.command("copy")
+@click.option("--to", "target", required=True, metavar="URL", callback=_ledger_url,
+              help="The ledger to fill: sqlite:///path or postgresql://...; it must be empty.")
+@click.pass_obj
+def ledger_copy(app: App, target: str) -> None:
+    """Copy every table of this ledger (--ledger, or the state home's) into an empty one."""
+    from batchrunner.ledger.copy import copy_ledger
+
+    copied = copy_ledger(app.home, target)
+    app.emit(
+        {"copied": copied},
+        "\n".join(f"{table}: {count:,} row(s)" for table, count in copied.items())
+        + "\nnext: use the copy with --ledger URL (or BATCHRUNNER_LEDGER); the old ledger is unchanged",
+    )
 
 
 # the Files API

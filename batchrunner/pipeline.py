@@ -33,7 +33,7 @@ from batchrunner.errors import (
     RunLocked,
     StillRunning,
 )
-from batchrunner.ledger import Batch, Ledger, Run, run_lock
+from batchrunner.ledger import Batch, Ledger, Run
 from batchrunner.paths import same_file, shown
 from batchrunner.poll import Polled, wait_until_ended
 from batchrunner.pricing import batch_cost_usd
@@ -383,7 +383,7 @@ def submit(
         guard.run_id = run_id = run_id or _new_run_id(ledger, spec.name)
         if spec.attachments:
             guard.before_run = "interrupted; no batch was created (attachments uploaded so far are reused next time)"
-        with run_lock(home, run_id):
+        with ledger.lock(run_id):
             if ledger.has_run(run_id):
                 run = ledger.run(run_id)
                 if run.spec_path != spec.path:

@@ -7,7 +7,7 @@ the local emulator started once. `Guard` says what Ctrl-C means at any instant: 
 in the ledger it detaches (exit 4, its batches go on); before, nothing was sent (exit 130).
 
     with Guard(home) as guard, Ledger(home) as ledger:          # the state home, Ctrl-C
-        with run_lock(home, run_id):                             # one process per run
+        with ledger.lock(run_id):                                # one process per run
             with Session.open(home, ledger, backend, ...) as s:  # the backend and its facade
                 run_loop(step(s))                                # one event loop
 """
@@ -28,7 +28,7 @@ from typing import Any, Self, TypeVar
 from batchrunner import settings
 from batchrunner.client import AsyncApi, ResolvedBackend, connect, resolve_backend
 from batchrunner.errors import BatchrunnerError, Detached, InputError, Interrupted
-from batchrunner.ledger import LEDGER_FILE, STORAGE_ERRORS, Ledger, Run, run_lock
+from batchrunner.ledger import STORAGE_ERRORS, Ledger, Run, ledger_exists
 
 T = TypeVar("T")
 
@@ -85,7 +85,7 @@ def run_session(home: Path, run_id: str) -> Iterator[Session]:
     with Guard(home) as guard, Ledger(home) as ledger:
         ledger.run(run_id)  # an unknown id is refused before a lock file is made in its name
         guard.run_id = run_id
-        with run_lock(home, run_id):
+        with ledger.lock(run_id):
             with Session.of_run(home, ledger, ledger.run(run_id)) as session:
                 yield session
 
@@ -145,14 +145,14 @@ class Guard:
         if isinstance(error, KeyboardInterrupt):
             raise self._interrupted() from None
         operational = isinstance(error, (OSError, *STORAGE_ERRORS, BatchrunnerError)) and not isinstance(error, InputError)
-        if operational and self.run_id is not None and not (self.home / LEDGER_FILE).exists():
+        if operational and self.run_id is not None and not ledger_exists(self.home):
             raise BatchrunnerError(
                 f"the state home {self.home} was deleted during run {self.run_id}: its ledger and run folders "
                 "are gone, so the run cannot be finished or resumed; submit the job again"
             ) from error
 
     def _interrupted(self) -> BatchrunnerError:
-        if self.run_id is not None and (self.home / LEDGER_FILE).exists():
+        if self.run_id is not None and ledger_exists(self.home):
             with Ledger(self.home) as ledger:
                 if ledger.has_run(self.run_id):
                     return Detached(detached_message(ledger.run(self.run_id)))

@@ -11,6 +11,7 @@ BACKENDS = ("auto", "local", "anthropic")
 
 HOME = "BATCHRUNNER_HOME"  # the state home (--home)
 BACKEND = "BATCHRUNNER_BACKEND"  # the backend (--backend)
+LEDGER = "BATCHRUNNER_LEDGER"  # the ledger URL (--ledger): sqlite:///path or postgresql://...
 DEBUG = "BATCHRUNNER_DEBUG"  # show tracebacks of unexpected errors
 LOCAL_PROCESSING_SECONDS = "BATCHRUNNER_LOCAL_PROCESSING_SECONDS"  # how long a batch takes on the local emulator
 RECONCILE_WAIT = "BATCHRUNNER_RECONCILE_WAIT"  # how long an uncertain create may take to show in the batch list

@@ -59,7 +59,8 @@ def write_job(folder: Path, texts: list[str], *, batch_size: int, extra: str = "
 
 
 def cli_env(server: EmulatorServer) -> dict[str, str]:
-    """The user's environment pointed at the emulator; nothing of the caller's batchrunner settings leaks in."""
+    """The user's environment pointed at the emulator; nothing of the caller's batchrunner settings
+    leaks in but the ledger (BATCHRUNNER_LEDGER=postgresql://... sweeps a PostgreSQL ledger)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("ANTHROPIC_", "BATCHRUNNER_"))}
     env.update(
         ANTHROPIC_BASE_URL=server.base_url,
@@ -67,6 +68,8 @@ def cli_env(server: EmulatorServer) -> dict[str, str]:
         BATCHRUNNER_RECONCILE_WAIT="1",  # an uncertain create settles in a second, not ten minutes
         BATCHRUNNER_DEBUG="1",  # an unexpected error prints its traceback, which the sweeps count as a bug
     )
+    if os.environ.get("BATCHRUNNER_LEDGER"):
+        env["BATCHRUNNER_LEDGER"] = os.environ["BATCHRUNNER_LEDGER"]
     return env
 
 

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import hashlib
+import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import orjson
+import pg
 import pytest
 from click.testing import CliRunner, Result
 
@@ -20,10 +23,49 @@ def isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """No test reads the developer's key, state home or backend choice."""
     home = tmp_path / "home"
     monkeypatch.setenv("BATCHRUNNER_HOME", str(home))
-    for name in ("ANTHROPIC_API_KEY", "ANTHROPIC_BASE_URL", "ANTHROPIC_AUTH_TOKEN", "BATCHRUNNER_BACKEND", "BATCHRUNNER_DEBUG"):
+    for name in ("ANTHROPIC_API_KEY", "ANTHROPIC_BASE_URL", "ANTHROPIC_AUTH_TOKEN", "BATCHRUNNER_BACKEND", "BATCHRUNNER_DEBUG",
+                 "BATCHRUNNER_LEDGER"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("BATCHRUNNER_LOCAL_PROCESSING_SECONDS", "0.3")
     return home
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[str]:
+    """One real PostgreSQL server for the whole session: BATCHRUNNER_TEST_PG (a URL of a database
+    we may create databases from), or one started here and stopped at the end. In CI it must work."""
+    given = os.environ.get("BATCHRUNNER_TEST_PG")
+    if given:
+        yield given
+        return
+    try:
+        started = pg.server()
+        url = started.__enter__()
+    except RuntimeError as exc:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"CI must run the PostgreSQL tests: {exc}")
+        pytest.skip(f"no PostgreSQL server: {exc}")
+    try:
+        yield url
+    finally:
+        started.__exit__(None, None, None)
+
+
+@pytest.fixture
+def pg_ledger(pg_server: str, request: pytest.FixtureRequest) -> Iterator[str]:
+    """A fresh, empty PostgreSQL database for one test: its ledger URL."""
+    name = f"t_{hashlib.sha1(request.node.nodeid.encode()).hexdigest()[:16]}_{os.getpid()}"
+    url = pg.create_database(pg_server, name)
+    yield url
+    pg.drop_database(pg_server, name)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def ledger_url(request: pytest.FixtureRequest) -> str | None:
+    """The durability suite on both ledgers: None (the state home's SQLite file) or a fresh PostgreSQL database."""
+    if request.param == "sqlite":
+        return None
+    return str(request.getfixturevalue("pg_ledger"))
 
 
 @pytest.fixture

@@ -1,4 +1,5 @@
-"""Kill -9 at every step boundary of submit and collect, then `resume`: nothing lost, nothing paid twice."""
+"""Kill -9 at every step boundary of submit and collect, then `resume`: nothing lost, nothing paid twice.
+On the SQLite ledger at every point; on PostgreSQL at the points around each commit that guards an API call."""
 
 from __future__ import annotations
 
@@ -16,6 +17,8 @@ from batchrunner.emulator import EmulatorServer
 
 ROWS = 30
 SHARDS = 3
+POSTGRES_POINTS = ("submit.intent", "collect.ingesting")  # submit.created: test_ledger_postgres.py, with two hosts resuming
+CASES = [(point, "sqlite") for point in POINTS] + [(point, "postgresql") for point in POSTGRES_POINTS]
 
 
 def batchrunner(home: Path, env: dict[str, str], *args: str | Path) -> subprocess.CompletedProcess[str]:
@@ -35,15 +38,18 @@ def user_env(server: EmulatorServer, **extra: str) -> dict[str, str]:
     return env
 
 
-@pytest.mark.parametrize("point", POINTS)
-def test_sigkill_at_each_step_then_resume_completes_exactly_once(point, make_job, slow_emulator, tmp_path):
+@pytest.mark.parametrize(("point", "ledger"), CASES)
+def test_sigkill_at_each_step_then_resume_completes_exactly_once(point, ledger, make_job, slow_emulator, tmp_path, request):
     job = make_job(reviews(ROWS), batch_size=ROWS // SHARDS)
     home = tmp_path / "state"
+    on_postgres = {"BATCHRUNNER_LEDGER": request.getfixturevalue("pg_ledger")} if ledger == "postgresql" else {}
 
-    crashed = batchrunner(home, user_env(slow_emulator, BATCHRUNNER_CRASH_AT=point), "submit", job.spec, "--run-id", "nightly")
+    crashed = batchrunner(
+        home, user_env(slow_emulator, BATCHRUNNER_CRASH_AT=point, **on_postgres), "submit", job.spec, "--run-id", "nightly"
+    )
 
     assert crashed.returncode == -9, f"the process did not reach {point}: {crashed.stderr}"
-    env = user_env(slow_emulator)
+    env = user_env(slow_emulator, **on_postgres)
     if point == "compile.done":
         missing = batchrunner(home, env, "resume", "nightly")
         assert missing.returncode == 2 and "no run 'nightly'" in missing.stderr
@@ -56,8 +62,11 @@ def test_sigkill_at_each_step_then_resume_completes_exactly_once(point, make_job
     out = read_rows(job.output)
     assert [row["custom_id"] for row in out] == [f"r-{i}" for i in range(1, ROWS + 1)]
     assert {row["status"] for row in out} == {"succeeded"}
-    with sqlite3.connect(home / "ledger.sqlite3") as db:
-        assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    if not on_postgres:
+        with sqlite3.connect(home / "ledger.sqlite3") as db:
+            assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    else:
+        assert not (home / "ledger.sqlite3").exists(), "a PostgreSQL ledger leaves no SQLite file"
     leftovers = [p.name for p in job.output.parent.iterdir() if p.name != job.output.name]
     assert leftovers == [], "no temp file is left beside the output"
 

@@ -32,7 +32,7 @@ ALLOWED: dict[str, set[str]] = {
         "template",
     },
     "requestfile": {"atomic", "crashpoints"},
-    "ledger": {"atomic", "crashpoints", "errors", "run_settings", "states"},  # the run's frozen RunSettings
+    "ledger": {"atomic", "crashpoints", "errors", "run_settings", "settings", "states"},  # the run's frozen RunSettings; BATCHRUNNER_LEDGER
     "client": {"errors", "settings", "emulator"},
     "session": {"client", "errors", "ledger", "settings"},
     "files": {"atomic", "client", "errors", "ledger"},
@@ -49,7 +49,7 @@ ALLOWED["cli"] = STAGES_AND_BELOW | {"pipeline", "emulator"}
 ALLOWED["__init__"] = STAGES_AND_BELOW | {"pipeline"}
 ALLOWED["__main__"] = {"cli"}
 
-THIRD_PARTY_OWNERS = {"click": {"cli"}, "anthropic": {"client"}, "httpx2": {"client"}, "sqlite3": {"ledger"}}  # (the emulator has its own)
+THIRD_PARTY_OWNERS = {"click": {"cli"}, "anthropic": {"client"}, "httpx2": {"client"}, "sqlite3": {"ledger"}, "psycopg": {"ledger"}}  # (the emulator has its own)
 
 
 def imports(path: Path) -> set[str]:

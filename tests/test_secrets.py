@@ -23,6 +23,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import psycopg
 import pytest
 from helpers import read_rows, reviews
 
@@ -198,6 +199,42 @@ def test_a_crash_with_a_traceback_leaks_nothing(tool: Tool, server: EmulatorServ
     assert tool("-v", "resume", "crash", env=env)[0] == 0
 
     tool.final_scan([job.output])
+    assert tool.scan.hits == [] and tool.scan.loose_modes == []
+
+
+def test_a_ledger_password_appears_in_no_output_file_or_ledger_row(
+    tmp_path: Path, canary: str, server: EmulatorServer, make_job: Callable, pg_server: str, pg_ledger: str
+) -> None:
+    """The password of a postgresql:// ledger, given on the command line and in BATCHRUNNER_LEDGER,
+    through a run under -v and the SDK's debug log, a refused password and an unreachable server."""
+    password = f"pgpw-CANARY-{secrets.token_hex(16)}"
+    role = f"runner_{secrets.token_hex(4)}"
+    database = pg_ledger.rpartition("/")[2]
+    with psycopg.connect(pg_server, autocommit=True) as admin:
+        admin.execute(f"CREATE ROLE {role} LOGIN PASSWORD '{password}'".encode())
+        admin.execute(f'ALTER DATABASE "{database}" OWNER TO {role}'.encode())
+    host_and_db = pg_ledger.partition("@")[2]
+    url, wrong = (f"postgresql://{role}:{secret}@{host_and_db}" for secret in (password, password + "-wrong"))
+    tool = Tool(tmp_path, canary, Scan(password.encode()))
+    job = make_job(reviews(6), batch_size=3)
+    env = tool.env(server.base_url, BATCHRUNNER_DEBUG="1")
+
+    code, err = tool("-v", "--ledger", url, "submit", job.spec, "--backend", "anthropic", "--run-id", "ok",
+                     env=env | {"ANTHROPIC_LOG": "debug"})
+    assert code == 0, err
+    assert tool("--json", "status", "ok", env=env | {"BATCHRUNNER_LEDGER": url})[0] == 0
+    code, err = tool("-v", "runs", env=env | {"BATCHRUNNER_LEDGER": wrong})
+    assert code == 1 and f"postgresql://{role}:***@" in err and "password authentication failed" in err
+    code, err = tool("-v", "--ledger", url.replace(host_and_db.partition("/")[0], "127.0.0.1:1"), "runs", env=env)
+    assert code == 1 and "cannot open the ledger" in err
+
+    tool.final_scan([job.output])
+    with psycopg.connect(pg_server.rpartition("/")[0] + f"/{database}") as db:
+        tables = [row[0] for row in db.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")]
+        for table in tables:
+            rows = db.execute(f"SELECT t::text FROM {table} t".encode()).fetchall()
+            tool.scan.check(f"ledger table {table}", "\n".join(row[0] for row in rows).encode())
+    assert {"runs", "batches", "results"} <= set(tables)
     assert tool.scan.hits == [] and tool.scan.loose_modes == []
 
 

@@ -21,3 +21,15 @@ def test_a_seed_of_faults_loses_no_row_and_pays_no_batch_twice(seed: int, tmp_pa
 
     assert result.problems == [], f"{sweep.describe(result)}; its files are in {result.folder}"
     assert result.faults + result.truncated > 0, "the seed injected no fault at all"
+
+
+def test_a_seed_of_faults_on_a_postgresql_ledger_loses_no_row_and_pays_no_batch_twice(
+    tmp_path: Path, pg_ledger: str, monkeypatch: pytest.MonkeyPatch
+):
+    monkeypatch.setenv("BATCHRUNNER_LEDGER", pg_ledger)  # the sweep's processes and its status check both use it
+
+    result = sweep.run_seed(SEEDS[0], tmp_path)
+
+    assert result.problems == [], f"{sweep.describe(result)}; its files are in {result.folder}"
+    assert result.faults + result.truncated > 0, "the seed injected no fault at all"
+    assert not (result.folder / "home" / "ledger.sqlite3").exists(), "the run's ledger was PostgreSQL"

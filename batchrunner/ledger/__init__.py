@@ -1,18 +1,22 @@
-"""The run state in SQLite, and the per-run lock. The only package that speaks SQL.
+"""The run state in SQLite or PostgreSQL, and the per-run lock. The only package that speaks SQL.
 
-One database per state home holds every run: its batches (one per shard and attempt, each
-with the write-ahead state of its create call) and one row per request with its latest
-status and the joined-ready fragment of its result. Every state change is committed with
-`synchronous=FULL` before the action it enables, so a crash at any instant leaves a ledger
-that says exactly what may have happened.
+One database (the state home's SQLite file, or the one --ledger names) holds every run: its
+batches (one per shard and attempt, each with the write-ahead state of its create call) and
+one row per request with its latest status and the joined-ready fragment of its result. Every
+state change is committed before the action it enables, so a crash at any instant leaves a
+ledger that says exactly what may have happened.
 
-    schema.py       the tables, as numbered migrations
-    database.py     opening, migrating, transactions; a damaged file named as such
+    location.py     which database: --ledger / BATCHRUNNER_LEDGER, or the state home's file
+    schema.py       the tables, as numbered migrations, one list for both engines
+    database.py     the interface the tables use: transactions, bulk inserts, long scans, the run lock
+    sqlite.py       the SQLite file; a damaged file named as such
+    postgres.py     PostgreSQL: translated SQL, COPY, advisory locks
+    copy.py         `ledger copy`: every table into another ledger
     runs.py         Run and the runs table
     batches.py      Batch and the batches table; every state change through one declared move
     results.py      the requests of a run and their latest results
     attachments.py  uploaded attachment files and which runs use them
-    lock.py         run_lock, the one-process-per-run lock
+    lock.py         run_lock, the lock file of one run on a SQLite ledger
 """
 
 from __future__ import annotations
@@ -21,13 +25,17 @@ from collections.abc import Iterable
 from pathlib import Path
 from batchrunner.ledger.attachments import AttachmentsTable
 from batchrunner.ledger.batches import Batch, BatchesTable
-from batchrunner.ledger.database import LEDGER_FILE, STORAGE_ERRORS
+from batchrunner.ledger.database import STORAGE_ERRORS
+from batchrunner.ledger.location import LEDGER_FILE, locate
 from batchrunner.ledger.lock import run_lock
 from batchrunner.ledger.results import RESULT_STATUSES, PlacedResult, ResultRow, ResultsTable
 from batchrunner.ledger.runs import Run, RunsTable
 from batchrunner.run_settings import RunSettings
 
-__all__ = ["LEDGER_FILE", "RESULT_STATUSES", "STORAGE_ERRORS", "Batch", "Ledger", "PlacedResult", "ResultRow", "Run", "known_run_ids", "run_lock"]
+__all__ = [
+    "LEDGER_FILE", "RESULT_STATUSES", "STORAGE_ERRORS", "Batch", "Ledger", "PlacedResult", "ResultRow", "Run", "known_run_ids",
+    "ledger_exists", "run_lock",
+]
 
 
 class Ledger(RunsTable, BatchesTable, ResultsTable, AttachmentsTable):
@@ -74,9 +82,15 @@ class Ledger(RunsTable, BatchesTable, ResultsTable, AttachmentsTable):
 
 
 def known_run_ids(home: Path) -> list[str]:
-    """The run ids in a state home, newest first, for shell completion; a home without a ledger
+    """The run ids in the ledger, newest first, for shell completion; a home without a ledger
     has none, and is not created by asking."""
-    if not (home / LEDGER_FILE).exists():
+    if not ledger_exists(home):
         return []
     with Ledger(home) as ledger:
         return [run.id for run in reversed(ledger.runs())]
+
+
+def ledger_exists(home: Path) -> bool:
+    """Whether the ledger is there: a SQLite file may be deleted under a command; a server is not asked."""
+    path = locate(home).path
+    return path is None or path.exists()

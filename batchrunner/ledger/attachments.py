@@ -3,8 +3,8 @@
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Iterable
+from typing import Any
 
 from batchrunner.ledger.database import Database, utcnow
 from batchrunner.ledger.runs import Run
@@ -13,7 +13,7 @@ from batchrunner.states import OPEN_STATES
 
 class AttachmentsTable(Database):
     def _insert_run_attachments(
-        self, db: sqlite3.Connection, run_pk: int, attachments: Iterable[tuple[str, str, str]], keep: bool
+        self, db: Any, run_pk: int, attachments: Iterable[tuple[str, str, str]], keep: bool
     ) -> None:
         """The files a new run's requests attach: (sha256, backend_key, file_id)."""
         db.executemany(
@@ -35,8 +35,9 @@ class AttachmentsTable(Database):
         """Committed right after the upload, so a crash never makes the same content go up twice."""
         with self.transaction() as db:
             db.execute(
-                "INSERT OR REPLACE INTO uploads (sha256, backend_key, file_id, filename, size, uploaded_at)"
-                " VALUES (?, ?, ?, ?, ?, ?)",
+                "INSERT INTO uploads (sha256, backend_key, file_id, filename, size, uploaded_at)"
+                " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (sha256, backend_key) DO UPDATE SET file_id = excluded.file_id,"
+                " filename = excluded.filename, size = excluded.size, uploaded_at = excluded.uploaded_at",
                 (sha256, backend_key, file_id, filename, size, utcnow()),
             )
 

@@ -4,7 +4,6 @@ that states.TRANSITIONS does not declare."""
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -44,7 +43,7 @@ class Batch:
     note: str | None
 
 
-def _batch(row: sqlite3.Row) -> Batch:
+def _batch(row: Any) -> Batch:
     counts = row["request_counts"]
     accepted = row["purpose_accepted"]
     return Batch(
@@ -83,7 +82,7 @@ _MOVE_COLUMNS = frozenset(
 
 class BatchesTable(Database):
     def _insert_batches(
-        self, db: sqlite3.Connection, run_pk: int, attempt: int, shards: Iterable[tuple[int, int | None, str, int, int]]
+        self, db: Any, run_pk: int, attempt: int, shards: Iterable[tuple[int, int | None, str, int, int]]
     ) -> None:
         """New batches of one attempt, each `prepared`: (shard, first_seq, request_file, requests, bytes)."""
         db.executemany(
@@ -95,7 +94,7 @@ class BatchesTable(Database):
             ),
         )
 
-    def _move(self, db: sqlite3.Connection, batch: Batch, target: BatchState, **columns: Any) -> None:
+    def _move(self, db: Any, batch: Batch, target: BatchState, **columns: Any) -> None:
         """The one way a batch changes state: from the state the database holds now (not the
         caller's copy), only along a declared transition, with the columns that move sets."""
         unknown = set(columns) - _MOVE_COLUMNS

@@ -1,4 +1,5 @@
-"""The per-run lock: one process works on a run at a time (DESIGN §6); a second exits 75."""
+"""The per-run lock on a SQLite ledger: one process works on a run at a time (DESIGN §6); a second
+exits 75. (On PostgreSQL the lock is an advisory lock of the command's connection: postgres.py.)"""
 
 from __future__ import annotations
 

@@ -3,7 +3,6 @@ the latest result of each, stored as the joined-ready fragment of its output lin
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Iterable, Iterator
 from operator import itemgetter
 from typing import Any, NamedTuple
@@ -32,15 +31,30 @@ class ResultRow(NamedTuple):
 PlacedResult = tuple[int, str, str | None, int, int, bytes]
 
 _SEQ = itemgetter(0)
+_RESULT_COLUMNS = ("seq", "status", "error_type", "input_tokens", "output_tokens", "result")
+
+
+def _usable(result: PlacedResult) -> bool:
+    return result[1] == "succeeded" and result[2] is None
+
+
+def _once_each(rows: list[PlacedResult]) -> list[PlacedResult]:
+    """Sorted results with one per seq, as applying them one by one would leave it: a later one
+    replaces an earlier one unless that was a usable answer. (One upsert may not touch a row twice.)"""
+    kept: list[PlacedResult] = []
+    for result in rows:
+        if kept and kept[-1][0] == result[0]:
+            if not _usable(kept[-1]):
+                kept[-1] = result
+        else:
+            kept.append(result)
+    return kept
 
 
 class ResultsTable(Database):
-    def _insert_requests(self, db: sqlite3.Connection, run_pk: int, custom_ids: Iterable[str]) -> int:
+    def _insert_requests(self, db: Any, run_pk: int, custom_ids: Iterable[str]) -> int:
         """Every request of a new run, numbered in input order; returns how many."""
-        db.executemany(
-            "INSERT INTO requests (run_pk, seq, custom_id) VALUES (?, ?, ?)",
-            ((run_pk, seq, custom_id) for seq, custom_id in enumerate(custom_ids)),
-        )
+        self.store.insert_many(db, "requests", ("seq", "custom_id"), enumerate(custom_ids), constants={"run_pk": run_pk})
         return int(db.execute("SELECT count(*) FROM requests WHERE run_pk = ?", (run_pk,)).fetchone()[0])
 
     def positions(self, run: Run, custom_ids: Iterable[str]) -> dict[str, int]:
@@ -63,10 +77,9 @@ class ResultsTable(Database):
         one contiguous stretch, so its rows are appended page after page instead of splitting
         pages in the middle.
         """
-        query = (
-            "INSERT INTO results (run_pk, attempt, batch_pk, seq, status, error_type, input_tokens, output_tokens,"
-            f" result) VALUES ({int(run.pk)}, {int(batch.attempt)}, {int(batch.pk)}, ?, ?, ?, ?, ?, ?)"
-            " ON CONFLICT (run_pk, seq) DO UPDATE SET"
+        constants = {"run_pk": run.pk, "attempt": batch.attempt, "batch_pk": batch.pk}
+        conflict = (
+            "ON CONFLICT (run_pk, seq) DO UPDATE SET"
             " status = excluded.status, attempt = excluded.attempt, batch_pk = excluded.batch_pk,"
             " error_type = excluded.error_type, input_tokens = excluded.input_tokens,"
             " output_tokens = excluded.output_tokens, result = excluded.result"
@@ -79,27 +92,26 @@ class ResultsTable(Database):
             buffered.append(placed)
             size += len(placed[5])
             if len(buffered) >= RESULTS_CHUNK_ROWS or size >= RESULTS_CHUNK_BYTES:
-                self._write_in_order(query, buffered)
+                self._write_in_order(constants, conflict, buffered)
                 buffered, size = [], 0
         if buffered:
-            self._write_in_order(query, buffered)
+            self._write_in_order(constants, conflict, buffered)
 
-    def _write_in_order(self, query: str, rows: list[PlacedResult]) -> None:
+    def _write_in_order(self, constants: dict[str, int], conflict: str, rows: list[PlacedResult]) -> None:
         rows.sort(key=_SEQ)
         with self.transaction() as db:
-            db.executemany(query, rows)
+            self.store.insert_many(db, "results", _RESULT_COLUMNS, _once_each(rows), constants=constants, conflict=conflict)
 
     def output_rows(self, run: Run) -> Iterator[tuple[str, str, int | None, bytes | None]]:
         """(custom_id, status, batch_pk, fragment) for every request, in input order; no result is pending.
 
         Iterate it inside `checked()`, so a damaged page met halfway is reported as such.
         """
-        rows = self.db.execute(
+        return self.store.scan(
             "SELECT q.custom_id, coalesce(r.status, 'pending'), r.batch_pk, r.result FROM requests q"
             " LEFT JOIN results r ON r.run_pk = q.run_pk AND r.seq = q.seq WHERE q.run_pk = ? ORDER BY q.seq",
             (run.pk,),
         )
-        return iter(rows)
 
     def summary(self, run: Run) -> dict[str, Any]:
         counts = {status: 0 for status in ("pending", *RESULT_STATUSES)}
@@ -149,10 +161,10 @@ class ResultsTable(Database):
         wanted = set(error_types) if error_types is not None else None
         status_list = list(statuses) + (["succeeded"] if wanted and "output_invalid" in wanted else [])
         marks = ",".join("?" * len(status_list))
-        rows = self.db.execute(
-            f"SELECT q.seq, q.custom_id, coalesce(r.status, 'pending') AS latest, r.error_type FROM requests q"
+        rows = self.store.scan(
+            "SELECT q.seq, q.custom_id, coalesce(r.status, 'pending'), r.error_type FROM requests q"
             " LEFT JOIN results r ON r.run_pk = q.run_pk AND r.seq = q.seq"
-            f" WHERE q.run_pk = ? AND latest IN ({marks}) ORDER BY q.seq",
+            f" WHERE q.run_pk = ? AND coalesce(r.status, 'pending') IN ({marks}) ORDER BY q.seq",
             (run.pk, *status_list),
         )
         excluded = set(exclude_error_types)

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
-
+from typing import Any
 
 from batchrunner.errors import UnknownRun
 from batchrunner.ledger.database import Database, utcnow
@@ -29,7 +28,7 @@ class Run:
     output_written_at: str | None
 
 
-def _run(row: sqlite3.Row) -> Run:
+def _run(row: Any) -> Run:
     return Run(
         pk=row["pk"],
         id=row["id"],
@@ -50,7 +49,7 @@ def _run(row: sqlite3.Row) -> Run:
 class RunsTable(Database):
     def _insert_run(
         self,
-        db: sqlite3.Connection,
+        db: Any,
         *,
         run_id: str,
         job_name: str,
@@ -65,7 +64,7 @@ class RunsTable(Database):
         """A new run with no requests counted yet (`_set_requests` counts them once they are in)."""
         cursor = db.execute(
             "INSERT INTO runs (id, job_name, spec_path, output_path, run_dir, backend, base_url, model,"
-            " requests, settings, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?)",
+            " requests, settings, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?) RETURNING pk",
             (
                 run_id,
                 job_name,
@@ -79,16 +78,15 @@ class RunsTable(Database):
                 utcnow(),
             ),
         )
-        assert cursor.lastrowid is not None
-        return cursor.lastrowid
+        return int(cursor.fetchone()[0])
 
-    def _set_requests(self, db: sqlite3.Connection, run_pk: int, total: int) -> None:
+    def _set_requests(self, db: Any, run_pk: int, total: int) -> None:
         db.execute("UPDATE runs SET requests = ? WHERE pk = ?", (total, run_pk))
 
     def run(self, run_id: str) -> Run:
         row = self.db.execute("SELECT * FROM runs WHERE id = ?", (run_id,)).fetchone()
         if row is None:
-            raise UnknownRun(f"no run {run_id!r} in {self.home}; `batchrunner runs` lists the runs there")
+            raise UnknownRun(f"no run {run_id!r} in {self.where}; `batchrunner runs` lists the runs there")
         return _run(row)
 
     def has_run(self, run_id: str) -> bool:
@@ -97,7 +95,7 @@ class RunsTable(Database):
     def latest_run(self) -> Run:
         row = self.db.execute("SELECT * FROM runs ORDER BY pk DESC LIMIT 1").fetchone()
         if row is None:
-            raise UnknownRun(f"there are no runs in {self.home} yet; start one with `batchrunner submit JOB`")
+            raise UnknownRun(f"there are no runs in {self.where} yet; start one with `batchrunner submit JOB`")
         return _run(row)
 
     def runs(self) -> list[Run]:

@@ -1,10 +1,14 @@
 """The ledger's tables, as numbered migrations: a ledger at schema version N has run the first N.
 
-Applied in order by `Database` at open; `PRAGMA user_version` records how many. A second SQL
-dialect (issue 17) gets a sibling of this file and of each table's module.
+One list for SQLite and PostgreSQL, applied in order at open (SQLite counts them in `PRAGMA
+user_version`, PostgreSQL in the schema_version table). Written in SQLite's words, which the
+PostgreSQL store translates (postgres.py): `INTEGER PRIMARY KEY` is an identity column,
+INTEGER is BIGINT, BLOB is BYTEA, `WITHOUT ROWID` is dropped. A new table keeps to those words.
 """
 
 from __future__ import annotations
+
+from collections.abc import Iterator
 
 MIGRATIONS: list[str] = [
     """
@@ -91,4 +95,18 @@ MIGRATIONS: list[str] = [
     ) WITHOUT ROWID;
     CREATE INDEX run_attachments_by_file_id ON run_attachments (file_id);
     """,
+    """
+    CREATE TABLE run_locks (
+        run_id TEXT PRIMARY KEY,
+        host TEXT NOT NULL,
+        pid INTEGER NOT NULL,
+        command TEXT NOT NULL,
+        since TEXT NOT NULL
+    );
+    """,
 ]
+
+
+def statements(script: str) -> Iterator[str]:
+    """A migration's statements, one at a time."""
+    return (statement for statement in script.split(";") if statement.strip())
