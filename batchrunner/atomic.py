@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import os
+import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -81,3 +82,25 @@ def atomic_writer(
             tmp.unlink(missing_ok=True)
             raise
         fsync_dir(path.parent)
+
+
+@contextmanager
+def publish(target: Path | str, *, site: str) -> Iterator[BinaryIO]:
+    """The one way an output is published: a path through `atomic_writer`; an object store URL
+    written to a private local temp file first, then uploaded whole (store.put_whole), so the
+    object appears whole or not at all and a failed or killed write leaves none."""
+    if isinstance(target, Path):
+        with atomic_writer(target, site=site) as out:
+            yield out
+        return
+    from batchrunner.store import put_whole
+
+    fd, name = tempfile.mkstemp(prefix=".batchrunner-output.", suffix=".tmp")
+    tmp = Path(name)
+    try:
+        with naming(tmp), os.fdopen(fd, "wb", buffering=1 << 20) as out:
+            yield out
+            failpoint(site)
+        put_whole(tmp, target, site=f"{site}.upload")
+    finally:
+        tmp.unlink(missing_ok=True)

@@ -10,6 +10,7 @@ from batchrunner.errors import InputError
 BACKENDS = ("auto", "local", "anthropic")
 
 HOME = "BATCHRUNNER_HOME"  # the state home (--home)
+STORE = "BATCHRUNNER_STORE"  # where new runs keep their data: a folder or an object store URL (--store)
 BACKEND = "BATCHRUNNER_BACKEND"  # the backend (--backend)
 DEBUG = "BATCHRUNNER_DEBUG"  # show tracebacks of unexpected errors
 LOCAL_PROCESSING_SECONDS = "BATCHRUNNER_LOCAL_PROCESSING_SECONDS"  # how long a batch takes on the local emulator
