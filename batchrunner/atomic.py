@@ -24,6 +24,17 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def private_folder(path: Path) -> None:
+    """Make `path` and any missing parent 0700 whatever the umask (mkdir's parents=True gives
+    the parents the umask's mode): a run's spool on a host that had nothing of it yet."""
+    missing = []
+    while not path.exists():
+        missing.append(path)
+        path = path.parent
+    for folder in reversed(missing):
+        folder.mkdir(mode=0o700, exist_ok=True)
+
+
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)

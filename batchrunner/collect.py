@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from batchrunner.atomic import publish
+from batchrunner.atomic import private_folder, publish
 from batchrunner.files import stream_to_file
 from batchrunner.client import AsyncApi
 from batchrunner.crashpoints import crashpoint
@@ -173,7 +173,7 @@ async def download_results(api: AsyncApi, run: Run, batch: Batch, on_event: Call
     assert batch.batch_id is not None and batch.request_counts is not None
     data, name = open_store(run.store, run.run_dir), results_name(batch)
     dest = run.run_dir / name
-    dest.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    private_folder(dest.parent)
     kept = await _stored_results(data, name, dest)
     if kept is not None:
         return kept

@@ -243,11 +243,11 @@ async def _prepare_run(
         shutil.rmtree(scratch, ignore_errors=True)
         raise
     location = f"{runs_at}/{run_id}" if runs_at is not None and is_url(runs_at) else str(run_dir)
-    if is_url(location):
-        data = open_store(location, run_dir)
-        for name in (ROWS_NAME, *(s.path.name for s in report.shards if s.path is not None)):
-            data.publish(name, run_dir / name)
     try:
+        if is_url(location):
+            data = open_store(location, run_dir)
+            for name in (ROWS_NAME, *(s.path.name for s in report.shards if s.path is not None)):
+                await asyncio.to_thread(data.publish, name, run_dir / name)
         run = ledger.create_run(
             run_id=run_id,
             job_name=spec.name,
@@ -264,7 +264,7 @@ async def _prepare_run(
             attachments=[] if uploaded is None else [(sha, uploaded.backend_key, id_) for sha, id_ in uploaded.file_ids.items()],
             keep_attachments=spec.keep_attachments,
         )
-    except BaseException:  # not registered (e.g. a full disk): its folder would be an orphan
+    except BaseException:  # not registered (a full disk, a store unreachable): its folder would be an orphan
         if not ledger.has_run(run_id):  # a Ctrl-C just after the commit leaves a registered run
             shutil.rmtree(run_dir, ignore_errors=True)
         raise

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from batchrunner.atomic import private_folder
 from batchrunner.errors import InputError, Problem
 from batchrunner.ledger import Ledger, Run
 from batchrunner.requestfile import attempt_name, copy_lines
@@ -97,7 +98,7 @@ def prepare_attempt(ledger: Ledger, run: Run, seqs: list[int]) -> int:
         if chosen:
             name = attempt_name(attempt, original.shard)
             dest = run.run_dir / name
-            dest.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            private_folder(dest.parent)
             data = open_store(run.store, run.run_dir)
             size = copy_lines(data.fetch(original.request_file), first_seq, chosen, dest)
             data.publish(name, dest)

@@ -41,7 +41,7 @@ ALLOWED: dict[str, set[str]] = {
     "submit": {"client", "crashpoints", "errors", "ledger", "requestfile", "states", "store"},
     "poll": {"client", "crashpoints", "errors", "ledger", "run_settings", "states"},
     "collect": {"atomic", "client", "crashpoints", "errors", "files", "ledger", "requestfile", "states", "store"},  # files: stream_to_file
-    "retry": {"errors", "ledger", "requestfile", "store"},
+    "retry": {"atomic", "errors", "ledger", "requestfile", "store"},
     "models": {"catalog", "client", "errors", "rules"},
 }
 STAGES_AND_BELOW = set(ALLOWED) - {"emulator"}

@@ -1,7 +1,7 @@
 """Where a run's data lives: its request files, rows file and raw results (DESIGN §11).
 
 A run records one location: a local folder (the default, `<home>/runs/<id>`) or an object
-store URL (`s3://bucket/prefix/runs/<id>`, `gs://…`, `az://…`, through fsspec). Every stage
+store URL (`s3://bucket/prefix/<id>`, `gs://…`, `az://…`, through fsspec). Every stage
 reads a file as a local path (`fetch`) and hands a finished local file back (`publish`), so a
 local run has no copy and no extra step, and a remote run keeps a local spool of what it used.
 
@@ -55,10 +55,11 @@ def check_url(url: str) -> None:
 
 
 def runs_location(store: str | None, home: Path) -> str | None:
-    """Where new runs' folders go under `--store`: None for the default (the state home's runs/)."""
+    """The folder that holds new runs' folders under `--store` (a run's is `<store>/<run id>`):
+    None for the default, the state home's `runs/`."""
     if store is None or store == "":
         return None
     if is_url(store):
         check_url(store)
-        return store.rstrip("/") + "/runs"
-    return str(Path(store).resolve() / "runs") if Path(store).resolve() != home.resolve() else None
+        return store.rstrip("/")
+    return str(Path(store).resolve())

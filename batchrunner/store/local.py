@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from batchrunner.atomic import private_folder
+
 
 class LocalStore:
     """The folder itself: `fetch` is a path join and `publish` has nothing left to do."""
@@ -18,7 +20,7 @@ class LocalStore:
 
     def publish(self, name: str, local: Path) -> None:
         if local != self.root / name:
-            (self.root / name).parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            private_folder((self.root / name).parent)
             local.replace(self.root / name)
 
     def exists(self, name: str) -> bool:

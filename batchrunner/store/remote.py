@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from batchrunner.atomic import atomic_writer
+from batchrunner.atomic import atomic_writer, private_folder
 from batchrunner.crashpoints import crashpoint, failpoint
 from batchrunner.errors import BatchrunnerError, InputError
 from batchrunner.paths import has_secret, masked
@@ -76,9 +76,8 @@ def put_whole(local: Path, url: str, *, site: str = "store.upload") -> None:
         try:
             with local.open("rb") as source:
                 for count, chunk in enumerate(iter(lambda: source.read(CHUNK), b"")):
-                    out.write(chunk)
-                    if count == 1:
-                        crashpoint("store.uploading")
+                    out.write(chunk)  # a full part goes out here, as part of a multipart upload
+                    crashpoint("store.uploading")  # tests (not in POINTS: the local suites never reach it)
                     failpoint(site, count + 1)
             out.close()
         except BaseException:
@@ -108,7 +107,7 @@ class RemoteStore:
         local = self.spool / name
         if local.exists():
             return local
-        local.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        private_folder(local.parent)
         url = self._url(name)
         with speaking(url, "download"), self.fs.open(url, "rb", block_size=CHUNK) as source:
             with atomic_writer(local, site="store.download") as out:
@@ -120,7 +119,7 @@ class RemoteStore:
         put_whole(local, self._url(name))
         spooled = self.spool / name
         if local != spooled:
-            spooled.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            private_folder(spooled.parent)
             local.replace(spooled)
 
     def exists(self, name: str) -> bool:

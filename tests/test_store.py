@@ -1,0 +1,147 @@
+"""Run data and output in an object store (issue 17, DESIGN §11), on a real S3-compatible server.
+
+moto runs in server mode on loopback (conftest's `s3_endpoint`) and batchrunner reaches it as a
+user's would: s3fs and botocore, configured by the standard AWS environment, AWS_ENDPOINT_URL
+included. Nothing below s3fs is replaced.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import orjson
+from click.testing import Result
+from conftest import Bucket
+from helpers import reviews
+
+from batchrunner.emulator import EmulatorServer
+from batchrunner.ledger import LEDGER_FILE
+
+
+def to_bucket(job: Any, bucket: Bucket, key: str = "out.jsonl") -> str:
+    """Point the job's `output:` at an object in the bucket."""
+    url = bucket.url(key)
+    job.spec.write_text(job.spec.read_text().replace("output: out/results.jsonl", f"output: {url}"))
+    return url
+
+
+def rows_of(data: bytes) -> list[dict[str, Any]]:
+    return [orjson.loads(line) for line in data.splitlines()]
+
+
+def test_a_job_with_its_run_data_and_output_in_s3_runs_end_to_end(
+    make_job: Callable[..., Any], run_cli: Callable[..., Result], bucket: Bucket, isolated_env: Path
+) -> None:
+    job = make_job(reviews(5), batch_size=2)
+    url = to_bucket(job, bucket)
+
+    done = run_cli("--store", bucket.url("runs"), "submit", job.spec, "--backend", "local", "--run-id", "night")
+
+    assert done.exit_code == 0, done.stderr
+    assert [row["custom_id"] for row in rows_of(bucket.read("out.jsonl"))] == [f"r-{i}" for i in range(1, 6)]
+    assert f"output: {url}" in done.stdout
+    keys = bucket.keys()
+    assert {"runs/night/rows.jsonl", "runs/night/requests-000.jsonl", "runs/night/requests-002.jsonl"} <= set(keys)
+    assert len([key for key in keys if key.startswith("runs/night/results/")]) == 3
+    status = orjson.loads(run_cli("--json", "status", "night").stdout)
+    assert status["run"]["store"] == bucket.url("runs/night") and status["run"]["output"] == url
+    assert not job.output.exists()
+
+
+def test_a_host_with_nothing_local_finishes_a_run_from_the_store(
+    make_job: Callable[..., Any], run_cli: Callable[..., Result], bucket: Bucket, emulator: EmulatorServer,
+    tmp_path: Path, monkeypatch: Any,
+) -> None:
+    """Host A submits a 3-shard job and detaches; host B has only the ledger (copied here: a
+    shared ledger is issue 17's PostgreSQL part) and finishes it from the store."""
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-test")
+    monkeypatch.setenv("ANTHROPIC_BASE_URL", emulator.base_url)
+    job = make_job(reviews(6), batch_size=2)
+    to_bucket(job, bucket)
+    host_a, host_b = tmp_path / "host-a", tmp_path / "host-b"
+
+    submitted = run_cli("--home", host_a, "--store", bucket.url("runs"), "submit", job.spec, "--backend", "anthropic",
+                        "--run-id", "shared", "--detach")
+    assert submitted.exit_code == 4, submitted.stderr
+    host_b.mkdir()
+    for ledger_file in host_a.glob(f"{LEDGER_FILE}*"):
+        shutil.copy(ledger_file, host_b / ledger_file.name)
+    shutil.rmtree(host_a)
+
+    watched = run_cli("--home", host_b, "watch", "shared")
+
+    assert watched.exit_code == 0, watched.stderr
+    out = rows_of(bucket.read("out.jsonl"))
+    assert [row["custom_id"] for row in out] == [f"r-{i}" for i in range(1, 7)]
+    assert {row["status"] for row in out} == {"succeeded"} and len({row["batch_id"] for row in out}) == 3
+
+
+def test_a_broken_upload_leaves_no_output_object(
+    make_job: Callable[..., Any], run_cli: Callable[..., Result], bucket: Bucket
+) -> None:
+    """A real process, so that whatever it leaves open is closed (and flushed) at its exit too."""
+    job = make_job(reviews(3))
+    url = to_bucket(job, bucket)
+    env = os.environ | {"BATCHRUNNER_FAIL_WRITE_AT": "output.write.upload"}
+    command = ["--store", bucket.url("runs"), "submit", str(job.spec), "--backend", "local", "--run-id", "b"]
+
+    broken = subprocess.run([sys.executable, "-m", "batchrunner", *command], env=env, capture_output=True, text=True, timeout=120)
+
+    assert broken.returncode == 1
+    assert f"upload to {url}:" in broken.stderr and "Traceback" not in broken.stderr
+    assert "out.jsonl" not in bucket.keys()
+    assert run_cli("collect", "b").exit_code == 0
+    assert len(rows_of(bucket.read("out.jsonl"))) == 3
+
+
+def test_a_crash_mid_upload_leaves_nothing_half_written(
+    make_job: Callable[..., Any], run_cli: Callable[..., Result], bucket: Bucket, isolated_env: Path
+) -> None:
+    """A process killed while uploading the output (after its first part) leaves no object; the
+    next collect writes it whole. A local output's temp file is swept as before."""
+    job = make_job(reviews(4))
+    to_bucket(job, bucket)
+    assert run_cli("--store", bucket.url("runs"), "submit", job.spec, "--backend", "local", "--run-id", "c",
+                   "--detach").exit_code == 4
+    env = os.environ | {"BATCHRUNNER_CRASH_AT": "store.uploading"}
+
+    killed = subprocess.run([sys.executable, "-m", "batchrunner", "watch", "c"], env=env, capture_output=True, timeout=120)
+
+    assert killed.returncode == -9, killed.stderr[-2000:]
+    assert "out.jsonl" not in bucket.keys()
+    assert run_cli("collect", "c").exit_code == 0
+    assert [row["custom_id"] for row in rows_of(bucket.read("out.jsonl"))] == ["r-1", "r-2", "r-3", "r-4"]
+
+
+def test_a_url_whose_extra_is_missing_is_exit_2_naming_it(
+    make_job: Callable[..., Any], run_cli: Callable[..., Result], isolated_env: Path
+) -> None:
+    job = make_job(reviews(2))
+
+    for store, extra in (("gs://bucket/runs", "gcs"), ("az://container/runs", "azure")):
+        refused = run_cli("--store", store, "submit", job.spec, "--backend", "local")
+        assert refused.exit_code == 2 and f"pip install 'batchrunner[{extra}]'" in refused.stderr
+    job.spec.write_text(job.spec.read_text().replace("output: out/results.jsonl", "output: gs://bucket/out.jsonl"))
+    refused = run_cli("submit", job.spec, "--backend", "local")
+    assert refused.exit_code == 2 and "pip install 'batchrunner[gcs]'" in refused.stderr
+    assert not (isolated_env / LEDGER_FILE).exists(), "nothing was written"
+
+
+def test_credentials_in_a_store_url_are_refused_and_never_shown(
+    make_job: Callable[..., Any], run_cli: Callable[..., Result], bucket: Bucket, isolated_env: Path
+) -> None:
+    job = make_job(reviews(2))
+    secret = "wJalrXUtnFEMI-K7MDENG-bPxRfiCYEXAMPLEKEY"
+
+    for store in (f"s3://AKIDEXAMPLE:{secret}@{bucket.name}/runs", f"s3://{bucket.name}/runs?secret_key={secret}"):
+        refused = run_cli("--store", store, "submit", job.spec, "--backend", "local")
+        assert refused.exit_code == 2, refused.stderr
+        assert "credentials do not go in the URL" in refused.stderr and "***" in refused.stderr
+        assert secret not in refused.stdout + refused.stderr
+    assert not (isolated_env / LEDGER_FILE).exists()
