@@ -145,3 +145,17 @@ def test_credentials_in_a_store_url_are_refused_and_never_shown(
         assert "credentials do not go in the URL" in refused.stderr and "***" in refused.stderr
         assert secret not in refused.stdout + refused.stderr
     assert not (isolated_env / LEDGER_FILE).exists()
+
+
+def test_a_local_store_folder_holds_the_run_folders(
+    make_job: Callable[..., Any], run_cli: Callable[..., Result], tmp_path: Path, isolated_env: Path
+) -> None:
+    job = make_job(reviews(2))
+    store = tmp_path / "shared-disk"
+
+    done = run_cli("--store", store, "submit", job.spec, "--backend", "local", "--run-id", "here")
+
+    assert done.exit_code == 0, done.stderr
+    assert (store / "here" / "rows.jsonl").exists() and len(list((store / "here" / "results").iterdir())) == 1
+    assert not (isolated_env / "runs" / "here").exists()
+    assert orjson.loads(run_cli("--json", "status", "here").stdout)["run"]["store"] == str(store / "here")

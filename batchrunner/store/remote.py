@@ -109,7 +109,7 @@ class RemoteStore:
             return local
         private_folder(local.parent)
         url = self._url(name)
-        with speaking(url, "download"), self.fs.open(url, "rb", block_size=CHUNK) as source:
+        with speaking(url, "download"), self.fs.open(url, "rb", block_size=CHUNK, cache_type="none") as source:
             with atomic_writer(local, site="store.download") as out:
                 for chunk in iter(lambda: source.read(CHUNK), b""):
                     out.write(chunk)
