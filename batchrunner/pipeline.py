@@ -13,6 +13,7 @@ import os
 import re
 import shutil
 from collections.abc import Callable, Iterator
+from contextlib import suppress
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -22,12 +23,13 @@ from typing import TYPE_CHECKING, Any
 from batchrunner import settings
 from batchrunner.client import resolve_backend, simulated_notice
 from batchrunner.collect import archive_warning, collect_batch, write_output
-from batchrunner.crashpoints import crashpoint
+from batchrunner.crashpoints import crashpoint, failpoint
 from batchrunner.errors import (
     EXIT_INCOMPLETE,
     EXIT_INVALID,
     EXIT_OK,
     EXIT_RUNNING,
+    BatchrunnerError,
     BudgetExceeded,
     InputError,
     RunLocked,
@@ -246,7 +248,8 @@ async def _prepare_run(
     try:
         if is_url(location):
             data = open_store(location, run_dir)
-            for name in (ROWS_NAME, *(s.path.name for s in report.shards if s.path is not None)):
+            for count, name in enumerate((ROWS_NAME, *(s.path.name for s in report.shards if s.path is not None)), 1):
+                failpoint("store.publish", count)  # tests: the store failing after some of the files are up
                 await asyncio.to_thread(data.publish, name, run_dir / name)
         run = ledger.create_run(
             run_id=run_id,
@@ -267,10 +270,21 @@ async def _prepare_run(
     except BaseException:  # not registered (a full disk, a store unreachable): its folder would be an orphan
         if not ledger.has_run(run_id):  # a Ctrl-C just after the commit leaves a registered run
             shutil.rmtree(run_dir, ignore_errors=True)
+            if is_url(location):
+                _remove_objects(location, run_dir)
         raise
     crashpoint("run.registered")
     session.run = run
     return run
+
+
+def _remove_objects(location: str, spool: Path) -> None:
+    """What an unregistered run uploaded, as far as the store can still be reached (it may be why
+    the run failed): another host could never find these objects through the ledger."""
+    with suppress(BatchrunnerError):
+        data = open_store(location, spool)
+        for name in data.list():
+            data.delete(name)
 
 
 # driving a run

@@ -159,3 +159,19 @@ def test_a_local_store_folder_holds_the_run_folders(
     assert (store / "here" / "rows.jsonl").exists() and len(list((store / "here" / "results").iterdir())) == 1
     assert not (isolated_env / "runs" / "here").exists()
     assert orjson.loads(run_cli("--json", "status", "here").stdout)["run"]["store"] == str(store / "here")
+
+
+def test_a_run_whose_data_could_not_all_be_uploaded_leaves_nothing(
+    make_job: Callable[..., Any], run_cli: Callable[..., Result], bucket: Bucket, isolated_env: Path, monkeypatch: Any
+) -> None:
+    """The store fails after the rows file is up: the run is not registered, and neither the
+    objects already uploaded nor the local folder stay behind as orphans."""
+    job = make_job(reviews(3), batch_size=2)
+    monkeypatch.setenv("BATCHRUNNER_FAIL_WRITE_AT", "store.publish@2")
+
+    failed = run_cli("--store", bucket.url("runs"), "submit", job.spec, "--backend", "local", "--run-id", "half")
+
+    assert failed.exit_code == 1 and "No space left on device" in failed.stderr
+    assert bucket.keys() == []
+    assert not (isolated_env / "runs" / "half").exists()
+    assert run_cli("status", "half").exit_code == 2

@@ -48,7 +48,7 @@ def _filesystem(url: str) -> Any:
         return fsspec.filesystem(scheme)  # botocore reads AWS_ENDPOINT_URL itself
     except ImportError:
         raise InputError(
-            f"{masked(url)} needs the {extra} extra: pip install 'batchrunner[{extra}]'"
+            f"{masked(url)}: needs the {extra} extra: pip install 'batchrunner[{extra}]'"
         ) from None
 
 
