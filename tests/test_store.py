@@ -54,32 +54,48 @@ def test_a_job_with_its_run_data_and_output_in_s3_runs_end_to_end(
     assert not job.output.exists()
 
 
-def test_a_host_with_nothing_local_finishes_a_run_from_the_store(
+def new_host(previous: Path, host: Path) -> None:
+    """A host with nothing of the run but its ledger (copied here: sharing one ledger is issue
+    17's PostgreSQL part); the previous host is gone, with its spool."""
+    host.mkdir()
+    for ledger_file in previous.glob(f"{LEDGER_FILE}*"):
+        shutil.copy(ledger_file, host / ledger_file.name)
+    shutil.rmtree(previous)
+
+
+def test_hosts_with_nothing_local_finish_and_retry_a_run_from_the_store(
     make_job: Callable[..., Any], run_cli: Callable[..., Result], bucket: Bucket, emulator: EmulatorServer,
     tmp_path: Path, monkeypatch: Any,
 ) -> None:
-    """Host A submits a 3-shard job and detaches; host B has only the ledger (copied here: a
-    shared ledger is issue 17's PostgreSQL part) and finishes it from the store."""
+    """Host A submits a 3-shard job and detaches; host B watches it to the end from the store;
+    host C retries its failed request: each with only the ledger."""
     monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-test")
     monkeypatch.setenv("ANTHROPIC_BASE_URL", emulator.base_url)
-    job = make_job(reviews(6), batch_size=2)
+    rows = reviews(6)
+    rows[3]["text"] += " [[emulator:errored_once:overloaded_error]]"
+    job = make_job(rows, batch_size=2)
     to_bucket(job, bucket)
-    host_a, host_b = tmp_path / "host-a", tmp_path / "host-b"
+    host_a, host_b, host_c = tmp_path / "host-a", tmp_path / "host-b", tmp_path / "host-c"
 
     submitted = run_cli("--home", host_a, "--store", bucket.url("runs"), "submit", job.spec, "--backend", "anthropic",
                         "--run-id", "shared", "--detach")
     assert submitted.exit_code == 4, submitted.stderr
-    host_b.mkdir()
-    for ledger_file in host_a.glob(f"{LEDGER_FILE}*"):
-        shutil.copy(ledger_file, host_b / ledger_file.name)
-    shutil.rmtree(host_a)
-
+    new_host(host_a, host_b)
     watched = run_cli("--home", host_b, "watch", "shared")
 
-    assert watched.exit_code == 0, watched.stderr
+    assert watched.exit_code == 3, watched.stderr
     out = rows_of(bucket.read("out.jsonl"))
     assert [row["custom_id"] for row in out] == [f"r-{i}" for i in range(1, 7)]
-    assert {row["status"] for row in out} == {"succeeded"} and len({row["batch_id"] for row in out}) == 3
+    assert [row["status"] for row in out] == ["succeeded"] * 3 + ["errored"] + ["succeeded"] * 2
+    assert len({row["batch_id"] for row in out}) == 3
+    new_host(host_b, host_c)
+    retried = run_cli("--home", host_c, "retry", "shared")
+
+    assert retried.exit_code == 0, retried.stderr
+    out = rows_of(bucket.read("out.jsonl"))
+    assert [row["custom_id"] for row in out] == [f"r-{i}" for i in range(1, 7)]
+    assert {row["status"] for row in out} == {"succeeded"} and out[3]["attempt"] == 2
+    assert "runs/shared/attempt-2/requests-001.jsonl" in bucket.keys()
 
 
 def test_a_broken_upload_leaves_no_output_object(
