@@ -232,12 +232,13 @@ def test_batchrunner_has_no_way_to_start_a_child_process() -> None:
 def test_object_store_credentials_leak_nowhere(
     tmp_path: Path, canary: str, server: EmulatorServer, make_job: Callable, bucket: Bucket, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The S3 secret key (a canary of its own) with run data and output in the bucket: under -v,
+    """The S3 secret key and session token (a canary of their own) with run data and output in the bucket: under -v,
     the SDK's debug log and BATCHRUNNER_DEBUG=1, on success and with the store unreachable, it is
     in no file of the home, no temp file, no stored object, no output and no stream; the spool
     a host keeps of a run is private like the rest of the home."""
     aws_secret = f"AWS-CANARY-{secrets.token_hex(16)}"
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", aws_secret)
+    monkeypatch.setenv("AWS_SESSION_TOKEN", aws_secret)  # sent with every request, as a pod's role gives it
     tool = Tool(tmp_path, canary, Scan(aws_secret.encode()))
     job = make_job(reviews(4), batch_size=2)
     job.spec.write_text(job.spec.read_text().replace("output: out/results.jsonl", f"output: {bucket.url('out.jsonl')}"))

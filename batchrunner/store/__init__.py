@@ -14,11 +14,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Protocol
 
-from batchrunner.paths import is_url, masked
+from batchrunner.paths import is_url
 from batchrunner.store.local import LocalStore
 from batchrunner.store.remote import RemoteStore, put_whole
 
-__all__ = ["LocalStore", "RemoteStore", "Store", "is_url", "masked", "open_store", "check_url", "put_whole", "runs_location"]
+__all__ = ["LocalStore", "RemoteStore", "Store", "check_url", "open_store", "put_whole", "runs_location"]
+
 
 class Store(Protocol):
     """The operations the pipeline needs of a run's data, by name relative to the run's folder."""
