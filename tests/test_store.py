@@ -63,12 +63,18 @@ def new_host(previous: Path, host: Path) -> None:
     shutil.rmtree(previous)
 
 
+def on_host(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """A command in a process of its own, as on another machine."""
+    command = [sys.executable, "-m", "batchrunner", "--home", str(home), *args]
+    return subprocess.run(command, env=os.environ, capture_output=True, text=True, timeout=120)
+
+
 def test_hosts_with_nothing_local_finish_and_retry_a_run_from_the_store(
     make_job: Callable[..., Any], run_cli: Callable[..., Result], bucket: Bucket, emulator: EmulatorServer,
     tmp_path: Path, monkeypatch: Any,
 ) -> None:
     """Host A submits a 3-shard job and detaches; host B watches it to the end from the store;
-    host C retries its failed request: each with only the ledger."""
+    host C retries its failed request: each a process of its own with only the ledger."""
     monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-test")
     monkeypatch.setenv("ANTHROPIC_BASE_URL", emulator.base_url)
     rows = reviews(6)
@@ -81,17 +87,17 @@ def test_hosts_with_nothing_local_finish_and_retry_a_run_from_the_store(
                         "--run-id", "shared", "--detach")
     assert submitted.exit_code == 4, submitted.stderr
     new_host(host_a, host_b)
-    watched = run_cli("--home", host_b, "watch", "shared")
+    watched = on_host(host_b, "watch", "shared")
 
-    assert watched.exit_code == 3, watched.stderr
+    assert watched.returncode == 3, watched.stderr
     out = rows_of(bucket.read("out.jsonl"))
     assert [row["custom_id"] for row in out] == [f"r-{i}" for i in range(1, 7)]
     assert [row["status"] for row in out] == ["succeeded"] * 3 + ["errored"] + ["succeeded"] * 2
     assert len({row["batch_id"] for row in out}) == 3
     new_host(host_b, host_c)
-    retried = run_cli("--home", host_c, "retry", "shared")
+    retried = on_host(host_c, "retry", "shared")
 
-    assert retried.exit_code == 0, retried.stderr
+    assert retried.returncode == 0, retried.stderr
     out = rows_of(bucket.read("out.jsonl"))
     assert [row["custom_id"] for row in out] == [f"r-{i}" for i in range(1, 7)]
     assert {row["status"] for row in out} == {"succeeded"} and out[3]["attempt"] == 2
