@@ -197,3 +197,21 @@ def test_a_run_whose_data_could_not_all_be_uploaded_leaves_nothing(
     assert bucket.keys() == []
     assert not (isolated_env / "runs" / "half").exists()
     assert run_cli("status", "half").exit_code == 2
+
+
+def test_an_upload_killed_after_its_first_part_leaves_no_object(bucket: Bucket, tmp_path: Path) -> None:
+    """A file over one part (8 MB) goes up as a multipart upload: a process killed once its first
+    part is on the server leaves an upload S3 never completes, and no object."""
+    big = tmp_path / "results.jsonl"
+    big.write_bytes(b'{"custom_id":"r-1","result":{"type":"succeeded"}}\n' * 200_000)  # 10 MB
+    upload = f"from pathlib import Path; from batchrunner.store import put_whole; put_whole(Path({str(big)!r}), {bucket.url('big.jsonl')!r})"
+    env = os.environ | {"BATCHRUNNER_CRASH_AT": "store.uploading"}
+
+    killed = subprocess.run([sys.executable, "-c", upload], env=env, capture_output=True, timeout=120)
+
+    assert killed.returncode == -9, killed.stderr[-2000:]
+    assert [part["Key"] for part in bucket.fs.list_multipart_uploads(bucket.name)] == ["big.jsonl"], "a part went up"
+    assert "big.jsonl" not in bucket.keys()
+    done = subprocess.run([sys.executable, "-c", upload], env=os.environ, capture_output=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert bucket.read("big.jsonl") == big.read_bytes()

@@ -77,7 +77,7 @@ def put_whole(local: Path, url: str, *, site: str = "store.upload") -> None:
             with local.open("rb") as source:
                 for count, chunk in enumerate(iter(lambda: source.read(CHUNK), b"")):
                     out.write(chunk)  # a full part goes out here, as part of a multipart upload
-                    crashpoint("store.uploading")  # tests (not in POINTS: the local suites never reach it)
+                    crashpoint("store.uploading")
                     failpoint(site, count + 1)
             out.close()
         except BaseException:
