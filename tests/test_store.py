@@ -63,18 +63,18 @@ def new_host(previous: Path, host: Path) -> None:
     shutil.rmtree(previous)
 
 
-def on_host(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
+def on_host(home: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     """A command in a process of its own, as on another machine."""
     command = [sys.executable, "-m", "batchrunner", "--home", str(home), *args]
-    return subprocess.run(command, env=os.environ, capture_output=True, text=True, timeout=120)
+    return subprocess.run(command, env=os.environ | (env or {}), capture_output=True, text=True, timeout=120)
 
 
 def test_hosts_with_nothing_local_finish_and_retry_a_run_from_the_store(
-    make_job: Callable[..., Any], run_cli: Callable[..., Result], bucket: Bucket, emulator: EmulatorServer,
-    tmp_path: Path, monkeypatch: Any,
+    make_job: Callable[..., Any], bucket: Bucket, emulator: EmulatorServer, tmp_path: Path, monkeypatch: Any
 ) -> None:
-    """Host A submits a 3-shard job and detaches; host B watches it to the end from the store;
-    host C retries its failed request: each a process of its own with only the ledger."""
+    """Host A is killed mid-submit (one of three shards created); host B, with only the ledger,
+    resumes and watches the run to the end from the store; host C retries its failed request.
+    Each is a process of its own."""
     monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-test")
     monkeypatch.setenv("ANTHROPIC_BASE_URL", emulator.base_url)
     rows = reviews(6)
@@ -83,13 +83,14 @@ def test_hosts_with_nothing_local_finish_and_retry_a_run_from_the_store(
     to_bucket(job, bucket)
     host_a, host_b, host_c = tmp_path / "host-a", tmp_path / "host-b", tmp_path / "host-c"
 
-    submitted = run_cli("--home", host_a, "--store", bucket.url("runs"), "submit", job.spec, "--backend", "anthropic",
-                        "--run-id", "shared", "--detach")
-    assert submitted.exit_code == 4, submitted.stderr
+    killed = on_host(host_a, "--store", bucket.url("runs"), "submit", str(job.spec), "--backend", "anthropic",
+                     "--run-id", "shared", "--detach", env={"BATCHRUNNER_CRASH_AT": "submit.recorded"})
+    assert killed.returncode == -9 and emulator.stats()["batches_created"] == 1, killed.stderr
     new_host(host_a, host_b)
     watched = on_host(host_b, "watch", "shared")
 
     assert watched.returncode == 3, watched.stderr
+    assert emulator.stats()["batches_created"] == 3, "each shard created once: two of them from the store's request files"
     out = rows_of(bucket.read("out.jsonl"))
     assert [row["custom_id"] for row in out] == [f"r-{i}" for i in range(1, 7)]
     assert [row["status"] for row in out] == ["succeeded"] * 3 + ["errored"] + ["succeeded"] * 2
