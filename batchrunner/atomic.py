@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import os
+import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -21,6 +22,17 @@ def fsync_dir(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def private_folder(path: Path) -> None:
+    """Make `path` and any missing parent 0700 whatever the umask (mkdir's parents=True gives
+    the parents the umask's mode): a run's spool on a host that had nothing of it yet."""
+    missing = []
+    while not path.exists():
+        missing.append(path)
+        path = path.parent
+    for folder in reversed(missing):
+        folder.mkdir(mode=0o700, exist_ok=True)
 
 
 def _alive(pid: int) -> bool:
@@ -81,3 +93,25 @@ def atomic_writer(
             tmp.unlink(missing_ok=True)
             raise
         fsync_dir(path.parent)
+
+
+@contextmanager
+def publish(target: Path | str, *, site: str) -> Iterator[BinaryIO]:
+    """The one way an output is published: a path through `atomic_writer`; an object store URL
+    written to a private local temp file first, then uploaded whole (store.put_whole), so the
+    object appears whole or not at all and a failed or killed write leaves none."""
+    if isinstance(target, Path):
+        with atomic_writer(target, site=site) as out:
+            yield out
+        return
+    from batchrunner.store import put_whole
+
+    fd, name = tempfile.mkstemp(prefix=".batchrunner-output.", suffix=".tmp")
+    tmp = Path(name)
+    try:
+        with naming(tmp), os.fdopen(fd, "wb", buffering=1 << 20) as out:
+            yield out
+            failpoint(site)
+        put_whole(tmp, target, site=f"{site}.upload")
+    finally:
+        tmp.unlink(missing_ok=True)

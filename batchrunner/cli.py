@@ -51,6 +51,7 @@ class App:
     verbose: int
     quiet: bool
     ledger: str | None = None
+    store: str | None = None
 
     def emit(self, data: Any, text: str | None = None) -> None:
         """Write the command's result: one JSON document, or human text."""
@@ -132,7 +133,7 @@ def _click_error(ctx: click.Context, exc: click.ClickException) -> None:
 
 
 # group option name -> the App field it sets
-_GLOBAL_OPTIONS = {"home": "home", "ledger": "ledger", "as_json": "json", "verbose": "verbose", "quiet": "quiet"}
+_GLOBAL_OPTIONS = {"home": "home", "ledger": "ledger", "store": "store", "as_json": "json", "verbose": "verbose", "quiet": "quiet"}
 
 
 def _after_command(option: click.Option, field: str) -> click.Option:
@@ -294,14 +295,21 @@ class Finite(click.FloatRange):
     metavar="URL",
     help="The ledger: sqlite:///path/ledger.sqlite3 or postgresql://user@host/db (default: the state home's file).",
 )
+@click.option(
+    "--store",
+    envvar=settings.STORE,
+    metavar="FOLDER|URL",
+    help="Where new runs keep their request files, rows and raw results: a folder, or an s3://, gs:// or "
+    "az:// URL (extras s3, gcs, azure). A run remembers its store.  [default: the state home]",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document on stdout and nothing else there.")
 @click.option("-v", "--verbose", count=True, help="More detail; tracebacks for unexpected errors.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress or notices on stderr.")
 @click.version_option(package_name="batchrunner")
 @click.pass_context
-def cli(ctx: click.Context, home: Path, ledger: str | None, as_json: bool, verbose: int, quiet: bool) -> None:
+def cli(ctx: click.Context, home: Path, ledger: str | None, store: str | None, as_json: bool, verbose: int, quiet: bool) -> None:
     """Run Claude at scale through Anthropic's Message Batches API."""
-    ctx.obj = App(home=home, json=as_json, verbose=verbose, quiet=quiet, ledger=ledger)
+    ctx.obj = App(home=home, json=as_json, verbose=verbose, quiet=quiet, ledger=ledger, store=store or None)
     _select_ledger(ledger)
 
 
@@ -445,7 +453,7 @@ def _events(app: App, progress: Progress | None = None) -> Events:
 
 
 def _summary_text(outcome: Outcome) -> str:
-    from batchrunner.paths import shown
+    from batchrunner.paths import shown_target
 
     s = outcome.summary
     counts = " · ".join(f"{n:,} {status}" for status, n in s["counts"].items() if n)
@@ -462,7 +470,7 @@ def _summary_text(outcome: Outcome) -> str:
         lines.append(f"output_invalid: {s['output_invalid']:,} answer(s) not valid under output_schema (parsed: null)")
     run_id = outcome.run.id
     if outcome.state == RunState.DONE:
-        lines.append(f"output: {shown(outcome.run.output_path)}")
+        lines.append(f"output: {shown_target(outcome.run.output_path)}")
     elif outcome.state == RunState.ENDED:
         lines.append(f"ended — run `batchrunner collect {run_id}` to download the results and write the output")
     elif outcome.exit_code == EXIT_RUNNING:
@@ -532,6 +540,7 @@ def submit(
         outcome = pipeline.submit(
             job,
             home=app.home,
+            store=app.store,
             run_id=run_id,
             backend=backend,
             detach=detach,

@@ -8,6 +8,7 @@ row, in input order, written atomically. Memory stays flat in the number of rows
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Iterator
 from contextlib import suppress
 from datetime import UTC, datetime, timedelta
@@ -16,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from batchrunner.atomic import atomic_writer
+from batchrunner.atomic import private_folder, publish
 from batchrunner.files import stream_to_file
 from batchrunner.client import AsyncApi
 from batchrunner.crashpoints import crashpoint
@@ -31,6 +32,7 @@ from batchrunner.ledger import (
 )
 from batchrunner.requestfile import READ_CHUNK, ROWS_NAME, count_lines, iter_lines, request_ids
 from batchrunner.states import BatchState
+from batchrunner.store import Store, open_store
 
 if TYPE_CHECKING:
     from jsonschema import Draft202012Validator
@@ -127,7 +129,7 @@ def positions(ledger: Ledger, run: Run, batch: Batch) -> dict[str, int]:
     A first attempt's request file is a contiguous stretch of the input, so its positions
     follow from the line order alone; a retry's are looked up.
     """
-    ids = request_ids(run.run_dir / batch.request_file)
+    ids = request_ids(open_store(run.store, run.run_dir).fetch(batch.request_file))
     if batch.first_seq is not None:
         return {custom_id: batch.first_seq + offset for offset, custom_id in enumerate(ids)}
     return ledger.positions(run, ids)
@@ -147,15 +149,34 @@ def _joinable(
             yield (seq, *row[1:])
 
 
+def results_name(batch: Batch) -> str:
+    """A batch's raw results file, relative to the run's folder."""
+    return f"results/{batch.batch_id}.jsonl"
+
+
+async def _stored_results(data: Store, name: str, local: Path) -> Path | None:
+    """The results this run already has: in its folder, or (a remote store) in the store, where
+    a download that was spooled here but not yet uploaded is uploaded now."""
+    if not data.remote:
+        return local if local.exists() else None
+    stored = await asyncio.to_thread(data.exists, name)
+    if local.exists():
+        if not stored:
+            await asyncio.to_thread(data.publish, name, local)
+        return local
+    return await asyncio.to_thread(data.fetch, name) if stored else None
+
+
 async def download_results(api: AsyncApi, run: Run, batch: Batch, on_event: Callable[[str], None]) -> Path:
-    """The batch's raw results file under the run folder, downloaded once and kept, and only
-    once it holds exactly the batch's number of results."""
+    """The batch's raw results file under the run folder (kept in the run's store), downloaded
+    once and kept, and only once it holds exactly the batch's number of results."""
     assert batch.batch_id is not None and batch.request_counts is not None
-    folder = run.run_dir / "results"
-    folder.mkdir(exist_ok=True, mode=0o700)
-    dest = folder / f"{batch.batch_id}.jsonl"
-    if dest.exists():
-        return dest
+    data, name = open_store(run.store, run.run_dir), results_name(batch)
+    dest = run.run_dir / name
+    private_folder(dest.parent)
+    kept = await _stored_results(data, name, dest)
+    if kept is not None:
+        return kept
     url = batch.results_url or f"/v1/messages/batches/{batch.batch_id}/results"
     expected = sum(batch.request_counts.values())
 
@@ -171,6 +192,7 @@ async def download_results(api: AsyncApi, run: Run, batch: Batch, on_event: Call
         check=whole,
         on_restart=lambda message: on_event(f"{batch.batch_id}: {message}"),
     )
+    await asyncio.to_thread(data.publish, name, dest)
     return dest
 
 
@@ -209,8 +231,8 @@ async def collect_batch(
     and reported: its requests stay `pending` and are never resubmitted on their own.
     """
     crashpoint("collect.start")
-    results_file = run.run_dir / "results" / f"{batch.batch_id}.jsonl"
-    if archived(batch) and not results_file.exists():
+    name = results_name(batch)
+    if archived(batch) and await _stored_results(open_store(run.store, run.run_dir), name, run.run_dir / name) is None:
         why = f"its results were archived by the API at {batch.archived_at or 'created_at + 29 days'} before they were collected"
         ledger.mark_unrecoverable(batch, why)
         on_event(
@@ -247,7 +269,7 @@ async def collect_batch(
     return ledger.batch(batch.pk)
 
 
-def write_output(ledger: Ledger, run: Run, backend: str) -> Path:
+def write_output(ledger: Ledger, run: Run, backend: str) -> Path | str:
     """One line per input row, in input order, as in DESIGN §5; atomically replaces the old output.
 
     Everything but the custom_id, the row and the stored fragment is the same for every row of
@@ -261,11 +283,12 @@ def write_output(ledger: Ledger, run: Run, backend: str) -> Path:
     tails[None] = b',"batch_id":null,"attempt":null,"backend":%b}\n' % backend_json
     heads = {status: b'","status":"%b","row":' % status.encode() for status in ("pending", *RESULT_STATUSES)}
     path = run.output_path
-    path.parent.mkdir(parents=True, exist_ok=True)
+    if isinstance(path, Path):
+        path.parent.mkdir(parents=True, exist_ok=True)
     with (
         ledger.checked(),
-        atomic_writer(path, site="output.write") as out,
-        (run.run_dir / ROWS_NAME).open("rb", buffering=READ_CHUNK) as rows,
+        open_store(run.store, run.run_dir).fetch(ROWS_NAME).open("rb", buffering=READ_CHUNK) as rows,
+        publish(path, site="output.write") as out,
     ):
         for written, ((custom_id, status, batch_pk, fragment), row) in enumerate(
             zip(ledger.output_rows(run), rows, strict=True)

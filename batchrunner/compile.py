@@ -607,8 +607,11 @@ def validate_job(path: Path, home: Path | None = None) -> CompileReport:
 
 
 def check_output_writable(spec: JobSpec) -> None:
-    """Refuse before anything is sent or written if the output could never be written."""
+    """Refuse before anything is sent or written if the output could never be written (an object
+    store URL is checked by the command that writes it, where the store's extra is looked for)."""
     out = spec.output_path
+    if isinstance(out, str):
+        return
     where = (shown(spec.path), spec.key_line("output"))
     if out.is_dir():
         example = shown(out / f"{spec.name}.jsonl")
@@ -624,6 +627,8 @@ def check_output_outside(spec: JobSpec, home: Path) -> None:
     """Refuse, on the spec's `output:` line, an output inside the state home (through links too):
     it would overwrite the ledger or a run folder, or be deleted with them. Only a command knows
     the home, so the spec cannot check this itself."""
+    if isinstance(spec.output_path, str):
+        return
     real_home = os.path.realpath(home)
     if os.path.commonpath([os.path.realpath(spec.output_path), real_home]) == real_home:
         raise SpecError([Problem(

@@ -8,6 +8,11 @@ instead, as a Ctrl-C would. Unset, a crash point is two comparisons.
 Set BATCHRUNNER_FAIL_WRITE_AT to a write site's name and the write there fails as on a full
 disk; `ledger.commit@N` lets a ledger's first N-1 commits through (a disk that fills up mid-run).
 It is read at each write, so a test can also set it for one in-process command.
+
+An object store (store/) has its own: the crash point `store.uploading` (after each part of an
+upload) and the write sites `store.publish@N` (a run's Nth compiled file), `store.upload`,
+`store.download` and `output.write.upload`. They are not in POINTS or WRITE_SITES, whose suites
+run on the local store, where these are never reached.
 """
 
 from __future__ import annotations

@@ -3,7 +3,32 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
+
+_URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
+_USERINFO = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*://)([^/@]*)@")
+_SECRET_QUERY = re.compile(r"(?i)([?&][a-z_-]*(?:sig|signature|token|secret|key|password|credential)[a-z_-]*=)[^&#]*")
+
+
+def is_url(location: str | Path) -> bool:
+    """Whether an output or store location is a URL (scheme://…) rather than a local path."""
+    return isinstance(location, str) and _URL.match(location) is not None
+
+
+def masked(url: str) -> str:
+    """A URL as messages and records show it: user info and secret-looking query values hidden."""
+    return _SECRET_QUERY.sub(r"\1***", _USERINFO.sub(r"\1***@", url))
+
+
+def has_secret(url: str) -> bool:
+    """Whether a URL carries credentials (user info, a signature or key in its query)."""
+    return masked(url) != url
+
+
+def shown_target(target: Path | str) -> Path | str:
+    """An output or store location as messages show it: a path as `shown`, a URL masked."""
+    return masked(target) if isinstance(target, str) else shown(target)
 
 
 def shown(path: Path) -> Path:
@@ -24,3 +49,10 @@ def same_file(a: Path, b: Path | None) -> bool:
         return os.path.samefile(a, b)
     except OSError:  # one of them does not exist yet
         return False
+
+
+def same_target(a: Path | str, b: Path | str) -> bool:
+    """Whether two output locations are one: two URLs by their text, two paths as `same_file`."""
+    if isinstance(a, str) or isinstance(b, str):
+        return a == b
+    return same_file(a, b)

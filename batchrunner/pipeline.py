@@ -13,6 +13,7 @@ import os
 import re
 import shutil
 from collections.abc import Callable, Iterator
+from contextlib import suppress
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -22,25 +23,27 @@ from typing import TYPE_CHECKING, Any
 from batchrunner import settings
 from batchrunner.client import resolve_backend, simulated_notice
 from batchrunner.collect import archive_warning, collect_batch, write_output
-from batchrunner.crashpoints import crashpoint
+from batchrunner.crashpoints import crashpoint, failpoint
 from batchrunner.errors import (
     EXIT_INCOMPLETE,
     EXIT_INVALID,
     EXIT_OK,
     EXIT_RUNNING,
+    BatchrunnerError,
     BudgetExceeded,
     InputError,
     RunLocked,
     StillRunning,
 )
 from batchrunner.ledger import Batch, Ledger, Run
-from batchrunner.paths import same_file, shown
+from batchrunner.paths import is_url, masked, same_target, shown, shown_target
 from batchrunner.poll import Polled, wait_until_ended
 from batchrunner.pricing import batch_cost_usd
-from batchrunner.requestfile import first_params, request_ids
+from batchrunner.requestfile import ROWS_NAME, first_params, request_ids
 from batchrunner.retry import Selection, prepare_attempt, select
 from batchrunner.session import Guard, Session, run_loop, run_session
 from batchrunner.states import OPEN_STATES, BatchState, RunState
+from batchrunner.store import check_url, open_store, runs_location
 from batchrunner.submit import SubmitSettings, submit_pending
 from batchrunner.uploads import Uploaded, delete_attachments, upload_attachments
 
@@ -93,7 +96,8 @@ def run_info(run: Run, state: RunState) -> dict[str, Any]:
         "id": run.id,
         "job": run.job_name,
         "spec": str(run.spec_path),
-        "output": str(run.output_path),
+        "output": str(shown_target(run.output_path)),
+        "store": masked(run.store) if is_url(run.store) else run.store,
         "backend": run.backend,
         "base_url": run.base_url,
         "model": run.model,
@@ -202,10 +206,14 @@ async def _check_spec_live(session: Session, spec: JobSpec, events: Events) -> N
     check_spec_request(spec, await live_catalog(session.api, spec.model, shown(spec.path), events.notice))
 
 
-async def _prepare_run(session: Session, spec: JobSpec, run_id: str, force: bool, events: Events) -> Run:
+async def _prepare_run(
+    session: Session, spec: JobSpec, run_id: str, force: bool, events: Events, store: str | None = None
+) -> Run:
     """Check every row (and file) first, then the live model, then (with attachments: placeholder ids
     first, so nothing is sent if anything is wrong) upload the files the server does not have yet;
-    compile into a scratch folder with their real ids and register the run in one step."""
+    compile into a scratch folder with their real ids and register the run in one step. With an
+    object store, the compiled files are uploaded before the run is registered, so a run in the
+    ledger always has its data where any host can read it."""
     from batchrunner.compile import compile_job
 
     uploaded: Uploaded | None = None
@@ -216,7 +224,8 @@ async def _prepare_run(session: Session, spec: JobSpec, run_id: str, force: bool
         assert checked.attachments is not None
         uploaded = await upload_attachments(session.api, session.ledger, checked.attachments, events.notice)
     ledger = session.ledger
-    runs = ledger.home / "runs"
+    runs_at = runs_location(store, ledger.home)
+    runs = ledger.home / "runs" if runs_at is None or is_url(runs_at) else Path(runs_at)
     runs.mkdir(parents=True, exist_ok=True, mode=0o700)
     scratch, run_dir = runs / f".{run_id}.compiling", runs / run_id
     for stale in (scratch, run_dir):
@@ -235,13 +244,20 @@ async def _prepare_run(session: Session, spec: JobSpec, run_id: str, force: bool
     except BaseException:
         shutil.rmtree(scratch, ignore_errors=True)
         raise
+    location = f"{runs_at}/{run_id}" if runs_at is not None and is_url(runs_at) else str(run_dir)
     try:
+        if is_url(location):
+            data = open_store(location, run_dir)
+            for count, name in enumerate((ROWS_NAME, *(s.path.name for s in report.shards if s.path is not None)), 1):
+                failpoint("store.publish", count)  # tests: the store failing after some of the files are up
+                await asyncio.to_thread(data.publish, name, run_dir / name)
         run = ledger.create_run(
             run_id=run_id,
             job_name=spec.name,
             spec_path=spec.path,
             output_path=spec.output_path,
             run_dir=run_dir,
+            store=location if is_url(location) else None,
             backend=session.backend.name,
             base_url=session.backend.base_url,
             model=spec.model,
@@ -251,13 +267,24 @@ async def _prepare_run(session: Session, spec: JobSpec, run_id: str, force: bool
             attachments=[] if uploaded is None else [(sha, uploaded.backend_key, id_) for sha, id_ in uploaded.file_ids.items()],
             keep_attachments=spec.keep_attachments,
         )
-    except BaseException:  # not registered (e.g. a full disk): its folder would be an orphan
+    except BaseException:  # not registered (a full disk, a store unreachable): its folder would be an orphan
         if not ledger.has_run(run_id):  # a Ctrl-C just after the commit leaves a registered run
             shutil.rmtree(run_dir, ignore_errors=True)
+            if is_url(location):
+                _remove_objects(location, run_dir)
         raise
     crashpoint("run.registered")
     session.run = run
     return run
+
+
+def _remove_objects(location: str, spool: Path) -> None:
+    """What an unregistered run uploaded, as far as the store can still be reached (it may be why
+    the run failed): another host could never find these objects through the ledger."""
+    with suppress(BatchrunnerError):
+        data = open_store(location, spool)
+        for name in data.list():
+            data.delete(name)
 
 
 # driving a run
@@ -273,7 +300,7 @@ async def _check_pending(session: Session, events: Events) -> None:
     run = session.current
     pending = session.ledger.batches(run, states=(BatchState.PREPARED,))
     if pending:  # every request of a run shares its model and params: any request file will do
-        await _live_check(session, run.run_dir / pending[0].request_file, events)
+        await _live_check(session, open_store(run.store, run.run_dir).fetch(pending[0].request_file), events)
 
 
 async def _drive(session: Session, *, detach: bool, timeout: float | None, events: Events) -> None:
@@ -364,8 +391,10 @@ def submit(
     timeout: float | None = None,
     force: bool = False,
     events: Events | None = None,
+    store: str | None = None,
 ) -> Outcome:
-    """Compile, submit, and unless detached wait and collect. With an existing --run-id, continue that run."""
+    """Compile, submit, and unless detached wait and collect. With an existing --run-id, continue that run.
+    `store` (--store) is where a new run keeps its data: a folder or an object store URL (default: the home)."""
     from batchrunner.compile import check_output_outside, check_output_writable
     from batchrunner.spec import load_spec
 
@@ -379,6 +408,9 @@ def submit(
         raise InputError(f"--run-id {run_id!r}: use letters, digits, '_', '-' and '.', at most 100 characters")
     check_output_writable(spec)
     check_output_outside(spec, home)
+    runs_location(store, home)  # a store URL without its extra is refused before anything is written
+    if isinstance(spec.output_path, str):
+        check_url(spec.output_path)
     with Guard(home) as guard, Ledger(home) as ledger:
         guard.run_id = run_id = run_id or _new_run_id(ledger, spec.name)
         if spec.attachments:
@@ -395,13 +427,16 @@ def submit(
             with Session.open(
                 home, ledger, resolved, api_version=spec.api_version, requests_per_minute=spec.poll.requests_per_minute
             ) as session:
-                return run_loop(_submit_new(session, spec, run_id, force=force, detach=detach, timeout=timeout, events=events))
+                return run_loop(
+                    _submit_new(session, spec, run_id, force=force, detach=detach, timeout=timeout, events=events, store=store)
+                )
 
 
 async def _submit_new(
-    session: Session, spec: JobSpec, run_id: str, *, force: bool, detach: bool, timeout: float | None, events: Events
+    session: Session, spec: JobSpec, run_id: str, *, force: bool, detach: bool, timeout: float | None, events: Events,
+    store: str | None,
 ) -> Outcome:
-    run = await _prepare_run(session, spec, run_id, force, events)
+    run = await _prepare_run(session, spec, run_id, force, events, store)
     events.notice(f"run {run.id}: {run.requests} requests in {len(session.ledger.batches(run))} batch(es)")
     await _drive(session, detach=detach, timeout=timeout, events=events)
     return await _finish(session, events)
@@ -417,9 +452,9 @@ def _warn_about_other_runs(ledger: Ledger, spec: JobSpec, events: Events) -> Non
                 f"run {run.id} of this job is not finished ({state}); `batchrunner resume {run.id}` finishes it "
                 "(a new run sends every request again)"
             )
-        elif same_file(run.output_path, spec.output_path) and (state != RunState.DONE or run.spec_path != spec.path):
+        elif same_target(run.output_path, spec.output_path) and (state != RunState.DONE or run.spec_path != spec.path):
             events.warning(
-                f"run {run.id} (job {run.job_name}) also writes {shown(spec.output_path)}; "
+                f"run {run.id} (job {run.job_name}) also writes {shown_target(spec.output_path)}; "
                 "whichever finishes last overwrites the other's output"
             )
 
@@ -490,7 +525,7 @@ async def _retry(session: Session, selection: Selection, *, detach: bool, timeou
             f"run {run.id}'s attachments were deleted from the server when it finished (keep_attachments: false), "
             "so its requests cannot be sent again: submit the job as a new run, which uploads them again"
         )
-    await _live_check(session, run.run_dir / ledger.batches(run)[0].request_file, events)
+    await _live_check(session, open_store(run.store, run.run_dir).fetch(ledger.batches(run)[0].request_file), events)
     attempt = prepare_attempt(ledger, run, seqs)
     events.notice(f"run {run.id}: attempt {attempt} sends {len(seqs)} request(s) again")
     await _drive(session, detach=detach, timeout=timeout, events=events)

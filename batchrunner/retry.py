@@ -11,9 +11,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from batchrunner.atomic import private_folder
 from batchrunner.errors import InputError, Problem
 from batchrunner.ledger import Ledger, Run
 from batchrunner.requestfile import attempt_name, copy_lines
+from batchrunner.store import open_store
 
 NEVER_RETRIED_BY_DEFAULT = ("invalid_request_error",)
 DEFAULT_STATUSES = ("errored", "expired")
@@ -96,8 +98,10 @@ def prepare_attempt(ledger: Ledger, run: Run, seqs: list[int]) -> int:
         if chosen:
             name = attempt_name(attempt, original.shard)
             dest = run.run_dir / name
-            dest.parent.mkdir(exist_ok=True, mode=0o700)
-            size = copy_lines(run.run_dir / original.request_file, first_seq, chosen, dest)
+            private_folder(dest.parent)
+            data = open_store(run.store, run.run_dir)
+            size = copy_lines(data.fetch(original.request_file), first_seq, chosen, dest)
+            data.publish(name, dest)
             shards.append((original.shard, name, len(chosen), size))
         first_seq = end
     ledger.add_attempt(run, attempt, shards)

@@ -10,6 +10,7 @@ from batchrunner.errors import InputError
 BACKENDS = ("auto", "local", "anthropic")
 
 HOME = "BATCHRUNNER_HOME"  # the state home (--home)
+STORE = "BATCHRUNNER_STORE"  # where new runs keep their data: a folder or an object store URL (--store)
 BACKEND = "BATCHRUNNER_BACKEND"  # the backend (--backend)
 LEDGER = "BATCHRUNNER_LEDGER"  # the ledger URL (--ledger): sqlite:///path or postgresql://...
 DEBUG = "BATCHRUNNER_DEBUG"  # show tracebacks of unexpected errors

@@ -28,7 +28,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from batchrunner.errors import Problem, SpecError
-from batchrunner.paths import same_file as same_file
+from batchrunner.paths import is_url, same_file as same_file
 from batchrunner.paths import shown as shown
 from batchrunner.request_shape import PARAM_NAMES, Message, Params, System
 from batchrunner.run_settings import PollSettings as PollSettings
@@ -82,7 +82,7 @@ class JobSpec(_Strict):
     api_version: str = DEFAULT_API_VERSION
     backend: Literal["auto", "local", "anthropic"] | None = None
     input_path: Path = Field(strict=False, validation_alias="input")
-    output_path: Path = Field(strict=False, validation_alias="output")
+    output_path: Path | str = Field(validation_alias="output")  # a str only for an object store URL
     id_field: str | None = Field(default=None, min_length=1)
     system: System | None = None
     prompt: str | None = None
@@ -142,14 +142,17 @@ class JobSpec(_Strict):
             raise PydanticCustomError("path", "should be a file path, relative to the spec file")
         return value
 
-    @field_validator("input_path", "output_path")
+    @field_validator("input_path")
     @classmethod
     def _relative_to_spec(cls, value: Path, info: ValidationInfo) -> Path:
         return _resolve(value, info)
 
     @field_validator("output_path")
     @classmethod
-    def _not_the_input(cls, value: Path, info: ValidationInfo) -> Path:
+    def _not_the_input(cls, value: Path | str, info: ValidationInfo) -> Path | str:
+        if isinstance(value, str) and is_url(value):
+            return value  # an object store URL: the store checks it (and its extra) before the run starts
+        value = _resolve(Path(value), info)
         if same_file(value, info.data.get("input_path")):
             raise ValueError("is the same file as `input`: the results would overwrite the rows")
         if same_file(value, info.data.get("path")):

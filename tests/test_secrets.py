@@ -1,4 +1,5 @@
-"""The API key goes to the API and nowhere else (issue 7; reliability.md T6).
+"""The API key goes to the API and nowhere else (issue 7; reliability.md T6), and an object
+store's credentials go to the store and nowhere else (issue 17).
 
 A unique canary key drives every path a user can hit: success (with `-v` and the SDK's debug
 log), a key the API refuses, a server failing every call, a crash with a traceback (`-v` and
@@ -23,8 +24,10 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import orjson
 import psycopg
 import pytest
+from conftest import Bucket
 from helpers import read_rows, reviews
 
 from batchrunner.emulator import EmulatorConfig, EmulatorServer, start_in_thread
@@ -261,3 +264,33 @@ def test_batchrunner_has_no_way_to_start_a_child_process() -> None:
                 assert node.module not in STARTS_A_PROCESS, path
             elif isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id == "os":
                 assert node.attr not in STARTS_A_PROCESS_CALLS, f"{path}: os.{node.attr}"
+
+
+def test_object_store_credentials_leak_nowhere(
+    tmp_path: Path, canary: str, server: EmulatorServer, make_job: Callable, bucket: Bucket, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The S3 secret key and session token (a canary of their own) with run data and output in the bucket: under -v,
+    the SDK's debug log and BATCHRUNNER_DEBUG=1, on success and with the store unreachable, it is
+    in no file of the home, no temp file, no stored object, no output and no stream; the spool
+    a host keeps of a run is private like the rest of the home."""
+    aws_secret = f"AWS-CANARY-{secrets.token_hex(16)}"
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", aws_secret)
+    monkeypatch.setenv("AWS_SESSION_TOKEN", aws_secret)  # sent with every request, as a pod's role gives it
+    tool = Tool(tmp_path, canary, Scan(aws_secret.encode()))
+    job = make_job(reviews(4), batch_size=2)
+    job.spec.write_text(job.spec.read_text().replace("output: out/results.jsonl", f"output: {bucket.url('out.jsonl')}"))
+    env = tool.env(server.base_url, BATCHRUNNER_DEBUG="1")
+    store = ("--store", bucket.url("runs"))
+
+    code, _ = tool("-v", *store, "submit", job.spec, "--backend", "anthropic", "--run-id", "s3", env=env | {"ANTHROPIC_LOG": "debug"})
+    assert code == 0
+    assert tool("--json", "status", "s3", env=env)[0] == 0
+    unreachable = env | {"AWS_ENDPOINT_URL": "http://127.0.0.1:9", "AWS_MAX_ATTEMPTS": "1"}
+    code, err = tool("-v", *store, "submit", job.spec, "--backend", "anthropic", "--run-id", "gone", env=unreachable)
+    assert code == 1 and f"upload to {bucket.url('runs/gone/')}" in err
+
+    tool.final_scan([])
+    for key in bucket.keys():
+        tool.scan.check(bucket.url(key), bucket.read(key))
+    assert len(bucket.read("out.jsonl").splitlines()) == 4 and orjson.loads(bucket.read("out.jsonl").splitlines()[0])["custom_id"] == "r-1"
+    assert tool.scan.hits == [] and tool.scan.loose_modes == []

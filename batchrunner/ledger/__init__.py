@@ -48,7 +48,7 @@ class Ledger(RunsTable, BatchesTable, ResultsTable, AttachmentsTable):
         run_id: str,
         job_name: str,
         spec_path: Path,
-        output_path: Path,
+        output_path: Path | str,
         run_dir: Path,
         backend: str,
         base_url: str | None,
@@ -58,9 +58,11 @@ class Ledger(RunsTable, BatchesTable, ResultsTable, AttachmentsTable):
         custom_ids: Iterable[str],
         attachments: Iterable[tuple[str, str, str]] = (),
         keep_attachments: bool = True,
+        store: str | None = None,
     ) -> Run:
         """Register a compiled run, its first-attempt batches, every request and the files its
-        requests attach ((sha256, backend_key, file_id)), in one transaction."""
+        requests attach ((sha256, backend_key, file_id)), in one transaction. `store` is the URL of
+        the run's folder in an object store, recorded in place of `run_dir` (then only a spool)."""
         with self.transaction() as db:
             run_pk = self._insert_run(
                 db,
@@ -68,7 +70,7 @@ class Ledger(RunsTable, BatchesTable, ResultsTable, AttachmentsTable):
                 job_name=job_name,
                 spec_path=spec_path,
                 output_path=output_path,
-                run_dir=run_dir,
+                store=store or str(run_dir),
                 backend=backend,
                 base_url=base_url,
                 model=model,

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from batchrunner.errors import UnknownRun
+from batchrunner.paths import is_url
 from batchrunner.ledger.database import Database, utcnow
 from batchrunner.run_settings import RunSettings
 
@@ -17,8 +18,9 @@ class Run:
     id: str
     job_name: str
     spec_path: Path
-    output_path: Path
-    run_dir: Path
+    output_path: Path | str  # str: an object store URL
+    run_dir: Path  # this host's folder for the run's data (for a remote store: its spool)
+    store: str  # where the run's data is kept: its local folder, or an object store URL
     backend: str
     base_url: str | None
     model: str
@@ -28,14 +30,21 @@ class Run:
     output_written_at: str | None
 
 
-def _run(row: Any) -> Run:
+def _location(value: str) -> Path | str:
+    """A local path, or an object store URL kept as written (a Path would fold its `//`)."""
+    return value if is_url(value) else Path(value)
+
+
+def _run(row: Any, home: Path) -> Run:
+    store = row["run_dir"]
     return Run(
         pk=row["pk"],
         id=row["id"],
         job_name=row["job_name"],
         spec_path=Path(row["spec_path"]),
-        output_path=Path(row["output_path"]),
-        run_dir=Path(row["run_dir"]),
+        output_path=_location(row["output_path"]),
+        run_dir=home / "runs" / row["id"] if is_url(store) else Path(store),
+        store=store,
         backend=row["backend"],
         base_url=row["base_url"],
         model=row["model"],
@@ -54,8 +63,8 @@ class RunsTable(Database):
         run_id: str,
         job_name: str,
         spec_path: Path,
-        output_path: Path,
-        run_dir: Path,
+        output_path: Path | str,
+        store: str,
         backend: str,
         base_url: str | None,
         model: str,
@@ -70,7 +79,7 @@ class RunsTable(Database):
                 job_name,
                 str(spec_path),
                 str(output_path),
-                str(run_dir),
+                store,
                 backend,
                 base_url,
                 model,
@@ -87,7 +96,7 @@ class RunsTable(Database):
         row = self.db.execute("SELECT * FROM runs WHERE id = ?", (run_id,)).fetchone()
         if row is None:
             raise UnknownRun(f"no run {run_id!r} in {self.where}; `batchrunner runs` lists the runs there")
-        return _run(row)
+        return _run(row, self.home)
 
     def has_run(self, run_id: str) -> bool:
         return self.db.execute("SELECT 1 FROM runs WHERE id = ?", (run_id,)).fetchone() is not None
@@ -96,11 +105,11 @@ class RunsTable(Database):
         row = self.db.execute("SELECT * FROM runs ORDER BY pk DESC LIMIT 1").fetchone()
         if row is None:
             raise UnknownRun(f"there are no runs in {self.where} yet; start one with `batchrunner submit JOB`")
-        return _run(row)
+        return _run(row, self.home)
 
     def runs(self) -> list[Run]:
         with self.checked():
-            return [_run(row) for row in self.db.execute("SELECT * FROM runs ORDER BY pk")]
+            return [_run(row, self.home) for row in self.db.execute("SELECT * FROM runs ORDER BY pk")]
 
     def mark_output_written(self, run: Run) -> None:
         with self.transaction() as db:
