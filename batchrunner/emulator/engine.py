@@ -28,7 +28,7 @@ import re
 import threading
 import time
 from array import array
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -141,8 +141,51 @@ def file_object(row: FileRow) -> dict[str, Any]:
     }
 
 
+class Irregular(Exception):
+    """The create body is not laid out as `{"requests": [{...}, ...]}`: judge it whole instead."""
+
+
+BODY_START = re.compile(rb'\s*\{\s*"requests"\s*:\s*\[\s*(?=\{)')
+REQUEST_END = re.compile(rb"\}\s*(?:(?P<more>,)\s*(?=\{)|\]\s*\}\s*\Z)")  # before the next request, or the body's end
+TRIES_PER_REQUEST = 64  # candidate ends inside one request (nested blocks) before the body is parsed whole
+
+
+def create_requests(body: bytes) -> Iterator[Any]:
+    """The requests of a create body, parsed one at a time, so the emulator's memory stays flat in
+    their number (on `local` it lives in the CLI's process). A candidate end inside a request (in a
+    string, after a nested object) does not parse and the next one is tried; a slice from a request's
+    `{` that parses is that whole request. Raises Irregular for any other layout, or broken JSON."""
+    start = BODY_START.match(body)
+    if start is None:
+        raise Irregular
+    view, position = memoryview(body), start.end()
+    while True:
+        for tries, end in enumerate(REQUEST_END.finditer(body, position)):
+            if tries == TRIES_PER_REQUEST:
+                raise Irregular
+            try:
+                request = orjson.loads(view[position:end.start() + 1])
+            except orjson.JSONDecodeError:
+                continue
+            yield request
+            if end.group("more") is None:
+                return
+            position = end.end()
+            break
+        else:
+            raise Irregular
+
+
 def check_create_body(body: bytes) -> int:
     """The checks the API makes at create time; returns the request count. `params` waits for processing."""
+    try:
+        return check_requests(create_requests(body))
+    except (Irregular, InvalidRequest):
+        return check_requests(whole_requests(body))  # the errors in the API's order: broken JSON before a bad request
+
+
+def whole_requests(body: bytes) -> list[Any]:
+    """A create body's requests from one parse of the whole body, for what `create_requests` cannot stream."""
     try:
         document = orjson.loads(body)
     except orjson.JSONDecodeError as bad:
@@ -155,12 +198,18 @@ def check_create_body(body: bytes) -> int:
     requests = document.get("requests")
     if not isinstance(requests, list):
         raise InvalidRequest("requests: Field required")
-    if not requests:
-        raise InvalidRequest("requests: List should have at least 1 item after validation, not 0")
-    if len(requests) > MAX_REQUESTS:
-        raise InvalidRequest(f"requests: List should have at most {MAX_REQUESTS} items after validation, not {len(requests)}")
+    return requests
+
+
+def check_requests(requests: Iterable[Any]) -> int:
+    """The API's create-time checks of each request, in order; returns how many there are."""
     seen: set[str] = set()
-    for index, request in enumerate(requests):
+    index = -1
+    remaining = iter(requests)
+    for index, request in enumerate(remaining):
+        if index == MAX_REQUESTS:
+            total = index + 1 + sum(1 for _ in remaining)
+            raise InvalidRequest(f"requests: List should have at most {MAX_REQUESTS} items after validation, not {total}")
         if not isinstance(request, dict):
             raise InvalidRequest(f"requests.{index}: Input should be a valid dictionary")
         custom_id = request.get("custom_id")
@@ -178,7 +227,9 @@ def check_create_body(body: bytes) -> int:
         for key in request:
             if key not in ("custom_id", "params"):
                 raise InvalidRequest(f"requests.{index}.{key}: Extra inputs are not permitted")
-    return len(requests)
+    if index < 0:
+        raise InvalidRequest("requests: List should have at least 1 item after validation, not 0")
+    return index + 1
 
 
 class Engine:
@@ -358,8 +409,11 @@ class Engine:
         """The batch's requests as JSON lines, written once from the create body it was sent as."""
         path = self.store.spool_path(batch_id)
         if not path.exists():
-            requests = orjson.loads(self.store.requests_path(batch_id).read_bytes())["requests"]
-            write_atomically(path, (orjson.dumps(request) + b"\n" for request in requests))
+            body = self.store.requests_path(batch_id).read_bytes()
+            try:
+                write_atomically(path, (orjson.dumps(request) + b"\n" for request in create_requests(body)))
+            except Irregular:  # accepted at create, so it parses whole
+                write_atomically(path, (orjson.dumps(request) + b"\n" for request in whole_requests(body)))
         return path
 
     def _order(self, row: BatchRow, custom_ids: list[str]) -> list[int]:
