@@ -432,7 +432,7 @@ class Engine:
     # files
 
     def upload_file(
-        self, filename: str | None, content_type: str | None, content: bytes, purpose: str | None, expires_in: str | None
+        self, filename: str | None, content_type: str | None, content: bytes | memoryview, purpose: str | None, expires_in: str | None
     ) -> dict[str, Any]:
         if len(content) > MAX_FILE_BYTES:
             raise RequestTooLarge(f"File is {len(content)} bytes; the limit is {MAX_FILE_BYTES} bytes (500 MB)")

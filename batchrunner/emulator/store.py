@@ -123,7 +123,7 @@ class Page:
     has_more: bool
 
 
-def write_atomically(path: Path, chunks: Iterable[bytes], *, rename: bool = True) -> int:
+def write_atomically(path: Path, chunks: Iterable[bytes | memoryview], *, rename: bool = True) -> int:
     """Write, fsync and rename into place, so a crash leaves the old file or the whole new one.
     With `rename=False` the file is written and fsynced at `path` itself (already a temp name)."""
     tmp = path.with_name(f"{path.name}.{os.getpid()}.{threading.get_ident()}.tmp") if rename else path
@@ -295,7 +295,7 @@ class Store:
 
     # files
 
-    def insert_file(self, row: FileRow, content: bytes) -> None:
+    def insert_file(self, row: FileRow, content: bytes | memoryview) -> None:
         write_atomically(self.file_path(row.id), [content])
         with self._lock:
             self._db.execute(
