@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import hashlib
 import mimetypes
-import mmap
 import os
 import queue
 import random
@@ -176,12 +175,14 @@ def create_requests(body: bytes) -> Iterator[Any]:
             raise Irregular
 
 
-def check_create_body(body: bytes) -> int:
-    """The checks the API makes at create time; returns the request count. `params` waits for processing."""
+def checked_requests(body: bytes) -> tuple[int, Iterable[Any]]:
+    """The checks the API makes at create time (`params` waits for processing): the request count,
+    and the requests to read again, one at a time unless the body had to be parsed whole."""
     try:
-        return check_requests(create_requests(body))
+        return check_requests(create_requests(body)), create_requests(body)
     except (Irregular, InvalidRequest):
-        return check_requests(whole_requests(body))  # the errors in the API's order: broken JSON before a bad request
+        requests = whole_requests(body)
+        return check_requests(requests), requests  # the errors in the API's order: broken JSON before a bad request
 
 
 def whole_requests(body: bytes) -> list[Any]:
@@ -266,7 +267,7 @@ class Engine:
     def create_batch(
         self, body: bytes, visible_after: float = 0.0, api_version: str = DEFAULT_API_VERSION, betas: tuple[str, ...] = ()
     ) -> dict[str, Any]:
-        count = check_create_body(body)
+        count, requests = checked_requests(body)
         now = round(self.clock(), 6)  # whole microseconds, as the wire shows them
         processing = self.settings.processing_seconds * (SLOW_FACTOR if SLOW_TRIGGER in body else 1)
         row = BatchRow(
@@ -276,7 +277,7 @@ class Engine:
             expired_rate=self.settings.expired_rate, api_version=api_version, betas=betas, cancel_initiated_at=None, ended_at=None,
             counts=None,
         )
-        self.store.insert_batch(row, body)
+        self.store.insert_batch(row, (orjson.dumps(request) + b"\n" for request in requests))
         if self._worker is not None:
             self._pending.put(row.id)
         return batch_object(row, now)
@@ -376,11 +377,11 @@ class Engine:
         )
         cutoff = end_time(row)
         unfinished = "canceled" if row.cancel_initiated_at is not None and cutoff < row.created_at + EXPIRES_AFTER else "expired"
-        with open(self._spool(row.id), "rb") as source, mmap.mmap(source.fileno(), 0, access=mmap.ACCESS_READ) as lines:
+        with open(self._spool(row.id), "rb") as lines:
             offsets = array("q", [0])
             custom_ids: list[str] = []
             digests: list[bytes] = []
-            for line in iter(lines.readline, b""):
+            for line in lines:
                 request = orjson.loads(line)
                 offsets.append(offsets[-1] + len(line))
                 custom_ids.append(request["custom_id"])
@@ -390,7 +391,7 @@ class Engine:
             del digests
             chunk: list[bytes] = []
             for index in self._order(row, custom_ids):
-                request = orjson.loads(lines[offsets[index]:offsets[index + 1]])
+                request = orjson.loads(os.pread(lines.fileno(), offsets[index + 1] - offsets[index], offsets[index]))
                 canon = orjson.dumps(request["params"], option=orjson.OPT_SORT_KEYS)
                 factor = SLOW_FACTOR if SLOW_TRIGGER in canon else (index + 1) / total
                 finished_at = round(row.created_at + row.processing_seconds * factor, 6)  # the last one ends exactly at ends_at
@@ -406,14 +407,12 @@ class Engine:
             yield b"".join(chunk)
 
     def _spool(self, batch_id: str) -> Path:
-        """The batch's requests as JSON lines, written once from the create body it was sent as."""
+        """The batch's requests as JSON lines, written at create; a data dir from before that keeps
+        the create body instead, and its spool is written from it once."""
         path = self.store.spool_path(batch_id)
         if not path.exists():
-            body = self.store.requests_path(batch_id).read_bytes()
-            try:
-                write_atomically(path, (orjson.dumps(request) + b"\n" for request in create_requests(body)))
-            except Irregular:  # accepted at create, so it parses whole
-                write_atomically(path, (orjson.dumps(request) + b"\n" for request in whole_requests(body)))
+            _, requests = checked_requests(self.store.requests_path(batch_id).read_bytes())
+            write_atomically(path, (orjson.dumps(request) + b"\n" for request in requests))
         return path
 
     def _order(self, row: BatchRow, custom_ids: list[str]) -> list[int]:

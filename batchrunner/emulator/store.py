@@ -197,8 +197,9 @@ class Store:
 
     # batches
 
-    def insert_batch(self, row: BatchRow, body: bytes) -> None:
-        write_atomically(self.requests_path(row.id), [body])
+    def insert_batch(self, row: BatchRow, requests: Iterable[bytes]) -> None:
+        """A new batch and its spool: its requests as JSON lines."""
+        write_atomically(self.spool_path(row.id), requests)
         with self._lock:
             self._db.execute(
                 "INSERT INTO batches (id, created_at, visible_at, request_count, ends_at, seed, processing_seconds,"
