@@ -40,6 +40,7 @@ if TYPE_CHECKING:
 RESULTS_KEPT = timedelta(days=29)
 ARCHIVE_WARNING = timedelta(days=3)
 PARSE_CACHE_SIZE = 10_000
+SHARED_FRAGMENTS = 10_000  # distinct result fragments kept once while a batch is joined
 PENDING_FRAGMENT = b'"text":null,"parsed":null,"stop_reason":null,"usage":null,"error":null'
 
 
@@ -138,6 +139,10 @@ def positions(ledger: Ledger, run: Run, batch: Batch) -> dict[str, int]:
 def _joinable(
     path: Path, sent: dict[str, int], parse_answer: AnswerParser | None, unknown: list[str], crash_after: int
 ) -> Iterator[PlacedResult]:
+    """Each result at its input position. A batch is buffered whole before it is written (in input
+    order), and classification results repeat (a label, its usage), so equal fragments share one
+    bytes object: a 100,000-result batch then holds a few hundred fragments, not 100,000."""
+    shared: dict[bytes, bytes] = {}
     for count, line in enumerate(iter_lines(path)):
         if count == crash_after:
             crashpoint("collect.ingesting")
@@ -145,8 +150,13 @@ def _joinable(
         seq = sent.get(row.custom_id)
         if seq is None:
             unknown.append(row.custom_id)
-        else:
-            yield (seq, *row[1:])
+            continue
+        fragment = shared.get(row.fragment)
+        if fragment is None:
+            fragment = row.fragment
+            if len(shared) < SHARED_FRAGMENTS:
+                shared[fragment] = fragment
+        yield (seq, row.status, row.error_type, row.input_tokens, row.output_tokens, fragment)
 
 
 def results_name(batch: Batch) -> str:

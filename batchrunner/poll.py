@@ -1,9 +1,10 @@
 """Poll: watch submitted batches until they end, gently.
 
-Each batch is polled on its own schedule, through the command's one rate limiter: the wait is
+Each batch is polled on its own schedule, through the command's one rate limiter: the first look
+comes once the batch is `initial_interval` old (one just created has not ended), then the wait is
 a tenth of the batch's age (with jitter), between `initial_interval` and `max_interval`, so the
-end of a batch is noticed within about 10 % of its duration and a long batch costs about one
-poll a minute. Statuses are mapped exhaustively: only `ended`
+end of a batch is noticed within about 10 % of its duration (or `initial_interval`) and a long
+batch costs about one poll a minute. Statuses are mapped exhaustively: only `ended`
 ends a batch; `in_progress`, `canceling` and any status this version does not know yet mean
 "still running". Transient failures (429, 5xx, network) wait and try again.
 """
@@ -54,6 +55,11 @@ def _seconds_since(timestamp: str | None) -> float:
     return (datetime.now(UTC) - created).total_seconds()
 
 
+def first_wait(age_s: float, settings: PollSettings) -> float:
+    """The wait before the first poll of a batch `age_s` seconds old: none once it is `initial_interval` old."""
+    return min(max(settings.initial_interval - age_s, 0.0), settings.initial_interval)
+
+
 def next_interval(age_s: float, settings: PollSettings) -> float:
     """The wait before the next poll of a batch `age_s` seconds old, before jitter."""
     return min(max(age_s * AGE_FRACTION, settings.initial_interval), settings.max_interval)
@@ -77,6 +83,7 @@ async def wait_until_ended(
     """Poll one batch until the API says `ended`; returns the batch as last recorded."""
     batch_id = batch.batch_id
     assert batch_id is not None
+    await asyncio.sleep(first_wait(_seconds_since(batch.created_at), settings))
     while True:
         try:
             remote = await api.retrieve_batch(batch_id)

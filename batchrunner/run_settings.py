@@ -43,7 +43,7 @@ class PollSettings(Strict):
     """How often a run asks the API about its batches."""
 
     requests_per_minute: int = Field(default=40, ge=1, le=10_000)
-    initial_interval: float = Field(default=1.0, gt=0)
+    initial_interval: float = Field(default=2.0, gt=0)
     max_interval: float = Field(default=60.0, gt=0)
     timeout: float | None = Field(default=None, gt=0)
 

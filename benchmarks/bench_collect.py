@@ -9,7 +9,9 @@ process, so its peak RSS is its own — what `collect` does with them: parse eve
 into the ledger by custom_id, and write the output in input order.
 
 Part 2 creates one batch on the emulator, waits for it, and times the SDK's own
-`client.messages.batches.results()` iterator against batchrunner's download + join.
+`client.messages.batches.results()` iterator against batchrunner's download + join, then
+`batchrunner collect RUN` as a whole process (start, imports, download, join, output) on
+another run that sent the same batch.
 """
 
 from __future__ import annotations
@@ -28,6 +30,13 @@ from pathlib import Path
 import orjson
 
 SHARD = 100_000
+# `python -m batchrunner ...` that prints its own VmHWM last: a child forked from this big process
+# would report the parent's pages in its ru_maxrss.
+PEAK_AT_EXIT = (
+    "import atexit, runpy, sys; sys.argv[0] = 'batchrunner'; "
+    "atexit.register(lambda: print(next(l for l in open('/proc/self/status') if l.startswith('VmHWM')), file=sys.stderr)); "
+    "runpy.run_module('batchrunner', run_name='__main__')"
+)
 LABELS = ("positive", "negative", "neutral")
 
 
@@ -134,8 +143,8 @@ def sdk_comparison(n: int) -> None:
         EmulatorConfig(data_dir=Path(tmp) / "emu", processing_seconds=0.5)
     ) as server:
         folder = Path(tmp)
-        run_dir = folder / "home" / "runs" / "sdk"
-        run_dir.mkdir(parents=True)
+        source = folder / "source"
+        source.mkdir()
         lines = [
             orjson.dumps(
                 {
@@ -149,8 +158,8 @@ def sdk_comparison(n: int) -> None:
             )
             for i in range(n)
         ]
-        (run_dir / "requests-000.jsonl").write_bytes(b"\n".join(lines) + b"\n")
-        (run_dir / "rows.jsonl").write_bytes(b"".join(b'{"n":%d}\n' % i for i in range(n)))
+        (source / "requests-000.jsonl").write_bytes(b"\n".join(lines) + b"\n")
+        (source / "rows.jsonl").write_bytes(b"".join(b'{"n":%d}\n' % i for i in range(n)))
         client = anthropic.Anthropic(base_url=server.base_url, api_key="k")
         started = time.perf_counter()
         batch = client.messages.batches.create(requests=[orjson.loads(line) for line in lines])
@@ -163,30 +172,56 @@ def sdk_comparison(n: int) -> None:
         sdk_seconds = time.perf_counter() - started
         print(f"SDK results() iterator, read only: {count:,} results in {sdk_seconds:.2f} s ({count / sdk_seconds:,.0f}/s)")
 
+        def make_run(home: Path, run_id: str) -> None:
+            """A run that sent this batch, ended and not yet collected, as submit leaves it."""
+            run_dir = home / "runs" / run_id
+            run_dir.mkdir(parents=True)
+            for name in ("requests-000.jsonl", "rows.jsonl"):
+                (run_dir / name).write_bytes((source / name).read_bytes())
+            with Ledger(home) as ledger:
+                run = ledger.create_run(
+                    run_id=run_id,
+                    job_name="sdk",
+                    spec_path=folder / "job.yaml",
+                    output_path=home / "out.jsonl",
+                    run_dir=run_dir,
+                    backend="anthropic",
+                    base_url=server.base_url,
+                    model="claude-haiku-4-5",
+                    settings=RunSettings(),
+                    shards=[(0, 0, "requests-000.jsonl", n, 0)],
+                    custom_ids=(f"r-{i}" for i in range(n)),
+                )
+                (mine,) = ledger.batches(run)
+                remote = client.messages.batches.retrieve(batch.id).model_dump(mode="json")
+                ledger.record_status(ledger.record_created(ledger.record_intent(mine), remote), remote)
+
+        os.environ["ANTHROPIC_API_KEY"] = "bench"  # the emulator takes any key
+        make_run(folder / "home-process", "sdk")
+        make_run(folder / "home", "sdk")
         with Ledger(folder / "home") as ledger:
-            run = ledger.create_run(
-                run_id="sdk",
-                job_name="sdk",
-                spec_path=folder / "job.yaml",
-                output_path=folder / "out.jsonl",
-                run_dir=run_dir,
-                backend="anthropic",
-                base_url=server.base_url,
-                model="claude-haiku-4-5",
-                settings=RunSettings(),
-                shards=[(0, 0, "requests-000.jsonl", n, 0)],
-                custom_ids=(f"r-{i}" for i in range(n)),
-            )
+            run = ledger.run("sdk")
             (mine,) = ledger.batches(run)
-            mine = ledger.record_created(ledger.record_intent(mine), client.messages.batches.retrieve(batch.id).model_dump(mode="json"))
-            mine = ledger.record_status(mine, client.messages.batches.retrieve(batch.id).model_dump(mode="json"))
-            os.environ["ANTHROPIC_API_KEY"] = "bench"  # the emulator takes any key
             api = Api(ResolvedBackend("anthropic", server.base_url), server.base_url)
             started = time.perf_counter()
             asyncio.run(collect_batch(AsyncApi(api, 1000), ledger, run, mine, print))
             ours = time.perf_counter() - started
         print(f"batchrunner collect (download to disk + join into the ledger): {ours:.2f} s ({n / ours:,.0f}/s), "
               f"{sdk_seconds / ours:.1f}x faster than the SDK only reading")
+
+        command = [sys.executable, "-c", PEAK_AT_EXIT, "--home", str(folder / "home-process"), "-q", "collect", "sdk"]
+        started = time.perf_counter()
+        done = subprocess.run(command, env=os.environ | {"ANTHROPIC_BASE_URL": server.base_url}, capture_output=True, check=False)
+        whole = time.perf_counter() - started
+        if done.returncode != 0:
+            sys.exit(f"batchrunner collect exited {done.returncode}: {done.stderr.decode()}")
+        peak_mb = int(done.stderr.split()[-2]) / 1024
+        started = time.perf_counter()
+        subprocess.run([sys.executable, "-c", "import anthropic"], check=True)
+        sdk_import = time.perf_counter() - started
+        print(f"`batchrunner collect RUN` as a whole process (start, imports, download, join, output): {whole:.2f} s, "
+              f"{whole / sdk_seconds:.2f}x the SDK's results() iteration alone, peak RSS {peak_mb:,.0f} MB; "
+              f"a bare `python -c 'import anthropic'` process takes {sdk_import:.2f} s of it")
 
 
 def main() -> None:

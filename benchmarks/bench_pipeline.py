@@ -1,10 +1,13 @@
 """A whole job end to end through the CLI: compile, upload, create, poll, collect, join.
 
     python benchmarks/bench_pipeline.py --rows 200000 --batch-size 50000
+    python benchmarks/bench_pipeline.py --rows 100000 --batch-size 100000 --processing-seconds 20 --local
 
 Starts `batchrunner serve` as its own process, runs `batchrunner submit --backend anthropic`
 against it as a user would, and reports wall time, rows/s end to end, the CLI process's peak
 RSS (the emulator's memory is its own process's, not counted), and status polls per batch.
+With `--local` there is no `serve`: `submit --backend local` runs the emulator inside the CLI,
+so the peak RSS is the whole local run's.
 """
 
 from __future__ import annotations
@@ -65,7 +68,12 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=200_000)
     parser.add_argument("--batch-size", type=int, default=50_000)
     parser.add_argument("--processing-seconds", type=float, default=5.0)
+    parser.add_argument("--local", action="store_true", help="the embedded emulator, inside the CLI's process")
     args = parser.parse_args()
+    if args.local:
+        with tempfile.TemporaryDirectory() as tmp:
+            run_local(Path(tmp), args)
+        return
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         spec = write_job(folder, args.rows, args.batch_size)
@@ -119,15 +127,33 @@ def main() -> None:
             server.wait()
         if done.returncode != 0:
             sys.exit(f"submit exited {done.returncode}: {done.stderr.decode()}")
-        report = orjson.loads(done.stdout)
-        lines = sum(1 for _ in (folder / "out.jsonl").open("rb"))
-        batches = len(report["batches"])
-        print(
-            f"{args.rows:,} rows in {batches} batches: {elapsed:.1f} s end to end "
-            f"(of which {args.processing_seconds:g} s is the emulator's simulated processing), "
-            f"{args.rows / elapsed:,.0f} rows/s, peak RSS {peak:,.0f} MB, "
-            f"{report['summary']['polls_per_batch']} status polls per batch, {lines:,} output lines"
-        )
+        print_report(folder, args, done.stdout, elapsed, peak)
+
+
+def print_report(folder: Path, args: argparse.Namespace, stdout: bytes, elapsed: float, peak: float) -> None:
+    report = orjson.loads(stdout)
+    lines = sum(1 for _ in (folder / "out.jsonl").open("rb"))
+    batches = len(report["batches"])
+    print(
+        f"{args.rows:,} rows in {batches} batches{' on local' if args.local else ''}: {elapsed:.1f} s end to end "
+        f"(of which {args.processing_seconds:g} s is the emulator's simulated processing), "
+        f"{args.rows / elapsed:,.0f} rows/s, peak RSS {peak:,.0f} MB, "
+        f"{report['summary']['polls_per_batch']} status polls per batch, {lines:,} output lines"
+    )
+
+
+def run_local(folder: Path, args: argparse.Namespace) -> None:
+    """`submit --backend local`: the emulator runs inside the measured process."""
+    spec = write_job(folder, args.rows, args.batch_size)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ANTHROPIC_", "BATCHRUNNER_"))}
+    env["BATCHRUNNER_LOCAL_PROCESSING_SECONDS"] = str(args.processing_seconds)
+    command = [sys.executable, "-m", "batchrunner", "--home", str(folder / "home"), "--json", "-q", "submit", str(spec), "--backend", "local"]
+    started = time.perf_counter()
+    done = subprocess.run(command, env=env, capture_output=True, check=False)
+    elapsed = time.perf_counter() - started
+    if done.returncode != 0:
+        sys.exit(f"submit exited {done.returncode}: {done.stderr.decode()}")
+    print_report(folder, args, done.stdout, elapsed, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024)
 
 
 if __name__ == "__main__":

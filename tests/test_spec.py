@@ -44,7 +44,7 @@ def test_minimal_spec_gets_the_documented_defaults(tmp_path: Path) -> None:
     assert spec.params == {} and spec.output_schema is None and spec.pricing is None and spec.budget_usd is None
     assert spec.batch_size is None and spec.keep_request_files is False
     assert (spec.retry.max_attempts, spec.retry.statuses, spec.retry.error_types) == (1, ["errored", "expired"], None)
-    assert (spec.poll.requests_per_minute, spec.poll.initial_interval, spec.poll.max_interval) == (40, 1.0, 60.0)
+    assert (spec.poll.requests_per_minute, spec.poll.initial_interval, spec.poll.max_interval) == (40, 2.0, 60.0)
     assert spec.poll.timeout is None
     assert spec.api_version == "2026-10-21"
 

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import hashlib
 import mimetypes
-import mmap
 import os
 import queue
 import random
@@ -28,7 +27,7 @@ import re
 import threading
 import time
 from array import array
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -141,8 +140,53 @@ def file_object(row: FileRow) -> dict[str, Any]:
     }
 
 
-def check_create_body(body: bytes) -> int:
-    """The checks the API makes at create time; returns the request count. `params` waits for processing."""
+class Irregular(Exception):
+    """The create body is not laid out as `{"requests": [{...}, ...]}`: judge it whole instead."""
+
+
+BODY_START = re.compile(rb'\s*\{\s*"requests"\s*:\s*\[\s*(?=\{)')
+REQUEST_END = re.compile(rb"\}\s*(?:(?P<more>,)\s*(?=\{)|\]\s*\}\s*\Z)")  # before the next request, or the body's end
+TRIES_PER_REQUEST = 64  # candidate ends inside one request (nested blocks) before the body is parsed whole
+
+
+def create_requests(body: bytes) -> Iterator[Any]:
+    """The requests of a create body, parsed one at a time, so the emulator's memory stays flat in
+    their number (on `local` it lives in the CLI's process). A candidate end inside a request (in a
+    string, after a nested object) does not parse and the next one is tried; a slice from a request's
+    `{` that parses is that whole request. Raises Irregular for any other layout, or broken JSON."""
+    start = BODY_START.match(body)
+    if start is None:
+        raise Irregular
+    view, position = memoryview(body), start.end()
+    while True:
+        for tries, end in enumerate(REQUEST_END.finditer(body, position)):
+            if tries == TRIES_PER_REQUEST:
+                raise Irregular
+            try:
+                request = orjson.loads(view[position:end.start() + 1])
+            except orjson.JSONDecodeError:
+                continue
+            yield request
+            if end.group("more") is None:
+                return
+            position = end.end()
+            break
+        else:
+            raise Irregular
+
+
+def checked_requests(body: bytes) -> tuple[int, Iterable[Any]]:
+    """The checks the API makes at create time (`params` waits for processing): the request count,
+    and the requests to read again, one at a time unless the body had to be parsed whole."""
+    try:
+        return check_requests(create_requests(body)), create_requests(body)
+    except (Irregular, InvalidRequest):
+        requests = whole_requests(body)
+        return check_requests(requests), requests  # the errors in the API's order: broken JSON before a bad request
+
+
+def whole_requests(body: bytes) -> list[Any]:
+    """A create body's requests from one parse of the whole body, for what `create_requests` cannot stream."""
     try:
         document = orjson.loads(body)
     except orjson.JSONDecodeError as bad:
@@ -155,12 +199,18 @@ def check_create_body(body: bytes) -> int:
     requests = document.get("requests")
     if not isinstance(requests, list):
         raise InvalidRequest("requests: Field required")
-    if not requests:
-        raise InvalidRequest("requests: List should have at least 1 item after validation, not 0")
-    if len(requests) > MAX_REQUESTS:
-        raise InvalidRequest(f"requests: List should have at most {MAX_REQUESTS} items after validation, not {len(requests)}")
+    return requests
+
+
+def check_requests(requests: Iterable[Any]) -> int:
+    """The API's create-time checks of each request, in order; returns how many there are."""
     seen: set[str] = set()
-    for index, request in enumerate(requests):
+    index = -1
+    remaining = iter(requests)
+    for index, request in enumerate(remaining):
+        if index == MAX_REQUESTS:
+            total = index + 1 + sum(1 for _ in remaining)
+            raise InvalidRequest(f"requests: List should have at most {MAX_REQUESTS} items after validation, not {total}")
         if not isinstance(request, dict):
             raise InvalidRequest(f"requests.{index}: Input should be a valid dictionary")
         custom_id = request.get("custom_id")
@@ -178,7 +228,9 @@ def check_create_body(body: bytes) -> int:
         for key in request:
             if key not in ("custom_id", "params"):
                 raise InvalidRequest(f"requests.{index}.{key}: Extra inputs are not permitted")
-    return len(requests)
+    if index < 0:
+        raise InvalidRequest("requests: List should have at least 1 item after validation, not 0")
+    return index + 1
 
 
 class Engine:
@@ -215,7 +267,7 @@ class Engine:
     def create_batch(
         self, body: bytes, visible_after: float = 0.0, api_version: str = DEFAULT_API_VERSION, betas: tuple[str, ...] = ()
     ) -> dict[str, Any]:
-        count = check_create_body(body)
+        count, requests = checked_requests(body)
         now = round(self.clock(), 6)  # whole microseconds, as the wire shows them
         processing = self.settings.processing_seconds * (SLOW_FACTOR if SLOW_TRIGGER in body else 1)
         row = BatchRow(
@@ -225,7 +277,7 @@ class Engine:
             expired_rate=self.settings.expired_rate, api_version=api_version, betas=betas, cancel_initiated_at=None, ended_at=None,
             counts=None,
         )
-        self.store.insert_batch(row, body)
+        self.store.insert_batch(row, (orjson.dumps(request) + b"\n" for request in requests))
         if self._worker is not None:
             self._pending.put(row.id)
         return batch_object(row, now)
@@ -325,11 +377,11 @@ class Engine:
         )
         cutoff = end_time(row)
         unfinished = "canceled" if row.cancel_initiated_at is not None and cutoff < row.created_at + EXPIRES_AFTER else "expired"
-        with open(self._spool(row.id), "rb") as source, mmap.mmap(source.fileno(), 0, access=mmap.ACCESS_READ) as lines:
+        with open(self._spool(row.id), "rb") as lines:
             offsets = array("q", [0])
             custom_ids: list[str] = []
             digests: list[bytes] = []
-            for line in iter(lines.readline, b""):
+            for line in lines:
                 request = orjson.loads(line)
                 offsets.append(offsets[-1] + len(line))
                 custom_ids.append(request["custom_id"])
@@ -339,7 +391,7 @@ class Engine:
             del digests
             chunk: list[bytes] = []
             for index in self._order(row, custom_ids):
-                request = orjson.loads(lines[offsets[index]:offsets[index + 1]])
+                request = orjson.loads(os.pread(lines.fileno(), offsets[index + 1] - offsets[index], offsets[index]))
                 canon = orjson.dumps(request["params"], option=orjson.OPT_SORT_KEYS)
                 factor = SLOW_FACTOR if SLOW_TRIGGER in canon else (index + 1) / total
                 finished_at = round(row.created_at + row.processing_seconds * factor, 6)  # the last one ends exactly at ends_at
@@ -355,10 +407,11 @@ class Engine:
             yield b"".join(chunk)
 
     def _spool(self, batch_id: str) -> Path:
-        """The batch's requests as JSON lines, written once from the create body it was sent as."""
+        """The batch's requests as JSON lines, written at create; a data dir from before that keeps
+        the create body instead, and its spool is written from it once."""
         path = self.store.spool_path(batch_id)
         if not path.exists():
-            requests = orjson.loads(self.store.requests_path(batch_id).read_bytes())["requests"]
+            _, requests = checked_requests(self.store.requests_path(batch_id).read_bytes())
             write_atomically(path, (orjson.dumps(request) + b"\n" for request in requests))
         return path
 
@@ -378,7 +431,7 @@ class Engine:
     # files
 
     def upload_file(
-        self, filename: str | None, content_type: str | None, content: bytes, purpose: str | None, expires_in: str | None
+        self, filename: str | None, content_type: str | None, content: bytes | memoryview, purpose: str | None, expires_in: str | None
     ) -> dict[str, Any]:
         if len(content) > MAX_FILE_BYTES:
             raise RequestTooLarge(f"File is {len(content)} bytes; the limit is {MAX_FILE_BYTES} bytes (500 MB)")

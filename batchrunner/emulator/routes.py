@@ -285,7 +285,7 @@ class App:
             for name in parts:
                 if name not in UPLOAD_FIELDS:
                     raise InvalidRequest(f"{name}: Extra inputs are not permitted")
-        text = {name: part.content.decode("utf-8", "replace") for name, part in parts.items() if name != "file"}
+        text = {name: str(part.content, "utf-8", "replace") for name, part in parts.items() if name != "file"}
         return json_response(self.engine.upload_file(
             upload.filename, upload.content_type, upload.content, text.get("purpose"), text.get("expires_in_seconds")
         ))
@@ -399,30 +399,41 @@ def page_document(data: list[dict[str, Any]], has_more: bool, backwards: bool) -
 class Part:
     filename: str | None
     content_type: str | None
-    content: bytes
+    content: memoryview
 
 
 DISPOSITION_PARAM = re.compile(r'(\w+)=(?:"([^"]*)"|([^;\s]*))')
 
 
 def parse_multipart(content_type: str, body: bytes) -> dict[str, Part]:
-    """Form parts by name; a `file` part counts whether or not it has a filename (SDK 2.x sends none)."""
+    """Form parts by name; a `file` part counts whether or not it has a filename (SDK 2.x sends none).
+    Contents are views into the body, not copies: a big upload is held once."""
     boundary = re.search(r'boundary="?([^";]+)"?', content_type)
     if not content_type.startswith("multipart/form-data") or boundary is None:
         raise InvalidRequest("Content-Type must be multipart/form-data with a boundary")
     delimiter = b"--" + boundary.group(1).encode()
+    view = memoryview(body)
     parts: dict[str, Part] = {}
-    for chunk in body.split(delimiter)[1:]:
-        if chunk.startswith(b"--"):
+    position = body.find(delimiter)
+    while position >= 0:
+        start = position + len(delimiter)
+        position = body.find(delimiter, start)
+        end = len(body) if position < 0 else position
+        if body.startswith(b"--", start):
             break
-        head, _, content = chunk.removeprefix(b"\r\n").partition(b"\r\n\r\n")
+        if body.startswith(b"\r\n", start):
+            start += 2
+        separator = body.find(b"\r\n\r\n", start, end)
+        head_end, content_start = (end, end) if separator < 0 else (separator, separator + 4)
+        if body.endswith(b"\r\n", content_start, end):
+            end -= 2
         headers = {}
-        for line in head.decode("utf-8", "replace").split("\r\n"):
+        for line in body[start:head_end].decode("utf-8", "replace").split("\r\n"):
             name, _, value = line.partition(":")
             headers[name.strip().lower()] = value.strip()
         params = {m[1]: m[2] if m[2] is not None else m[3] for m in DISPOSITION_PARAM.finditer(headers.get("content-disposition", ""))}
         if "name" in params:
-            parts[params["name"]] = Part(params.get("filename"), headers.get("content-type"), content.removesuffix(b"\r\n"))
+            parts[params["name"]] = Part(params.get("filename"), headers.get("content-type"), view[content_start:end])
     return parts
 
 

@@ -123,7 +123,7 @@ class Page:
     has_more: bool
 
 
-def write_atomically(path: Path, chunks: Iterable[bytes], *, rename: bool = True) -> int:
+def write_atomically(path: Path, chunks: Iterable[bytes | memoryview], *, rename: bool = True) -> int:
     """Write, fsync and rename into place, so a crash leaves the old file or the whole new one.
     With `rename=False` the file is written and fsynced at `path` itself (already a temp name)."""
     tmp = path.with_name(f"{path.name}.{os.getpid()}.{threading.get_ident()}.tmp") if rename else path
@@ -197,8 +197,9 @@ class Store:
 
     # batches
 
-    def insert_batch(self, row: BatchRow, body: bytes) -> None:
-        write_atomically(self.requests_path(row.id), [body])
+    def insert_batch(self, row: BatchRow, requests: Iterable[bytes]) -> None:
+        """A new batch and its spool: its requests as JSON lines."""
+        write_atomically(self.spool_path(row.id), requests)
         with self._lock:
             self._db.execute(
                 "INSERT INTO batches (id, created_at, visible_at, request_count, ends_at, seed, processing_seconds,"
@@ -295,7 +296,7 @@ class Store:
 
     # files
 
-    def insert_file(self, row: FileRow, content: bytes) -> None:
+    def insert_file(self, row: FileRow, content: bytes | memoryview) -> None:
         write_atomically(self.file_path(row.id), [content])
         with self._lock:
             self._db.execute(
