@@ -16,11 +16,11 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from batchrunner.atomic import atomic_writer
 from batchrunner.files import stream_to_file
 from batchrunner.client import AsyncApi
 from batchrunner.crashpoints import crashpoint
 from batchrunner.errors import ApiError, BatchrunnerError, NotFound
+from batchrunner.output import open_writer
 from batchrunner.ledger import (
     RESULT_STATUSES,
     Batch,
@@ -248,7 +248,8 @@ async def collect_batch(
 
 
 def write_output(ledger: Ledger, run: Run, backend: str) -> Path:
-    """One line per input row, in input order, as in DESIGN §5; atomically replaces the old output.
+    """One line per input row, in input order, as in DESIGN §5, in the format the output path
+    names (output/); atomically replaces the old output.
 
     Everything but the custom_id, the row and the stored fragment is the same for every row of
     a batch (its id, its attempt, the backend), so each line is a join of ready-made bytes.
@@ -261,11 +262,11 @@ def write_output(ledger: Ledger, run: Run, backend: str) -> Path:
     tails[None] = b',"batch_id":null,"attempt":null,"backend":%b}\n' % backend_json
     heads = {status: b'","status":"%b","row":' % status.encode() for status in ("pending", *RESULT_STATUSES)}
     path = run.output_path
-    path.parent.mkdir(parents=True, exist_ok=True)
+    rows_path = run.run_dir / ROWS_NAME
     with (
         ledger.checked(),
-        atomic_writer(path, site="output.write") as out,
-        (run.run_dir / ROWS_NAME).open("rb", buffering=READ_CHUNK) as rows,
+        open_writer(path, rows_path=rows_path, schema=run.settings.output_schema, site="output.write") as out,
+        rows_path.open("rb", buffering=READ_CHUNK) as rows,
     ):
         for written, ((custom_id, status, batch_pk, fragment), row) in enumerate(
             zip(ledger.output_rows(run), rows, strict=True)

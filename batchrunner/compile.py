@@ -30,7 +30,7 @@ from batchrunner.attachments import (
 )
 from batchrunner.catalog import Catalog, ModelEntry
 from batchrunner.errors import BudgetExceeded, Problem, RowError, SpecError
-from batchrunner.inputs import SUFFIXES, exact_row, read_rows_raw
+from batchrunner.inputs import SUFFIXES_TEXT, exact_row, input_suffix, read_rows_raw
 from batchrunner.pricing import batch_cost_usd, estimate_tokens
 from batchrunner.rules import Violation, check_request, dotted
 from batchrunner.spec import MAX_BATCH_SIZE, JobSpec, load_spec, shown
@@ -351,8 +351,8 @@ def _commit(opened: _Open, final: Path) -> None:
 def _check_input(spec: JobSpec) -> None:
     line = spec.key_line("input")
     path = spec.input_path
-    if path.suffix.lower() not in SUFFIXES:
-        raise SpecError([Problem(shown(spec.path), line, f"`input` {path.name} is not a .jsonl or .csv file: convert it")])
+    if input_suffix(path) is None:
+        raise SpecError([Problem(shown(spec.path), line, f"`input` {path.name} is not a {SUFFIXES_TEXT} file: convert it")])
     if not path.is_file():
         raise SpecError([Problem(shown(spec.path), line, f"`input` file not found: {shown(path)} (paths are relative to the spec)")])
 
@@ -609,6 +609,8 @@ def validate_job(path: Path, home: Path | None = None) -> CompileReport:
 def check_output_writable(spec: JobSpec) -> None:
     """Refuse before anything is sent or written if the output could never be written."""
     out = spec.output_path
+    if out is None:  # a `Job` without one: the run folder, which batchrunner makes
+        return
     where = (shown(spec.path), spec.key_line("output"))
     if out.is_dir():
         example = shown(out / f"{spec.name}.jsonl")
@@ -625,6 +627,8 @@ def check_output_outside(spec: JobSpec, home: Path) -> None:
     it would overwrite the ledger or a run folder, or be deleted with them. Only a command knows
     the home, so the spec cannot check this itself."""
     real_home = os.path.realpath(home)
+    if spec.output_path is None:  # the run folder is the one place inside the home an output belongs
+        return
     if os.path.commonpath([os.path.realpath(spec.output_path), real_home]) == real_home:
         raise SpecError([Problem(
             shown(spec.path),

@@ -51,6 +51,7 @@ if TYPE_CHECKING:
 # The spec, compile and the model check (pydantic models, YAML, JSON Schema) are imported by the
 # functions that submit, so `collect`, `watch` and `status` processes do not load them.
 
+OUTPUT_NAME = "output.jsonl"  # a `Job` without an output keeps its results in the run folder
 RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 
 
@@ -240,7 +241,7 @@ async def _prepare_run(session: Session, spec: JobSpec, run_id: str, force: bool
             run_id=run_id,
             job_name=spec.name,
             spec_path=spec.path,
-            output_path=spec.output_path,
+            output_path=spec.output_path or run_dir / OUTPUT_NAME,
             run_dir=run_dir,
             backend=session.backend.name,
             base_url=session.backend.base_url,
@@ -417,7 +418,7 @@ def _warn_about_other_runs(ledger: Ledger, spec: JobSpec, events: Events) -> Non
                 f"run {run.id} of this job is not finished ({state}); `batchrunner resume {run.id}` finishes it "
                 "(a new run sends every request again)"
             )
-        elif same_file(run.output_path, spec.output_path) and (state != RunState.DONE or run.spec_path != spec.path):
+        elif spec.output_path is not None and same_file(run.output_path, spec.output_path) and (state != RunState.DONE or run.spec_path != spec.path):
             events.warning(
                 f"run {run.id} (job {run.job_name}) also writes {shown(spec.output_path)}; "
                 "whichever finishes last overwrites the other's output"

@@ -28,6 +28,9 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from batchrunner.errors import Problem, SpecError
+from batchrunner.extras import PARQUET_INSTALL, has_pyarrow, is_parquet
+from batchrunner.output import SUFFIXES as OUTPUT_SUFFIXES
+from batchrunner.output import output_suffix
 from batchrunner.paths import same_file as same_file
 from batchrunner.paths import shown as shown
 from batchrunner.request_shape import PARAM_NAMES, Message, Params, System
@@ -82,7 +85,7 @@ class JobSpec(_Strict):
     api_version: str = DEFAULT_API_VERSION
     backend: Literal["auto", "local", "anthropic"] | None = None
     input_path: Path = Field(strict=False, validation_alias="input")
-    output_path: Path = Field(strict=False, validation_alias="output")
+    output_path: Path | None = Field(default=None, strict=False, validation_alias="output")  # None: in the run folder
     id_field: str | None = Field(default=None, min_length=1)
     system: System | None = None
     prompt: str | None = None
@@ -154,6 +157,21 @@ class JobSpec(_Strict):
             raise ValueError("is the same file as `input`: the results would overwrite the rows")
         if same_file(value, info.data.get("path")):
             raise ValueError("is the job spec itself: the results would overwrite it")
+        if output_suffix(value) is None:
+            raise PydanticCustomError(
+                "output_suffix", "{name} should end in {suffixes}: the extension chooses the format of the results",
+                {"name": value.name, "suffixes": ", ".join(OUTPUT_SUFFIXES)},
+            )
+        return value
+
+    @field_validator("input_path", "output_path")
+    @classmethod
+    def _parquet_needs_pyarrow(cls, value: Path) -> Path:
+        if is_parquet(value) and not has_pyarrow():
+            raise PydanticCustomError(
+                "parquet_extra", "{name} is a Parquet file, which needs pyarrow: {install}",
+                {"name": value.name, "install": PARQUET_INSTALL},
+            )
         return value
 
     @field_validator("messages")
@@ -436,7 +454,7 @@ def _problem_for(path: Path, data: dict[str, Any], lines: Lines, error: Any) -> 
 
 _SAYS_ENOUGH = (
     "refused", "prompt_or_messages", "json_schema", "thinking_budget", "output_format", "api_version",
-    "attachments_with_messages", "documents_only",
+    "attachments_with_messages", "documents_only", "output_suffix", "parquet_extra",
 )
 _SUBJECT = re.compile(r"^(Input|String|List|Dictionary|Value|Object) should")
 
@@ -475,6 +493,8 @@ def load_spec(path: Path) -> JobSpec:
     if "path" in data:
         problems.append(Problem(where, lines[("path",)], "unknown key `path`: the spec's own location is implied"))
         data = {k: v for k, v in data.items() if k != "path"}
+    if "output" not in data:  # only a `Job` made in Python may leave it to the run folder
+        problems.append(Problem(where, 1, f"missing required key `output` (for example `{_EXAMPLES['output']}`)"))
     spec: JobSpec | None = None
     try:
         spec = JobSpec.model_validate({"path": path, **data})

@@ -1,0 +1,98 @@
+"""The flat columns of a CSV or Parquet output, in order: the result's, then the input row's.
+
+Each column reads its value from one output line as parsed JSON (DESIGN §5), so a new field of
+the output line is one more `Column` in `RESULT_TAIL`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import orjson
+
+from batchrunner.requestfile import READ_CHUNK
+
+Kind = Literal["string", "int", "float", "bool", "json", "parsed"]
+Line = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    kind: Kind  # "json": nested values, written as JSON text; "parsed": typed by the output_schema
+    get: Callable[[Line], Any]
+    schema: dict[str, Any] | None = None  # for "parsed": the part of the output_schema it holds
+
+
+def _field(name: str) -> Callable[[Line], Any]:
+    return lambda line: line[name]
+
+
+def _inner(outer: str, name: str) -> Callable[[Line], Any]:
+    return lambda line: (line[outer] or {}).get(name)
+
+
+RESULT_HEAD = (
+    Column("custom_id", "string", _field("custom_id")),
+    Column("status", "string", _field("status")),
+    Column("text", "string", _field("text")),
+)
+RESULT_TAIL = (
+    Column("error_type", "string", _inner("error", "type")),
+    Column("error_message", "string", _inner("error", "message")),
+    Column("stop_reason", "string", _field("stop_reason")),
+    Column("input_tokens", "int", _inner("usage", "input_tokens")),
+    Column("output_tokens", "int", _inner("usage", "output_tokens")),
+    Column("batch_id", "string", _field("batch_id")),
+    Column("attempt", "int", _field("attempt")),
+)
+
+
+def parsed_columns(schema: dict[str, Any] | None, *, flat: bool) -> list[Column]:
+    """`parsed.<key>` per top-level property of the output_schema (`flat`, for CSV), else one
+    `parsed` column; none without a schema."""
+    if schema is None:
+        return []
+    properties = schema.get("properties")
+    if flat and isinstance(properties, dict) and properties:
+        return [Column(f"parsed.{key}", "parsed", _inner("parsed", key), sub) for key, sub in properties.items()]
+    return [Column("parsed", "parsed", _field("parsed"), schema)]
+
+
+def row_columns(rows_path: Path) -> list[Column]:
+    """`row.<name>` for every field of the run's rows, in the order they first appear, each with
+    the one kind its values share (mixed or nested values: JSON text). One pass over the rows."""
+    kinds: dict[str, set[type]] = {}
+    for row in _rows(rows_path):
+        for name, value in row.items():
+            seen = kinds.get(name)
+            if seen is None:
+                seen = kinds[name] = set()
+            if value is not None:
+                seen.add(type(value))
+    return [Column(f"row.{name}", _kind(seen), _inner("row", name)) for name, seen in kinds.items()]
+
+
+def _kind(seen: set[type]) -> Kind:
+    if seen <= {str}:
+        return "string"
+    if seen == {bool}:
+        return "bool"
+    if seen == {int}:
+        return "int"
+    if seen <= {int, float}:
+        return "float"
+    return "json"
+
+
+def _rows(rows_path: Path) -> Iterator[dict[str, Any]]:
+    with rows_path.open("rb", buffering=READ_CHUNK) as rows:
+        for line in rows:
+            yield orjson.loads(line)
+
+
+def columns(schema: dict[str, Any] | None, rows_path: Path, *, flat_parsed: bool) -> list[Column]:
+    return [*RESULT_HEAD, *parsed_columns(schema, flat=flat_parsed), *RESULT_TAIL, *row_columns(rows_path)]

@@ -1,0 +1,99 @@
+"""The output as Parquet: typed columns in the order of `columns.py`, written a row group at a time.
+
+`parsed` is a struct (or list, or scalar) column when the output_schema maps onto Arrow types,
+else JSON text; input fields whose values share one scalar type keep it, the rest are JSON text.
+Memory holds one row group, whatever the number of rows.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import orjson
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from batchrunner.output.columns import Column, columns
+
+ROW_GROUP = 65_536
+
+_SCALARS = {"string": pa.string(), "int": pa.int64(), "float": pa.float64(), "bool": pa.bool_()}
+_SCHEMA_SCALARS = {"string": pa.string(), "integer": pa.int64(), "number": pa.float64(), "boolean": pa.bool_()}
+
+
+def schema_type(schema: Any) -> pa.DataType | None:
+    """The Arrow type that holds every value valid under a JSON Schema, or None (then: JSON text)."""
+    if not isinstance(schema, dict):
+        return None
+    if "enum" in schema or "const" in schema:
+        values = schema.get("enum", [schema.get("const")])
+        if values and all(isinstance(v, str) for v in values):
+            return pa.string()
+        return None
+    kind = schema.get("type")
+    if isinstance(kind, list):
+        kinds = [k for k in kind if k != "null"]
+        kind = kinds[0] if len(kinds) == 1 else None
+    if kind in _SCHEMA_SCALARS:
+        return _SCHEMA_SCALARS[kind]
+    if kind == "array":
+        item = schema_type(schema.get("items"))
+        return pa.list_(item) if item is not None else None
+    if kind == "object":
+        properties = schema.get("properties")
+        if not isinstance(properties, dict) or not properties or schema.get("additionalProperties", False) is not False:
+            return None
+        fields = [(name, schema_type(sub)) for name, sub in properties.items()]
+        if any(t is None for _, t in fields):
+            return None
+        return pa.struct([pa.field(name, t) for name, t in fields])
+    return None
+
+
+def _arrow(column: Column) -> tuple[pa.DataType, bool]:
+    """The column's Arrow type, and whether its values are written as JSON text."""
+    if column.kind == "parsed":
+        found = schema_type(column.schema)
+        return (found, False) if found is not None else (pa.string(), True)
+    if column.kind == "json":
+        return pa.string(), True
+    return _SCALARS[column.kind], False
+
+
+class ParquetWriter:
+    def __init__(self, out: BinaryIO, rows_path: Path, schema: dict[str, Any] | None) -> None:
+        self.columns = columns(schema, rows_path, flat_parsed=False)
+        typed = [_arrow(column) for column in self.columns]
+        self.types = [t for t, _ in typed]
+        self.as_json = [as_json for _, as_json in typed]
+        self.schema = pa.schema([pa.field(c.name, t) for c, t in zip(self.columns, self.types, strict=True)])
+        self.file = pq.ParquetWriter(out, self.schema)
+        self.pending: list[list[Any]] = [[] for _ in self.columns]
+        self.count = 0
+
+    def write(self, line: bytes) -> None:
+        parsed = orjson.loads(line)
+        for values, column in zip(self.pending, self.columns):
+            values.append(column.get(parsed))
+        self.count += 1
+        if self.count == ROW_GROUP:
+            self._flush()
+
+    def _flush(self) -> None:
+        arrays = [
+            pa.array([_json_text(v) for v in values] if as_json else values, type=kind)
+            for values, kind, as_json in zip(self.pending, self.types, self.as_json, strict=True)
+        ]
+        self.file.write_table(pa.Table.from_arrays(arrays, schema=self.schema))
+        self.pending = [[] for _ in self.columns]
+        self.count = 0
+
+    def close(self) -> None:
+        if self.count:
+            self._flush()
+        self.file.close()
+
+
+def _json_text(value: Any) -> str | None:
+    return None if value is None else orjson.dumps(value).decode()
