@@ -23,7 +23,8 @@ _SCHEMA_SCALARS = {"string": pa.string(), "integer": pa.int64(), "number": pa.fl
 
 
 def schema_type(schema: Any) -> pa.DataType | None:
-    """The Arrow type that holds every value valid under a JSON Schema, or None (then: JSON text)."""
+    """The Arrow type that holds the values a JSON Schema allows, or None (then: JSON text). An
+    object is a struct of its properties unless it allows others (`additionalProperties`)."""
     if not isinstance(schema, dict):
         return None
     if "enum" in schema or "const" in schema:
