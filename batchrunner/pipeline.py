@@ -12,7 +12,7 @@ import asyncio
 import os
 import re
 import shutil
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -367,12 +367,48 @@ def submit(
     events: Events | None = None,
 ) -> Outcome:
     """Compile, submit, and unless detached wait and collect. With an existing --run-id, continue that run."""
-    from batchrunner.compile import check_output_outside, check_output_writable
+    return run_loop(submit_async(
+        spec_path, home=home, run_id=run_id, backend=backend, detach=detach, timeout=timeout, force=force, events=events
+    ))
+
+
+async def submit_async(
+    spec_path: Path,
+    *,
+    home: Path,
+    run_id: str | None = None,
+    backend: str | None = None,
+    detach: bool = False,
+    timeout: float | None = None,
+    force: bool = False,
+    events: Events | None = None,
+) -> Outcome:
+    """`submit` in the caller's event loop."""
     from batchrunner.spec import load_spec
+
+    settings.check_numbers()
+    spec = load_spec(spec_path)
+    return await submit_job_async(
+        spec, home=home, run_id=run_id, backend=backend, detach=detach, timeout=timeout, force=force, events=events
+    )
+
+
+async def submit_job_async(
+    spec: JobSpec,
+    *,
+    home: Path,
+    run_id: str | None = None,
+    backend: str | None = None,
+    detach: bool = False,
+    timeout: float | None = None,
+    force: bool = False,
+    events: Events | None = None,
+) -> Outcome:
+    """`submit_async` for a spec already loaded (a YAML file, or a `Job` made in Python)."""
+    from batchrunner.compile import check_output_outside, check_output_writable
 
     events = events or Events()
     settings.check_numbers()
-    spec = load_spec(spec_path)
     resolved = resolve_backend(backend, spec.backend, os.environ)
     if resolved.simulated:
         events.notice(simulated_notice(home))
@@ -391,12 +427,12 @@ def submit(
                     raise InputError(f"--run-id {run_id} belongs to {run.spec_path}, not {spec.path}")
                 events.notice(f"run {run_id} exists; continuing it")
                 with Session.of_run(home, ledger, run) as session:
-                    return run_loop(_continue(session, detach=detach, timeout=timeout, events=events))
+                    return await _continue(session, detach=detach, timeout=timeout, events=events)
             _warn_about_other_runs(ledger, spec, events)
             with Session.open(
                 home, ledger, resolved, api_version=spec.api_version, requests_per_minute=spec.poll.requests_per_minute
             ) as session:
-                return run_loop(_submit_new(session, spec, run_id, force=force, detach=detach, timeout=timeout, events=events))
+                return await _submit_new(session, spec, run_id, force=force, detach=detach, timeout=timeout, events=events)
 
 
 async def _submit_new(
@@ -430,9 +466,16 @@ def resume(
 ) -> Outcome:
     """Finish whatever was interrupted: reconcile uncertain creates, submit what is unsent,
     then unless detached poll, collect and write the output, like `submit`."""
+    return run_loop(resume_async(run_id, home=home, detach=detach, timeout=timeout, events=events))
+
+
+async def resume_async(
+    run_id: str, *, home: Path, detach: bool = False, timeout: float | None = None, events: Events | None = None
+) -> Outcome:
+    """`resume` in the caller's event loop."""
     events = events or Events()
     with run_session(home, run_id) as session:
-        return run_loop(_continue(session, detach=detach, timeout=timeout, events=events))
+        return await _continue(session, detach=detach, timeout=timeout, events=events)
 
 
 def resume_all(*, home: Path, detach: bool = False, events: Events | None = None) -> list[Outcome]:
@@ -442,13 +485,18 @@ def resume_all(*, home: Path, detach: bool = False, events: Events | None = None
     A run the live check refuses (its model gone, say) is reported with exit code 2 and left as it
     is, so one such run does not keep a scheduled `resume --all` from finishing the others.
     """
+    return run_loop(resume_all_async(home=home, detach=detach, events=events))
+
+
+async def resume_all_async(*, home: Path, detach: bool = False, events: Events | None = None) -> list[Outcome]:
+    """`resume_all` in the caller's event loop."""
     events = events or Events()
-    return [_unless_locked(_resume_or_refused, run_id, home, events, detach=detach) for run_id in _unfinished(home)]
+    return [await _unless_locked(_resume_or_refused, run_id, home, events, detach=detach) for run_id in _unfinished(home)]
 
 
-def _resume_or_refused(run_id: str, *, home: Path, events: Events, detach: bool) -> Outcome:
+async def _resume_or_refused(run_id: str, *, home: Path, events: Events, detach: bool) -> Outcome:
     try:
-        return resume(run_id, home=home, detach=detach, events=events)
+        return await resume_async(run_id, home=home, detach=detach, events=events)
     except InputError as exc:
         events.notice(f"run {run_id} not resumed: {exc.message}")
         return replace(status(run_id, home=home), exit_code=EXIT_INVALID)
@@ -456,7 +504,12 @@ def _resume_or_refused(run_id: str, *, home: Path, events: Events, detach: bool)
 
 def watch(run_id: str, *, home: Path, timeout: float | None = None, events: Events | None = None) -> Outcome:
     """Reattach to a run and stay until it is done: `resume` without detaching."""
-    return resume(run_id, home=home, timeout=timeout, events=events)
+    return run_loop(watch_async(run_id, home=home, timeout=timeout, events=events))
+
+
+async def watch_async(run_id: str, *, home: Path, timeout: float | None = None, events: Events | None = None) -> Outcome:
+    """`watch` in the caller's event loop."""
+    return await resume_async(run_id, home=home, timeout=timeout, events=events)
 
 
 def retry(
@@ -469,9 +522,22 @@ def retry(
     events: Events | None = None,
 ) -> Outcome:
     """A new attempt with only the selected requests; its results merge into the same output."""
+    return run_loop(retry_async(run_id, selection, home=home, detach=detach, timeout=timeout, events=events))
+
+
+async def retry_async(
+    run_id: str,
+    selection: Selection,
+    *,
+    home: Path,
+    detach: bool = False,
+    timeout: float | None = None,
+    events: Events | None = None,
+) -> Outcome:
+    """`retry` in the caller's event loop."""
     events = events or Events()
     with run_session(home, run_id) as session:
-        return run_loop(_retry(session, selection, detach=detach, timeout=timeout, events=events))
+        return await _retry(session, selection, detach=detach, timeout=timeout, events=events)
 
 
 async def _retry(session: Session, selection: Selection, *, detach: bool, timeout: float | None, events: Events) -> Outcome:
@@ -500,9 +566,14 @@ async def _retry(session: Session, selection: Selection, *, detach: bool, timeou
 
 def collect(run_id: str, *, home: Path, events: Events | None = None) -> Outcome:
     """Collect every ended batch of a run and write its output; never waits for running ones."""
+    return run_loop(collect_async(run_id, home=home, events=events))
+
+
+async def collect_async(run_id: str, *, home: Path, events: Events | None = None) -> Outcome:
+    """`collect` in the caller's event loop."""
     events = events or Events()
     with run_session(home, run_id) as session:
-        return run_loop(_collect(session, events))
+        return await _collect(session, events)
 
 
 async def _collect(session: Session, events: Events) -> Outcome:
@@ -513,8 +584,13 @@ async def _collect(session: Session, events: Events) -> Outcome:
 def collect_all(*, home: Path, events: Events | None = None) -> list[Outcome]:
     """`collect` for every run that is not done; a run another process holds is skipped, and its
     outcome (still in progress, exit 4) says so."""
+    return run_loop(collect_all_async(home=home, events=events))
+
+
+async def collect_all_async(*, home: Path, events: Events | None = None) -> list[Outcome]:
+    """`collect_all` in the caller's event loop."""
     events = events or Events()
-    return [_unless_locked(collect, run_id, home, events) for run_id in _unfinished(home)]
+    return [await _unless_locked(collect_async, run_id, home, events) for run_id in _unfinished(home)]
 
 
 def _unfinished(home: Path) -> list[str]:
@@ -522,10 +598,12 @@ def _unfinished(home: Path) -> list[str]:
         return [run.id for run in ledger.runs() if run_state(run, ledger.batches(run)) != RunState.DONE]
 
 
-def _unless_locked(command: Callable[..., Outcome], run_id: str, home: Path, events: Events, **options: Any) -> Outcome:
+async def _unless_locked(
+    command: Callable[..., Awaitable[Outcome]], run_id: str, home: Path, events: Events, **options: Any
+) -> Outcome:
     """A run held by another process is in progress: counted as such (exit 4), never as done."""
     try:
-        return command(run_id, home=home, events=events, **options)
+        return await command(run_id, home=home, events=events, **options)
     except RunLocked as exc:
         return replace(status(run_id, home=home), exit_code=EXIT_RUNNING, skipped=exc.message)
 
@@ -545,9 +623,14 @@ def list_runs(*, home: Path) -> list[Outcome]:
 def cancel(run_id: str, *, home: Path, events: Events | None = None) -> Outcome:
     """Ask the API to cancel the run's running batches, under the run's lock. They end as
     `canceling` → `ended`; `watch` or `collect` then gathers their partial results."""
+    return run_loop(cancel_async(run_id, home=home, events=events))
+
+
+async def cancel_async(run_id: str, *, home: Path, events: Events | None = None) -> Outcome:
+    """`cancel` in the caller's event loop."""
     events = events or Events()
     with run_session(home, run_id) as session:
-        return run_loop(_cancel(session, events))
+        return await _cancel(session, events)
 
 
 async def _cancel(session: Session, events: Events) -> Outcome:
