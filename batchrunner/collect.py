@@ -249,7 +249,21 @@ async def collect_batch(
 
 def write_output(ledger: Ledger, run: Run, backend: str) -> Path:
     """One line per input row, in input order, as in DESIGN §5, in the format the output path
-    names (output/); atomically replaces the old output.
+    names (output/); atomically replaces the old output."""
+    path = run.output_path
+    with open_writer(path, rows_path=run.run_dir / ROWS_NAME, schema=run.settings.output_schema, site="output.write") as out:
+        for written, line in enumerate(output_lines(ledger, run, backend)):
+            out.write(line)
+            if written == 0:
+                crashpoint("output.writing")
+    crashpoint("output.written")
+    ledger.mark_output_written(run)
+    return path
+
+
+def output_lines(ledger: Ledger, run: Run, backend: str) -> Iterator[bytes]:
+    """The output's JSON lines (DESIGN §5), newline included: one ordered scan of the ledger
+    merged with the run's rows file, whatever format they are then written in.
 
     Everything but the custom_id, the row and the stored fragment is the same for every row of
     a batch (its id, its attempt, the backend), so each line is a join of ready-made bytes.
@@ -261,31 +275,16 @@ def write_output(ledger: Ledger, run: Run, backend: str) -> Path:
     }
     tails[None] = b',"batch_id":null,"attempt":null,"backend":%b}\n' % backend_json
     heads = {status: b'","status":"%b","row":' % status.encode() for status in ("pending", *RESULT_STATUSES)}
-    path = run.output_path
-    rows_path = run.run_dir / ROWS_NAME
-    with (
-        ledger.checked(),
-        open_writer(path, rows_path=rows_path, schema=run.settings.output_schema, site="output.write") as out,
-        rows_path.open("rb", buffering=READ_CHUNK) as rows,
-    ):
-        for written, ((custom_id, status, batch_pk, fragment), row) in enumerate(
-            zip(ledger.output_rows(run), rows, strict=True)
-        ):
-            out.write(
-                b"".join(
-                    (
-                        b'{"custom_id":"',
-                        custom_id.encode(),
-                        heads[status],
-                        row.rstrip(b"\r\n"),
-                        b",",
-                        fragment or PENDING_FRAGMENT,
-                        tails[batch_pk],
-                    )
+    with ledger.checked(), (run.run_dir / ROWS_NAME).open("rb", buffering=READ_CHUNK) as rows:
+        for (custom_id, status, batch_pk, fragment), row in zip(ledger.output_rows(run), rows, strict=True):
+            yield b"".join(
+                (
+                    b'{"custom_id":"',
+                    custom_id.encode(),
+                    heads[status],
+                    row.rstrip(b"\r\n"),
+                    b",",
+                    fragment or PENDING_FRAGMENT,
+                    tails[batch_pk],
                 )
             )
-            if written == 0:
-                crashpoint("output.writing")
-    crashpoint("output.written")
-    ledger.mark_output_written(run)
-    return path

@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import orjson
 
 from batchrunner import settings
 from batchrunner.client import resolve_backend, simulated_notice
@@ -37,7 +38,7 @@ from batchrunner.ledger import Batch, Ledger, Run, run_lock
 from batchrunner.paths import same_file, shown
 from batchrunner.poll import Polled, wait_until_ended
 from batchrunner.pricing import batch_cost_usd
-from batchrunner.requestfile import first_params, request_ids
+from batchrunner.requestfile import ROWS_NAME, first_params, request_ids
 from batchrunner.retry import Selection, prepare_attempt, select
 from batchrunner.session import Guard, Session, run_loop, run_session
 from batchrunner.states import OPEN_STATES, BatchState, RunState
@@ -45,6 +46,9 @@ from batchrunner.submit import SubmitSettings, submit_pending
 from batchrunner.uploads import Uploaded, delete_attachments, upload_attachments
 
 if TYPE_CHECKING:
+    import pandas as pd
+    import pyarrow as pa
+
     from batchrunner.compile import CompileReport
     from batchrunner.spec import JobSpec
 
@@ -76,6 +80,30 @@ class Outcome:
     summary: dict[str, Any]
     batches: list[Batch] = field(default_factory=list)
     skipped: str | None = None  # why `--all` left this run alone (another process holds it)
+    home: Path | None = None  # the state home whose ledger holds the run's results
+
+    def rows(self) -> Iterator[dict[str, Any]]:
+        """The output rows (DESIGN §5), in input order, read from the ledger whatever the output's
+        format; a row without a result yet is `pending`."""
+        for line in self._lines():
+            yield orjson.loads(line)
+
+    def to_arrow(self) -> pa.Table:
+        """The output rows as one Arrow table, with the columns of a Parquet output."""
+        from batchrunner.output.parquet import arrow_table
+
+        return arrow_table(self._lines(), self.run.run_dir / ROWS_NAME, self.run.settings.output_schema)
+
+    def to_pandas(self) -> pd.DataFrame:
+        """The output rows as a pandas DataFrame, one row per input row, columns as `to_arrow`."""
+        return self.to_arrow().to_pandas()
+
+    def _lines(self) -> Iterator[bytes]:
+        from batchrunner.collect import output_lines
+
+        assert self.home is not None
+        with Ledger(self.home, read_only=True) as ledger:
+            yield from output_lines(ledger, ledger.run(self.run.id), self.run.backend)
 
     def to_dict(self) -> dict[str, Any]:
         out = {
@@ -152,7 +180,7 @@ def summarize(ledger: Ledger, run: Run) -> Outcome:
         code = EXIT_OK
     else:
         code = EXIT_INCOMPLETE
-    return Outcome(run=run, state=state, exit_code=code, summary=summary, batches=batches)
+    return Outcome(run=run, state=state, exit_code=code, summary=summary, batches=batches, home=ledger.home)
 
 
 # preparing a run

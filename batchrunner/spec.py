@@ -84,7 +84,7 @@ class JobSpec(_Strict):
     max_tokens: int = Field(ge=1)
     api_version: str = DEFAULT_API_VERSION
     backend: Literal["auto", "local", "anthropic"] | None = None
-    input_path: Path = Field(strict=False, validation_alias="input")
+    input_path: Path | None = Field(default=None, strict=False, validation_alias="input")  # None: rows given to run()
     output_path: Path | None = Field(default=None, strict=False, validation_alias="output")  # None: in the run folder
     id_field: str | None = Field(default=None, min_length=1)
     system: System | None = None
@@ -157,22 +157,12 @@ class JobSpec(_Strict):
             raise ValueError("is the same file as `input`: the results would overwrite the rows")
         if same_file(value, info.data.get("path")):
             raise ValueError("is the job spec itself: the results would overwrite it")
-        if output_suffix(value) is None:
-            raise PydanticCustomError(
-                "output_suffix", "{name} should end in {suffixes}: the extension chooses the format of the results",
-                {"name": value.name, "suffixes": ", ".join(OUTPUT_SUFFIXES)},
-            )
-        return value
+        return _known_output(value)
 
     @field_validator("input_path", "output_path")
     @classmethod
     def _parquet_needs_pyarrow(cls, value: Path) -> Path:
-        if is_parquet(value) and not has_pyarrow():
-            raise PydanticCustomError(
-                "parquet_extra", "{name} is a Parquet file, which needs pyarrow: {install}",
-                {"name": value.name, "install": PARQUET_INSTALL},
-            )
-        return value
+        return _needs_pyarrow(value)
 
     @field_validator("messages")
     @classmethod
@@ -230,9 +220,56 @@ class JobSpec(_Strict):
             )
         return value
 
+    @property
+    def rows_file(self) -> Path:
+        """The input rows file; a `Job` made without one has its rows given to `batchrunner.run`."""
+        if self.input_path is None:
+            raise SpecError([Problem(shown(self.path), None, (
+                "no `input`: give the rows to batchrunner.run(job, rows), or name a rows file with input=..."
+            ))])
+        return self.input_path
+
     def key_line(self, *key: str | int) -> int | None:
         """The spec line of a key path such as ("input",) or ("params", "temperature")."""
         return _line_for(self._lines, key)
+
+
+def _known_output(path: Path) -> Path:
+    if output_suffix(path) is None:
+        raise PydanticCustomError(
+            "output_suffix", "{name} should end in {suffixes}: the extension chooses the format of the results",
+            {"name": path.name, "suffixes": ", ".join(OUTPUT_SUFFIXES)},
+        )
+    return path
+
+
+def _needs_pyarrow(path: Path) -> Path:
+    if is_parquet(path) and not has_pyarrow():
+        raise PydanticCustomError(
+            "parquet_extra", "{name} is a Parquet file, which needs pyarrow: {install}",
+            {"name": path.name, "install": PARQUET_INSTALL},
+        )
+    return path
+
+
+def with_paths(spec: JobSpec, *, input: Path | None = None, output: Path | None = None) -> JobSpec:
+    """The spec with another input or output (`batchrunner.run`'s rows and `output=`), each
+    checked as the spec checks its own."""
+    changes: dict[str, Path] = {}
+    problems = []
+    for key, value, checks in (("input", input, (_needs_pyarrow,)), ("output", output, (_known_output, _needs_pyarrow))):
+        if value is None:
+            continue
+        path = Path(os.path.abspath(value))
+        try:
+            for check in checks:
+                check(path)
+        except PydanticCustomError as exc:
+            problems.append(Problem(shown(spec.path), None, f"`{key}` {exc.message()}"))
+        changes[f"{key}_path"] = path
+    if problems:
+        raise SpecError(problems)
+    return spec.model_copy(update=changes)
 
 
 _SPEC_KEYS = tuple(
@@ -493,8 +530,15 @@ def load_spec(path: Path) -> JobSpec:
     if "path" in data:
         problems.append(Problem(where, lines[("path",)], "unknown key `path`: the spec's own location is implied"))
         data = {k: v for k, v in data.items() if k != "path"}
-    if "output" not in data:  # only a `Job` made in Python may leave it to the run folder
-        problems.append(Problem(where, 1, f"missing required key `output` (for example `{_EXAMPLES['output']}`)"))
+    for key in ("input", "output"):  # only a `Job` made in Python may do without them
+        if key not in data:
+            problems.append(Problem(where, 1, f"missing required key `{key}` (for example `{_EXAMPLES[key]}`)"))
+    return validated(path, where, data, lines, problems)
+
+
+def validated(path: Path, where: Path, data: dict[str, Any], lines: Lines, problems: list[Problem]) -> JobSpec:
+    """The spec from plain values, or one SpecError with every problem: of a YAML file (`lines`
+    then holds each key's line) or of a `Job` made in Python (no lines; each problem names its key)."""
     spec: JobSpec | None = None
     try:
         spec = JobSpec.model_validate({"path": path, **data})

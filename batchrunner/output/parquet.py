@@ -7,6 +7,7 @@ Memory holds one row group, whatever the number of rows.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -62,38 +63,63 @@ def _arrow(column: Column) -> tuple[pa.DataType, bool]:
     return _SCALARS[column.kind], False
 
 
-class ParquetWriter:
-    def __init__(self, out: BinaryIO, rows_path: Path, schema: dict[str, Any] | None) -> None:
+class ArrowRows:
+    """Output lines gathered into Arrow tables of one row group each, typed as `columns.py` says."""
+
+    def __init__(self, rows_path: Path, schema: dict[str, Any] | None) -> None:
         self.columns = columns(schema, rows_path, flat_parsed=False)
         typed = [_arrow(column) for column in self.columns]
-        self.types = [t for t, _ in typed]
         self.as_json = [as_json for _, as_json in typed]
-        self.schema = pa.schema([pa.field(c.name, t) for c, t in zip(self.columns, self.types, strict=True)])
-        self.file = pq.ParquetWriter(out, self.schema)
+        self.schema = pa.schema([pa.field(c.name, t) for c, (t, _) in zip(self.columns, typed, strict=True)])
         self.pending: list[list[Any]] = [[] for _ in self.columns]
         self.count = 0
 
-    def write(self, line: bytes) -> None:
+    def add(self, line: bytes) -> pa.Table | None:
+        """Take one line; a full row group comes back as a table."""
         parsed = orjson.loads(line)
         for values, column in zip(self.pending, self.columns):
             values.append(column.get(parsed))
         self.count += 1
-        if self.count == ROW_GROUP:
-            self._flush()
+        return self.rest() if self.count == ROW_GROUP else None
 
-    def _flush(self) -> None:
+    def rest(self) -> pa.Table | None:
+        """The lines taken since the last table, as one (None if there are none)."""
+        if not self.count:
+            return None
         arrays = [
-            pa.array([_json_text(v) for v in values] if as_json else values, type=kind)
-            for values, kind, as_json in zip(self.pending, self.types, self.as_json, strict=True)
+            pa.array([_json_text(v) for v in values] if as_json else values, type=field.type)
+            for values, field, as_json in zip(self.pending, self.schema, self.as_json, strict=True)
         ]
-        self.file.write_table(pa.Table.from_arrays(arrays, schema=self.schema))
         self.pending = [[] for _ in self.columns]
         self.count = 0
+        return pa.Table.from_arrays(arrays, schema=self.schema)
+
+
+class ParquetWriter:
+    def __init__(self, out: BinaryIO, rows_path: Path, schema: dict[str, Any] | None) -> None:
+        self.rows = ArrowRows(rows_path, schema)
+        self.file = pq.ParquetWriter(out, self.rows.schema)
+
+    def write(self, line: bytes) -> None:
+        table = self.rows.add(line)
+        if table is not None:
+            self.file.write_table(table)
 
     def close(self) -> None:
-        if self.count:
-            self._flush()
+        table = self.rows.rest()
+        if table is not None:
+            self.file.write_table(table)
         self.file.close()
+
+
+def arrow_table(lines: Iterable[bytes], rows_path: Path, schema: dict[str, Any] | None) -> pa.Table:
+    """The output as one Arrow table with the Parquet output's columns (for `Outcome.to_arrow`)."""
+    rows = ArrowRows(rows_path, schema)
+    tables = [table for line in lines if (table := rows.add(line)) is not None]
+    rest = rows.rest()
+    if rest is not None:
+        tables.append(rest)
+    return pa.concat_tables(tables) if tables else rows.schema.empty_table()
 
 
 def _json_text(value: Any) -> str | None:
