@@ -235,7 +235,7 @@ class JobSpec(_Strict):
 
 
 def _known_output(path: Path) -> Path:
-    if output_suffix(path) is None:
+    if output_suffix(path) is None and not path.is_dir():  # a folder: compile says to name a file in it
         raise PydanticCustomError(
             "output_suffix", "{name} should end in {suffixes}: the extension chooses the format of the results",
             {"name": path.name, "suffixes": ", ".join(OUTPUT_SUFFIXES)},

@@ -13,20 +13,23 @@ from typing import Any, BinaryIO
 
 import orjson
 
-from batchrunner.output.columns import columns
+from batchrunner.output.columns import columns, reader
 
 
 class CsvWriter:
     def __init__(self, out: BinaryIO, rows_path: Path, schema: dict[str, Any] | None) -> None:
         self.text = io.TextIOWrapper(out, encoding="utf-8", newline="")
-        self.columns = columns(schema, rows_path, flat_parsed=True)
-        self.getters = [column.get for column in self.columns]
+        chosen = columns(schema, rows_path, flat_parsed=True)
+        self.values = reader(chosen)
+        self.converted = [i for i, column in enumerate(chosen) if column.kind not in ("string", "int", "float")]
         self.records = csv.writer(self.text)
-        self.records.writerow([column.name for column in self.columns])
+        self.records.writerow([column.name for column in chosen])
 
     def write(self, line: bytes) -> None:
-        parsed = orjson.loads(line)
-        self.records.writerow([_cell(get(parsed)) for get in self.getters])
+        record = self.values(line)
+        for i in self.converted:  # the rest are already str, int, float or None, as csv writes them
+            record[i] = _cell(record[i])
+        self.records.writerow(record)
 
     def close(self) -> None:
         self.text.flush()

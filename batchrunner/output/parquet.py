@@ -15,9 +15,9 @@ import orjson
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from batchrunner.output.columns import Column, columns
+from batchrunner.output.columns import Column, columns, reader
 
-ROW_GROUP = 65_536
+ROW_GROUP = 32_768
 
 _SCALARS = {"string": pa.string(), "int": pa.int64(), "float": pa.float64(), "bool": pa.bool_()}
 _SCHEMA_SCALARS = {"string": pa.string(), "integer": pa.int64(), "number": pa.float64(), "boolean": pa.bool_()}
@@ -67,31 +67,27 @@ class ArrowRows:
     """Output lines gathered into Arrow tables of one row group each, typed as `columns.py` says."""
 
     def __init__(self, rows_path: Path, schema: dict[str, Any] | None) -> None:
-        self.columns = columns(schema, rows_path, flat_parsed=False)
-        typed = [_arrow(column) for column in self.columns]
+        chosen = columns(schema, rows_path, flat_parsed=False)
+        typed = [_arrow(column) for column in chosen]
+        self.values = reader(chosen)
         self.as_json = [as_json for _, as_json in typed]
-        self.schema = pa.schema([pa.field(c.name, t) for c, (t, _) in zip(self.columns, typed, strict=True)])
-        self.pending: list[list[Any]] = [[] for _ in self.columns]
-        self.count = 0
+        self.schema = pa.schema([pa.field(c.name, t) for c, (t, _) in zip(chosen, typed, strict=True)])
+        self.pending: list[list[Any]] = []
 
     def add(self, line: bytes) -> pa.Table | None:
         """Take one line; a full row group comes back as a table."""
-        parsed = orjson.loads(line)
-        for values, column in zip(self.pending, self.columns):
-            values.append(column.get(parsed))
-        self.count += 1
-        return self.rest() if self.count == ROW_GROUP else None
+        self.pending.append(self.values(line))
+        return self.rest() if len(self.pending) == ROW_GROUP else None
 
     def rest(self) -> pa.Table | None:
         """The lines taken since the last table, as one (None if there are none)."""
-        if not self.count:
+        if not self.pending:
             return None
         arrays = [
             pa.array([_json_text(v) for v in values] if as_json else values, type=field.type)
-            for values, field, as_json in zip(self.pending, self.schema, self.as_json, strict=True)
+            for values, field, as_json in zip(zip(*self.pending), self.schema, self.as_json, strict=True)
         ]
-        self.pending = [[] for _ in self.columns]
-        self.count = 0
+        self.pending = []
         return pa.Table.from_arrays(arrays, schema=self.schema)
 
 
