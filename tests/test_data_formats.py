@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import gzip
+import json
 import os
 import subprocess
 import sys
@@ -162,3 +163,27 @@ def test_parquet_without_pyarrow_is_refused_naming_the_extra(tmp_path):
     assert done.returncode == 2, done.stderr
     assert "data.yaml:7: `output` results.parquet is a Parquet file, which needs pyarrow: pip install 'batchrunner[parquet]'" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_csv_output_is_the_same_with_or_without_pyarrow(tmp_path, run_cli):
+    rows = [{"id": f"r-{i}", "text": f'say "hi", #{i}', "ok": i % 2 == 0, "score": i / 4, "tags": ["a", i], "n": 2**63 + i}
+            for i in range(1, 41)]  # fmt: skip
+    (tmp_path / "rows.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
+    blocker = tmp_path / "no-pyarrow"
+    blocker.mkdir()
+    (blocker / "sitecustomize.py").write_text("import sys\nsys.modules['pyarrow'] = None\n")
+    tables = []
+    for name, env in (("with", {}), ("without", {"PYTHONPATH": str(blocker)})):
+        job = spec(tmp_path, input="rows.jsonl", output=f"{name}.csv", extra=SENTIMENT, name=name)
+        done = subprocess.run(
+            [sys.executable, "-m", "batchrunner", "--home", str(tmp_path / f"home-{name}"), "submit", str(job), "--backend", "local"],
+            env=dict(os.environ, **env), capture_output=True, text=True, check=False, timeout=300,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        with (tmp_path / f"{name}.csv").open(newline="", encoding="utf-8") as f:
+            tables.append([dict(record, batch_id=None) for record in csv.DictReader(f)])
+    assert tables[0] == tables[1]
+    first = tables[0][0]
+    assert list(first)[len(CSV_HEAD):] == ["row.id", "row.text", "row.ok", "row.score", "row.tags", "row.n"]
+    assert (first["row.text"], first["row.ok"], first["row.score"], first["row.tags"]) == ('say "hi", #1', "false", "0.25", '["a",1]')
+    assert first["row.n"] == str(2**63 + 1)  # beyond int64: kept exact, as text

@@ -38,9 +38,10 @@ def open_writer(path: Path, *, rows_path: Path, schema: dict[str, Any] | None, s
     with publishing(path, site=site) as out:
         writer: Writer
         if suffix == ".csv":
-            from batchrunner.output.csv import CsvWriter
+            from batchrunner.extras import has_pyarrow
+            from batchrunner.output.csv import ArrowCsvWriter, CsvWriter
 
-            writer = CsvWriter(out, rows_path, schema)
+            writer = (ArrowCsvWriter if has_pyarrow() else CsvWriter)(out, rows_path, schema)
         elif suffix == ".parquet":
             from batchrunner.output.parquet import ParquetWriter
 

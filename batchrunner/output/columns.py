@@ -44,6 +44,7 @@ RESULT_TAIL = (
     Column("attempt", "int", "attempt"),
 )
 _NOTHING: dict[str, Any] = {}
+_INT64 = (-(2**63), 2**63 - 1)
 
 
 def reader(chosen: list[Column]) -> Callable[[bytes], list[Any]]:
@@ -79,7 +80,9 @@ def row_columns(rows_path: Path) -> list[Column]:
             seen = kinds.get(name)
             if seen is None:
                 seen = kinds[name] = set()
-            if value is not None:
+            if type(value) is int and not _INT64[0] <= value <= _INT64[1]:
+                seen.add(object)  # beyond 64 bits: exact only as JSON text
+            elif value is not None:
                 seen.add(type(value))
     return [Column(f"row.{name}", _kind(seen), "row", name) for name, seen in kinds.items()]
 

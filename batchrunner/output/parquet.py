@@ -13,9 +13,11 @@ from typing import Any, BinaryIO
 
 import orjson
 import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.json as pj
 import pyarrow.parquet as pq
 
-from batchrunner.output.columns import Column, columns, reader
+from batchrunner.output.columns import Column, columns
 
 ROW_GROUP = 32_768
 
@@ -53,42 +55,85 @@ def schema_type(schema: Any) -> pa.DataType | None:
     return None
 
 
-def _arrow(column: Column) -> tuple[pa.DataType, bool]:
-    """The column's Arrow type, and whether its values are written as JSON text."""
+def _arrow(column: Column, flat: bool) -> tuple[pa.DataType, bool]:
+    """The column's Arrow type, and whether its values are written as JSON text (`flat`, for
+    CSV: every list or struct too)."""
     if column.kind == "parsed":
         found = schema_type(column.schema)
-        return (found, False) if found is not None else (pa.string(), True)
+        if found is None or flat and pa.types.is_nested(found):
+            return pa.string(), True
+        return found, False
     if column.kind == "json":
         return pa.string(), True
     return _SCALARS[column.kind], False
 
 
 class ArrowRows:
-    """Output lines gathered into Arrow tables of one row group each, typed as `columns.py` says."""
+    """Output lines gathered into Arrow tables of one row group each, typed as `columns.py` says
+    (`flat`: CSV's columns, nothing nested).
 
-    def __init__(self, rows_path: Path, schema: dict[str, Any] | None) -> None:
-        chosen = columns(schema, rows_path, flat_parsed=False)
-        typed = [_arrow(column) for column in chosen]
-        self.values = reader(chosen)
-        self.as_json = [as_json for _, as_json in typed]
-        self.schema = pa.schema([pa.field(c.name, t) for c, (t, _) in zip(chosen, typed, strict=True)])
-        self.pending: list[list[Any]] = []
+    pyarrow's JSON reader parses a row group's lines in one call, into the typed fields of the
+    output line; only JSON-text columns (mixed or nested values) are read line by line here.
+    """
+
+    def __init__(self, rows_path: Path, schema: dict[str, Any] | None, *, flat: bool = False) -> None:
+        self.columns = columns(schema, rows_path, flat_parsed=flat)
+        typed = [_arrow(column, flat) for column in self.columns]
+        self.schema = pa.schema([pa.field(c.name, t) for c, (t, _) in zip(self.columns, typed, strict=True)])
+        self.read_schema = _line_schema(
+            [(column, kind) for column, (kind, as_json) in zip(self.columns, typed, strict=True) if not as_json]
+        )
+        self.as_json = [(i, column.field, column.inner) for i, (column, (_, as_json)) in enumerate(zip(self.columns, typed)) if as_json]
+        self.pending: list[bytes] = []
 
     def add(self, line: bytes) -> pa.Table | None:
         """Take one line; a full row group comes back as a table."""
-        self.pending.append(self.values(line))
+        self.pending.append(line)
         return self.rest() if len(self.pending) == ROW_GROUP else None
 
     def rest(self) -> pa.Table | None:
         """The lines taken since the last table, as one (None if there are none)."""
         if not self.pending:
             return None
+        data = b"".join(self.pending)
+        read = pj.read_json(
+            pa.BufferReader(data),
+            read_options=pj.ReadOptions(block_size=len(data) + 1, use_threads=False),
+            parse_options=pj.ParseOptions(explicit_schema=self.read_schema, unexpected_field_behavior="ignore"),
+        )
+        texts = self._json_texts()
         arrays = [
-            pa.array([_json_text(v) for v in values] if as_json else values, type=field.type)
-            for values, field, as_json in zip(zip(*self.pending), self.schema, self.as_json, strict=True)
+            texts[i] if i in texts else read.column(c.field) if c.inner is None else pc.struct_field(read.column(c.field), c.inner)
+            for i, c in enumerate(self.columns)
         ]
         self.pending = []
         return pa.Table.from_arrays(arrays, schema=self.schema)
+
+    def _json_texts(self) -> dict[int, pa.Array]:
+        if not self.as_json:
+            return {}
+        values: dict[int, list[str | None]] = {i: [] for i, _, _ in self.as_json}
+        nothing: dict[str, Any] = {}
+        for line in self.pending:
+            parsed = orjson.loads(line)
+            for i, field, inner in self.as_json:
+                value = parsed[field] if inner is None else (parsed[field] or nothing).get(inner)
+                values[i].append(None if value is None else orjson.dumps(value).decode())
+        return {i: pa.array(texts, pa.string()) for i, texts in values.items()}
+
+
+def _line_schema(typed: list[tuple[Column, pa.DataType]]) -> pa.Schema:
+    """The typed fields of the output line as the JSON reader is to read them: top-level fields,
+    and structs (usage, error, row, parsed.<key>) of the keys the columns take from them."""
+    top: dict[str, pa.DataType] = {}
+    inner: dict[str, list[pa.Field]] = {}
+    for column, kind in typed:
+        if column.inner is None:
+            top[column.field] = kind
+        else:
+            inner.setdefault(column.field, []).append(pa.field(column.inner, kind))
+    return pa.schema([*(pa.field(name, kind) for name, kind in top.items()),
+                      *(pa.field(name, pa.struct(fields)) for name, fields in inner.items())])  # fmt: skip
 
 
 class ParquetWriter:
@@ -117,6 +162,3 @@ def arrow_table(lines: Iterable[bytes], rows_path: Path, schema: dict[str, Any] 
         tables.append(rest)
     return pa.concat_tables(tables) if tables else rows.schema.empty_table()
 
-
-def _json_text(value: Any) -> str | None:
-    return None if value is None else orjson.dumps(value).decode()
