@@ -109,3 +109,10 @@ def test_a_sync_call_inside_a_running_loop_names_its_async_twin(isolated_env: Pa
             pipeline.collect("no-such-run", home=isolated_env)
 
     asyncio.run(task())
+
+
+def test_run_over_a_polars_frame(isolated_env: Path):
+    pl = pytest.importorskip("polars")  # not in the test extra: the polars path runs where polars is installed
+    frame = pl.DataFrame({"id": [f"q-{i}" for i in range(1, 13)], "text": [f"ok #{i}" for i in range(1, 13)]})
+    outcome = batchrunner.run(job(name="lib-polars"), frame, backend="local")
+    assert [r["row"] for r in outcome.rows()] == frame.to_dicts()
