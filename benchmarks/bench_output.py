@@ -75,15 +75,18 @@ def main() -> None:
             done = subprocess.run([sys.executable, __file__, "--write-only", str(folder), suffix],
                                   capture_output=True, check=True, text=True)  # fmt: skip
             report[suffix] = orjson.loads(done.stdout)
-        for suffix in FORMATS:  # CPU time: steadier than wall time on a shared machine
-            report[suffix]["vs_jsonl"] = round(float(report[suffix]["cpu_seconds"]) / float(report["jsonl"]["cpu_seconds"]), 2)
+        for suffix in FORMATS:  # wall time is what the target is about; CPU time moves less on a shared machine
+            for measure in ("seconds", "cpu_seconds"):
+                ratio = float(report[suffix][measure]) / float(report["jsonl"][measure])
+                report[suffix][f"{measure}_vs_jsonl"] = round(ratio, 2)
         if args.json:
             print(orjson.dumps(report).decode())
             return
         for suffix in FORMATS:
             r = report[suffix]
             print(f"{suffix:8} {r['rows']:,} rows in {r['seconds']:.2f} s ({r['cpu_seconds']:.2f} s CPU) = {r['rows_per_s']:,} rows/s, "
-                  f"{r['vs_jsonl']:.2f}x JSONL's CPU time, peak RSS {r['peak_rss_mb']} MB, {r['mb']} MB on disk")  # fmt: skip
+                  f"{r['seconds_vs_jsonl']:.2f}x JSONL's time ({r['cpu_seconds_vs_jsonl']:.2f}x its CPU time), "
+                  f"peak RSS {r['peak_rss_mb']} MB, {r['mb']} MB on disk")  # fmt: skip
 
 
 if __name__ == "__main__":
