@@ -8,8 +8,7 @@ PARQUET_INSTALL = "pip install 'batchrunner[parquet]'"
 
 
 def is_parquet(path: Path) -> bool:
-    name = path.name.lower()
-    return name.endswith(".parquet") or name.endswith(".parquet.gz")
+    return path.suffix.lower() == ".parquet"
 
 
 def has_pyarrow() -> bool:
