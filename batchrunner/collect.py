@@ -252,13 +252,18 @@ def write_output(ledger: Ledger, run: Run, backend: str) -> Path:
     names (output/); atomically replaces the old output."""
     path = run.output_path
     with open_writer(path, rows_path=run.run_dir / ROWS_NAME, schema=run.settings.output_schema, site="output.write") as out:
-        for written, line in enumerate(output_lines(ledger, run, backend)):
-            out.write(line)
-            if written == 0:
-                crashpoint("output.writing")
+        out.write(_after_the_first(output_lines(ledger, run, backend), lambda: crashpoint("output.writing")))
     crashpoint("output.written")
     ledger.mark_output_written(run)
     return path
+
+
+def _after_the_first(lines: Iterator[bytes], then: Callable[[], None]) -> Iterator[bytes]:
+    for line in lines:
+        yield line
+        then()
+        break
+    yield from lines
 
 
 def output_lines(ledger: Ledger, run: Run, backend: str) -> Iterator[bytes]:

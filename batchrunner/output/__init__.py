@@ -7,7 +7,7 @@ CSV and Parquet flatten each line into the columns of `columns.py`.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Protocol
@@ -16,11 +16,9 @@ SUFFIXES = (".jsonl", ".csv", ".parquet")
 
 
 class Writer(Protocol):
-    """One output format: takes each output line (JSON, newline included), then finishes the file."""
+    """One output format: writes every output line (JSON, newline included), in order, as one file."""
 
-    def write(self, line: bytes) -> None: ...
-
-    def close(self) -> None: ...
+    def write(self, lines: Iterable[bytes]) -> None: ...
 
 
 def output_suffix(path: Path) -> str | None:
@@ -51,4 +49,3 @@ def open_writer(path: Path, *, rows_path: Path, schema: dict[str, Any] | None, s
 
             writer = JsonlWriter(out)
         yield writer
-        writer.close()

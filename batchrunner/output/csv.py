@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import io
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -19,45 +20,41 @@ from batchrunner.output.columns import columns, reader
 
 class CsvWriter:
     def __init__(self, out: BinaryIO, rows_path: Path, schema: dict[str, Any] | None) -> None:
-        self.text = io.TextIOWrapper(out, encoding="utf-8", newline="")
+        self.out = out
         chosen = columns(schema, rows_path, flat_parsed=True)
+        self.names = [column.name for column in chosen]
         self.values = reader(chosen)
         self.converted = [i for i, column in enumerate(chosen) if column.kind not in ("string", "int")]
-        self.records = csv.writer(self.text)
-        self.records.writerow([column.name for column in chosen])
 
-    def write(self, line: bytes) -> None:
-        record = self.values(line)
-        for i in self.converted:  # the rest are already str, int or None, as csv writes them
-            record[i] = _cell(record[i])
-        self.records.writerow(record)
-
-    def close(self) -> None:
-        self.text.flush()
-        self.text.detach()  # the file itself is the publisher's to sync and close
+    def write(self, lines: Iterable[bytes]) -> None:
+        text = io.TextIOWrapper(self.out, encoding="utf-8", newline="")
+        records = csv.writer(text)
+        records.writerow(self.names)
+        values, converted = self.values, self.converted
+        for line in lines:
+            record = values(line)
+            for i in converted:  # the rest are already str, int or None, as csv writes them
+                record[i] = _cell(record[i])
+            records.writerow(record)
+        text.flush()
+        text.detach()  # the file itself is the publisher's to sync and close
 
 
 class ArrowCsvWriter:
     """The same records through pyarrow, from the Parquet output's row groups made flat."""
 
     def __init__(self, out: BinaryIO, rows_path: Path, schema: dict[str, Any] | None) -> None:
-        import pyarrow.csv
-
         from batchrunner.output.parquet import ArrowRows
 
+        self.out = out
         self.rows = ArrowRows(rows_path, schema, flat=True)
-        self.file = pyarrow.csv.CSVWriter(out, self.rows.schema)
 
-    def write(self, line: bytes) -> None:
-        table = self.rows.add(line)
-        if table is not None:
-            self.file.write_table(table)
+    def write(self, lines: Iterable[bytes]) -> None:
+        import pyarrow.csv
 
-    def close(self) -> None:
-        table = self.rows.rest()
-        if table is not None:
-            self.file.write_table(table)
-        self.file.close()
+        with pyarrow.csv.CSVWriter(self.out, self.rows.schema) as file:
+            for table in self.rows.tables(lines):
+                file.write_table(table)
 
 
 def _cell(value: Any) -> Any:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import BinaryIO
 
 
@@ -9,8 +10,5 @@ class JsonlWriter:
     def __init__(self, out: BinaryIO) -> None:
         self.out = out
 
-    def write(self, line: bytes) -> None:
-        self.out.write(line)
-
-    def close(self) -> None:
-        """Nothing to finish: a JSONL file is complete after its last line."""
+    def write(self, lines: Iterable[bytes]) -> None:
+        self.out.writelines(lines)

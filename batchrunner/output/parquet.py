@@ -7,7 +7,8 @@ Memory holds one row group, whatever the number of rows.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from itertools import islice
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -84,37 +85,33 @@ class ArrowRows:
             [(column, kind) for column, (kind, as_json) in zip(self.columns, typed, strict=True) if not as_json]
         )
         self.as_json = [(i, column.field, column.inner) for i, (column, (_, as_json)) in enumerate(zip(self.columns, typed)) if as_json]
-        self.pending: list[bytes] = []
 
-    def add(self, line: bytes) -> pa.Table | None:
-        """Take one line; a full row group comes back as a table."""
-        self.pending.append(line)
-        return self.rest() if len(self.pending) == ROW_GROUP else None
+    def tables(self, lines: Iterable[bytes]) -> Iterator[pa.Table]:
+        """The lines as tables of one row group each."""
+        source = iter(lines)
+        while group := list(islice(source, ROW_GROUP)):
+            yield self._table(group)
 
-    def rest(self) -> pa.Table | None:
-        """The lines taken since the last table, as one (None if there are none)."""
-        if not self.pending:
-            return None
-        data = b"".join(self.pending)
+    def _table(self, group: list[bytes]) -> pa.Table:
+        data = b"".join(group)
         read = pj.read_json(
             pa.BufferReader(data),
             read_options=pj.ReadOptions(block_size=len(data) + 1, use_threads=False),
             parse_options=pj.ParseOptions(explicit_schema=self.read_schema, unexpected_field_behavior="ignore"),
         )
-        texts = self._json_texts()
+        texts = self._json_texts(group)
         arrays = [
             texts[i] if i in texts else read.column(c.field) if c.inner is None else pc.struct_field(read.column(c.field), c.inner)
             for i, c in enumerate(self.columns)
         ]
-        self.pending = []
         return pa.Table.from_arrays(arrays, schema=self.schema)
 
-    def _json_texts(self) -> dict[int, pa.Array]:
+    def _json_texts(self, group: list[bytes]) -> dict[int, pa.Array]:
         if not self.as_json:
             return {}
         values: dict[int, list[str | None]] = {i: [] for i, _, _ in self.as_json}
         nothing: dict[str, Any] = {}
-        for line in self.pending:
+        for line in group:
             parsed = orjson.loads(line)
             for i, field, inner in self.as_json:
                 value = parsed[field] if inner is None else (parsed[field] or nothing).get(inner)
@@ -138,27 +135,17 @@ def _line_schema(typed: list[tuple[Column, pa.DataType]]) -> pa.Schema:
 
 class ParquetWriter:
     def __init__(self, out: BinaryIO, rows_path: Path, schema: dict[str, Any] | None) -> None:
+        self.out = out
         self.rows = ArrowRows(rows_path, schema)
-        self.file = pq.ParquetWriter(out, self.rows.schema)
 
-    def write(self, line: bytes) -> None:
-        table = self.rows.add(line)
-        if table is not None:
-            self.file.write_table(table)
-
-    def close(self) -> None:
-        table = self.rows.rest()
-        if table is not None:
-            self.file.write_table(table)
-        self.file.close()
+    def write(self, lines: Iterable[bytes]) -> None:
+        with pq.ParquetWriter(self.out, self.rows.schema) as file:
+            for table in self.rows.tables(lines):
+                file.write_table(table)
 
 
 def arrow_table(lines: Iterable[bytes], rows_path: Path, schema: dict[str, Any] | None) -> pa.Table:
     """The output as one Arrow table with the Parquet output's columns (for `Outcome.to_arrow`)."""
     rows = ArrowRows(rows_path, schema)
-    tables = [table for line in lines if (table := rows.add(line)) is not None]
-    rest = rows.rest()
-    if rest is not None:
-        tables.append(rest)
+    tables = list(rows.tables(lines))
     return pa.concat_tables(tables) if tables else rows.schema.empty_table()
-
