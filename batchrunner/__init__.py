@@ -6,8 +6,14 @@ The library is what the CLI calls; a scheduler (cron, Airflow) can call it direc
     outcome = pipeline.submit(Path("jobs/eval.yaml"), home=Path(".batchrunner"), detach=True)
     later = pipeline.collect(outcome.run.id, home=Path(".batchrunner"))   # .exit_code: 0, 3 or 4
 
+or over rows in memory, and back as a frame (`run_async` inside an event loop):
+
+    job = batchrunner.Job(name="eval", model="claude-haiku-4-5", max_tokens=64, prompt="Review: {text}")
+    frame = batchrunner.run(job, rows, backend="local").to_pandas()
+
 The commands live in `pipeline` (its function names match the stage modules' names, so they
-are not re-exported here). Names are loaded on first use, so importing the package stays cheap.
+are not re-exported here), each with its async twin (`pipeline.collect_async`, ...). Names
+are loaded on first use, so importing the package stays cheap.
 """
 
 from __future__ import annotations
@@ -30,6 +36,9 @@ from batchrunner.errors import (
 )
 
 _LAZY = {
+    "Job": "library",
+    "run": "library",
+    "run_async": "library",
     "Events": "pipeline",
     "Outcome": "pipeline",
     "Selection": "retry",

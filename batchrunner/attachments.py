@@ -111,8 +111,8 @@ def kind_of(item: Attachment, path: str) -> str:
 def scan_attachments(spec: JobSpec) -> AttachmentSet:
     """Check and hash every distinct file the rows attach; memory grows with distinct files, not rows."""
     found = AttachmentSet()
-    base = spec.input_path.parent
-    for _, row in read_rows(spec.input_path, lambda problem: None):  # compile reports bad rows
+    base = spec.rows_file.parent
+    for _, row in read_rows(spec.rows_file, lambda problem: None):  # compile reports bad rows
         for item in spec.attachments or ():
             try:
                 path = row_path(base, item.field, row)

@@ -17,11 +17,12 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from batchrunner.atomic import private_folder, publish
+from batchrunner.atomic import private_folder
 from batchrunner.files import stream_to_file
 from batchrunner.client import AsyncApi
 from batchrunner.crashpoints import crashpoint
 from batchrunner.errors import ApiError, BatchrunnerError, NotFound
+from batchrunner.output import open_writer
 from batchrunner.ledger import (
     RESULT_STATUSES,
     Batch,
@@ -280,7 +281,28 @@ async def collect_batch(
 
 
 def write_output(ledger: Ledger, run: Run, backend: str) -> Path | str:
-    """One line per input row, in input order, as in DESIGN §5; atomically replaces the old output.
+    """One line per input row, in input order, as in DESIGN §5, in the format the output path
+    names (output/); atomically replaces the old output."""
+    path = run.output_path
+    rows_path = open_store(run.store, run.run_dir).fetch(ROWS_NAME)
+    with open_writer(path, rows_path=rows_path, schema=run.settings.output_schema, site="output.write") as out:
+        out.write(_after_the_first(output_lines(ledger, run, backend, rows_path), lambda: crashpoint("output.writing")))
+    crashpoint("output.written")
+    ledger.mark_output_written(run)
+    return path
+
+
+def _after_the_first(lines: Iterator[bytes], then: Callable[[], None]) -> Iterator[bytes]:
+    for line in lines:
+        yield line
+        then()
+        break
+    yield from lines
+
+
+def output_lines(ledger: Ledger, run: Run, backend: str, rows_path: Path | None = None) -> Iterator[bytes]:
+    """The output's JSON lines (DESIGN §5), newline included: one ordered scan of the ledger
+    merged with the run's rows file, whatever format they are then written in.
 
     Everything but the custom_id, the row and the stored fragment is the same for every row of
     a batch (its id, its attempt, the backend), so each line is a join of ready-made bytes.
@@ -292,32 +314,17 @@ def write_output(ledger: Ledger, run: Run, backend: str) -> Path | str:
     }
     tails[None] = b',"batch_id":null,"attempt":null,"backend":%b}\n' % backend_json
     heads = {status: b'","status":"%b","row":' % status.encode() for status in ("pending", *RESULT_STATUSES)}
-    path = run.output_path
-    if isinstance(path, Path):
-        path.parent.mkdir(parents=True, exist_ok=True)
-    with (
-        ledger.checked(),
-        open_store(run.store, run.run_dir).fetch(ROWS_NAME).open("rb", buffering=READ_CHUNK) as rows,
-        publish(path, site="output.write") as out,
-    ):
-        for written, ((custom_id, status, batch_pk, fragment), row) in enumerate(
-            zip(ledger.output_rows(run), rows, strict=True)
-        ):
-            out.write(
-                b"".join(
-                    (
-                        b'{"custom_id":"',
-                        custom_id.encode(),
-                        heads[status],
-                        row.rstrip(b"\r\n"),
-                        b",",
-                        fragment or PENDING_FRAGMENT,
-                        tails[batch_pk],
-                    )
+    rows_path = rows_path or open_store(run.store, run.run_dir).fetch(ROWS_NAME)  # a local copy of the store's
+    with ledger.checked(), rows_path.open("rb", buffering=READ_CHUNK) as rows:
+        for (custom_id, status, batch_pk, fragment), row in zip(ledger.output_rows(run), rows, strict=True):
+            yield b"".join(
+                (
+                    b'{"custom_id":"',
+                    custom_id.encode(),
+                    heads[status],
+                    row.rstrip(b"\r\n"),
+                    b",",
+                    fragment or PENDING_FRAGMENT,
+                    tails[batch_pk],
                 )
             )
-            if written == 0:
-                crashpoint("output.writing")
-    crashpoint("output.written")
-    ledger.mark_output_written(run)
-    return path

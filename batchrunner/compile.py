@@ -30,7 +30,7 @@ from batchrunner.attachments import (
 )
 from batchrunner.catalog import Catalog, ModelEntry
 from batchrunner.errors import BudgetExceeded, Problem, RowError, SpecError
-from batchrunner.inputs import SUFFIXES, exact_row, read_rows_raw
+from batchrunner.inputs import SUFFIXES_TEXT, exact_row, input_suffix, read_rows_raw
 from batchrunner.pricing import batch_cost_usd, estimate_tokens
 from batchrunner.rules import Violation, check_request, dotted
 from batchrunner.spec import MAX_BATCH_SIZE, JobSpec, load_spec, shown
@@ -350,9 +350,9 @@ def _commit(opened: _Open, final: Path) -> None:
 
 def _check_input(spec: JobSpec) -> None:
     line = spec.key_line("input")
-    path = spec.input_path
-    if path.suffix.lower() not in SUFFIXES:
-        raise SpecError([Problem(shown(spec.path), line, f"`input` {path.name} is not a .jsonl or .csv file: convert it")])
+    path = spec.rows_file
+    if input_suffix(path) is None:
+        raise SpecError([Problem(shown(spec.path), line, f"`input` {path.name} is not a {SUFFIXES_TEXT} file: convert it")])
     if not path.is_file():
         raise SpecError([Problem(shown(spec.path), line, f"`input` file not found: {shown(path)} (paths are relative to the spec)")])
 
@@ -443,7 +443,7 @@ def _compile_rows(
     file_ids: Mapping[str, str],
     entry: ModelEntry | None,
 ) -> CompileReport:
-    path = shown(spec.input_path)
+    path = shown(spec.rows_file)
     id_field = spec.id_field
     fullmatch = _CUSTOM_ID.fullmatch
     renders = [(part, key, template.renderer(), template) for part, key, template in line.slots]
@@ -462,7 +462,7 @@ def _compile_rows(
     shard = writer.current
     seq = total_bytes = text_bytes = 0
     cid: Any  # a str once checked; before that whatever the row holds
-    for line_no, row, raw in read_rows_raw(spec.input_path, lambda p: problems.add(Problem(path, p.line, p.message))):
+    for line_no, row, raw in read_rows_raw(spec.rows_file, lambda p: problems.add(Problem(path, p.line, p.message))):
         seq += 1
         if id_field is None:
             cid = f"row-{seq}"
@@ -551,7 +551,7 @@ def _attacher(
     """A function from (line, row) to the row's blocks as comma-joined JSON, or None after reporting
     why the row cannot have them; a file that cannot be attached is reported once, on its first row."""
     items = spec.attachments or []
-    base = spec.input_path.parent
+    base = spec.rows_file.parent
     files = attachments.files if attachments is not None else {}
     unattachable = attachments.problems if attachments is not None else {}
     reported: set[str] = set()
@@ -575,13 +575,13 @@ def _confirm_duplicates(spec: JobSpec, problems: _Problems, suspects: list[tuple
     """Ids were checked by hash to keep memory flat; a second pass finds where each first appeared."""
     wanted = {cid for cid, _ in suspects}
     first: dict[str, int] = {}
-    for seq, (line_no, row, raw) in enumerate(read_rows_raw(spec.input_path, lambda problem: None), start=1):
+    for seq, (line_no, row, raw) in enumerate(read_rows_raw(spec.rows_file, lambda problem: None), start=1):
         cid = _custom_id(spec.id_field, row, raw, seq)
         if cid in wanted and cid not in first:
             first[cid] = line_no
     duplicates = [
         Problem(
-            shown(spec.input_path),
+            shown(spec.rows_file),
             line_no,
             f"duplicate custom_id {cid!r} (also on line {first[cid]}): `{spec.id_field}` values must be unique",
         )
@@ -610,7 +610,7 @@ def check_output_writable(spec: JobSpec) -> None:
     """Refuse before anything is sent or written if the output could never be written (an object
     store URL is checked by the command that writes it, where the store's extra is looked for)."""
     out = spec.output_path
-    if isinstance(out, str):
+    if out is None or isinstance(out, str):  # a `Job` without one (the run folder, which batchrunner makes), or a URL
         return
     where = (shown(spec.path), spec.key_line("output"))
     if out.is_dir():
@@ -627,7 +627,7 @@ def check_output_outside(spec: JobSpec, home: Path) -> None:
     """Refuse, on the spec's `output:` line, an output inside the state home (through links too):
     it would overwrite the ledger or a run folder, or be deleted with them. Only a command knows
     the home, so the spec cannot check this itself."""
-    if isinstance(spec.output_path, str):
+    if spec.output_path is None or isinstance(spec.output_path, str):  # the run folder belongs in the home; a URL is no path
         return
     real_home = os.path.realpath(home)
     if os.path.commonpath([os.path.realpath(spec.output_path), real_home]) == real_home:

@@ -7,6 +7,7 @@
     │   ├── RowError (2)               an input row problem, located at file:line
     │   ├── BudgetExceeded (2)         the worst-case cost is over the spec's budget_usd
     │   └── UnknownRun (2)             a run id the ledger does not know (a typo, or another --home)
+    ├── EventLoopRunning (2)           a blocking library call made inside a running event loop
     ├── ApiError (1)                   the API refused or failed a call
     │   ├── NotFound (1)               the API says the thing does not exist
     │   ├── NotDownloadable (1)        the file exists, but the API does not let its content out
@@ -109,6 +110,12 @@ class BudgetExceeded(InputError):
 class UnknownRun(InputError):
     """A run the ledger does not know. Unlike the API's NotFound, it is the user's mistake: a
     mistyped id or another state home."""
+
+
+class EventLoopRunning(BatchrunnerError):
+    """A sync library function called where an event loop is running: its async twin belongs there."""
+
+    exit_code = EXIT_INVALID
 
 
 class ApiError(BatchrunnerError):

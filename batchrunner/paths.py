@@ -16,6 +16,13 @@ def is_url(location: str | Path) -> bool:
     return isinstance(location, str) and _URL.match(location) is not None
 
 
+def suffix_of(location: Path | str) -> str:
+    """The extension of a path, or of the path part of a URL (`s3://b/out.csv?x` -> `.csv`), lowercased."""
+    if isinstance(location, str) and is_url(location):
+        location = Path(location.split("://", 1)[1].split("?", 1)[0].split("#", 1)[0])
+    return Path(location).suffix.lower()
+
+
 def masked(url: str) -> str:
     """A URL as messages and records show it: user info and secret-looking query values hidden."""
     return _SECRET_QUERY.sub(r"\1***", _USERINFO.sub(r"\1***@", url))

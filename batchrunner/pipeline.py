@@ -12,13 +12,14 @@ import asyncio
 import os
 import re
 import shutil
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import suppress
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import orjson
 
 from batchrunner import settings
 from batchrunner.client import resolve_backend, simulated_notice
@@ -48,12 +49,16 @@ from batchrunner.submit import SubmitSettings, submit_pending
 from batchrunner.uploads import Uploaded, delete_attachments, upload_attachments
 
 if TYPE_CHECKING:
+    import pandas as pd
+    import pyarrow as pa
+
     from batchrunner.compile import CompileReport
     from batchrunner.spec import JobSpec
 
 # The spec, compile and the model check (pydantic models, YAML, JSON Schema) are imported by the
 # functions that submit, so `collect`, `watch` and `status` processes do not load them.
 
+OUTPUT_NAME = "output.jsonl"  # a `Job` without an output keeps its results in the run folder
 RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 
 
@@ -78,6 +83,30 @@ class Outcome:
     summary: dict[str, Any]
     batches: list[Batch] = field(default_factory=list)
     skipped: str | None = None  # why `--all` left this run alone (another process holds it)
+    home: Path | None = None  # the state home whose ledger holds the run's results
+
+    def rows(self) -> Iterator[dict[str, Any]]:
+        """The output rows (DESIGN §5), in input order, read from the ledger whatever the output's
+        format; a row without a result yet is `pending`."""
+        for line in self._lines():
+            yield orjson.loads(line)
+
+    def to_arrow(self) -> pa.Table:
+        """The output rows as one Arrow table, with the columns of a Parquet output."""
+        from batchrunner.output.parquet import arrow_table
+
+        return arrow_table(self._lines(), self.run.run_dir / ROWS_NAME, self.run.settings.output_schema)
+
+    def to_pandas(self) -> pd.DataFrame:
+        """The output rows as a pandas DataFrame, one row per input row, columns as `to_arrow`."""
+        return self.to_arrow().to_pandas()
+
+    def _lines(self) -> Iterator[bytes]:
+        from batchrunner.collect import output_lines
+
+        assert self.home is not None
+        with Ledger(self.home, read_only=True) as ledger:
+            yield from output_lines(ledger, ledger.run(self.run.id), self.run.backend)
 
     def to_dict(self) -> dict[str, Any]:
         out = {
@@ -155,7 +184,7 @@ def summarize(ledger: Ledger, run: Run) -> Outcome:
         code = EXIT_OK
     else:
         code = EXIT_INCOMPLETE
-    return Outcome(run=run, state=state, exit_code=code, summary=summary, batches=batches)
+    return Outcome(run=run, state=state, exit_code=code, summary=summary, batches=batches, home=ledger.home)
 
 
 # preparing a run
@@ -255,7 +284,7 @@ async def _prepare_run(
             run_id=run_id,
             job_name=spec.name,
             spec_path=spec.path,
-            output_path=spec.output_path,
+            output_path=spec.output_path or run_dir / OUTPUT_NAME,
             run_dir=run_dir,
             store=location if is_url(location) else None,
             backend=session.backend.name,
@@ -395,12 +424,52 @@ def submit(
 ) -> Outcome:
     """Compile, submit, and unless detached wait and collect. With an existing --run-id, continue that run.
     `store` (--store) is where a new run keeps its data: a folder or an object store URL (default: the home)."""
-    from batchrunner.compile import check_output_outside, check_output_writable
+    return run_loop(submit_async(
+        spec_path, home=home, run_id=run_id, backend=backend, detach=detach, timeout=timeout, force=force, events=events,
+        store=store,
+    ))
+
+
+async def submit_async(
+    spec_path: Path,
+    *,
+    home: Path,
+    run_id: str | None = None,
+    backend: str | None = None,
+    detach: bool = False,
+    timeout: float | None = None,
+    force: bool = False,
+    events: Events | None = None,
+    store: str | None = None,
+) -> Outcome:
+    """`submit` in the caller's event loop."""
     from batchrunner.spec import load_spec
+
+    settings.check_numbers()
+    spec = load_spec(spec_path)
+    return await submit_job_async(
+        spec, home=home, run_id=run_id, backend=backend, detach=detach, timeout=timeout, force=force, events=events,
+        store=store,
+    )
+
+
+async def submit_job_async(
+    spec: JobSpec,
+    *,
+    home: Path,
+    run_id: str | None = None,
+    backend: str | None = None,
+    detach: bool = False,
+    timeout: float | None = None,
+    force: bool = False,
+    events: Events | None = None,
+    store: str | None = None,
+) -> Outcome:
+    """`submit_async` for a spec already loaded (a YAML file, or a `Job` made in Python)."""
+    from batchrunner.compile import check_output_outside, check_output_writable
 
     events = events or Events()
     settings.check_numbers()
-    spec = load_spec(spec_path)
     resolved = resolve_backend(backend, spec.backend, os.environ)
     if resolved.simulated:
         events.notice(simulated_notice(home))
@@ -422,13 +491,13 @@ def submit(
                     raise InputError(f"--run-id {run_id} belongs to {run.spec_path}, not {spec.path}")
                 events.notice(f"run {run_id} exists; continuing it")
                 with Session.of_run(home, ledger, run) as session:
-                    return run_loop(_continue(session, detach=detach, timeout=timeout, events=events))
+                    return await _continue(session, detach=detach, timeout=timeout, events=events)
             _warn_about_other_runs(ledger, spec, events)
             with Session.open(
                 home, ledger, resolved, api_version=spec.api_version, requests_per_minute=spec.poll.requests_per_minute
             ) as session:
-                return run_loop(
-                    _submit_new(session, spec, run_id, force=force, detach=detach, timeout=timeout, events=events, store=store)
+                return await _submit_new(
+                    session, spec, run_id, force=force, detach=detach, timeout=timeout, events=events, store=store
                 )
 
 
@@ -452,7 +521,7 @@ def _warn_about_other_runs(ledger: Ledger, spec: JobSpec, events: Events) -> Non
                 f"run {run.id} of this job is not finished ({state}); `batchrunner resume {run.id}` finishes it "
                 "(a new run sends every request again)"
             )
-        elif same_target(run.output_path, spec.output_path) and (state != RunState.DONE or run.spec_path != spec.path):
+        elif spec.output_path is not None and same_target(run.output_path, spec.output_path) and (state != RunState.DONE or run.spec_path != spec.path):
             events.warning(
                 f"run {run.id} (job {run.job_name}) also writes {shown_target(spec.output_path)}; "
                 "whichever finishes last overwrites the other's output"
@@ -464,9 +533,16 @@ def resume(
 ) -> Outcome:
     """Finish whatever was interrupted: reconcile uncertain creates, submit what is unsent,
     then unless detached poll, collect and write the output, like `submit`."""
+    return run_loop(resume_async(run_id, home=home, detach=detach, timeout=timeout, events=events))
+
+
+async def resume_async(
+    run_id: str, *, home: Path, detach: bool = False, timeout: float | None = None, events: Events | None = None
+) -> Outcome:
+    """`resume` in the caller's event loop."""
     events = events or Events()
     with run_session(home, run_id) as session:
-        return run_loop(_continue(session, detach=detach, timeout=timeout, events=events))
+        return await _continue(session, detach=detach, timeout=timeout, events=events)
 
 
 def resume_all(*, home: Path, detach: bool = False, events: Events | None = None) -> list[Outcome]:
@@ -476,13 +552,18 @@ def resume_all(*, home: Path, detach: bool = False, events: Events | None = None
     A run the live check refuses (its model gone, say) is reported with exit code 2 and left as it
     is, so one such run does not keep a scheduled `resume --all` from finishing the others.
     """
+    return run_loop(resume_all_async(home=home, detach=detach, events=events))
+
+
+async def resume_all_async(*, home: Path, detach: bool = False, events: Events | None = None) -> list[Outcome]:
+    """`resume_all` in the caller's event loop."""
     events = events or Events()
-    return [_unless_locked(_resume_or_refused, run_id, home, events, detach=detach) for run_id in _unfinished(home)]
+    return [await _unless_locked(_resume_or_refused, run_id, home, events, detach=detach) for run_id in _unfinished(home)]
 
 
-def _resume_or_refused(run_id: str, *, home: Path, events: Events, detach: bool) -> Outcome:
+async def _resume_or_refused(run_id: str, *, home: Path, events: Events, detach: bool) -> Outcome:
     try:
-        return resume(run_id, home=home, detach=detach, events=events)
+        return await resume_async(run_id, home=home, detach=detach, events=events)
     except InputError as exc:
         events.notice(f"run {run_id} not resumed: {exc.message}")
         return replace(status(run_id, home=home), exit_code=EXIT_INVALID)
@@ -490,7 +571,12 @@ def _resume_or_refused(run_id: str, *, home: Path, events: Events, detach: bool)
 
 def watch(run_id: str, *, home: Path, timeout: float | None = None, events: Events | None = None) -> Outcome:
     """Reattach to a run and stay until it is done: `resume` without detaching."""
-    return resume(run_id, home=home, timeout=timeout, events=events)
+    return run_loop(watch_async(run_id, home=home, timeout=timeout, events=events))
+
+
+async def watch_async(run_id: str, *, home: Path, timeout: float | None = None, events: Events | None = None) -> Outcome:
+    """`watch` in the caller's event loop."""
+    return await resume_async(run_id, home=home, timeout=timeout, events=events)
 
 
 def retry(
@@ -503,9 +589,22 @@ def retry(
     events: Events | None = None,
 ) -> Outcome:
     """A new attempt with only the selected requests; its results merge into the same output."""
+    return run_loop(retry_async(run_id, selection, home=home, detach=detach, timeout=timeout, events=events))
+
+
+async def retry_async(
+    run_id: str,
+    selection: Selection,
+    *,
+    home: Path,
+    detach: bool = False,
+    timeout: float | None = None,
+    events: Events | None = None,
+) -> Outcome:
+    """`retry` in the caller's event loop."""
     events = events or Events()
     with run_session(home, run_id) as session:
-        return run_loop(_retry(session, selection, detach=detach, timeout=timeout, events=events))
+        return await _retry(session, selection, detach=detach, timeout=timeout, events=events)
 
 
 async def _retry(session: Session, selection: Selection, *, detach: bool, timeout: float | None, events: Events) -> Outcome:
@@ -534,9 +633,14 @@ async def _retry(session: Session, selection: Selection, *, detach: bool, timeou
 
 def collect(run_id: str, *, home: Path, events: Events | None = None) -> Outcome:
     """Collect every ended batch of a run and write its output; never waits for running ones."""
+    return run_loop(collect_async(run_id, home=home, events=events))
+
+
+async def collect_async(run_id: str, *, home: Path, events: Events | None = None) -> Outcome:
+    """`collect` in the caller's event loop."""
     events = events or Events()
     with run_session(home, run_id) as session:
-        return run_loop(_collect(session, events))
+        return await _collect(session, events)
 
 
 async def _collect(session: Session, events: Events) -> Outcome:
@@ -547,8 +651,13 @@ async def _collect(session: Session, events: Events) -> Outcome:
 def collect_all(*, home: Path, events: Events | None = None) -> list[Outcome]:
     """`collect` for every run that is not done; a run another process holds is skipped, and its
     outcome (still in progress, exit 4) says so."""
+    return run_loop(collect_all_async(home=home, events=events))
+
+
+async def collect_all_async(*, home: Path, events: Events | None = None) -> list[Outcome]:
+    """`collect_all` in the caller's event loop."""
     events = events or Events()
-    return [_unless_locked(collect, run_id, home, events) for run_id in _unfinished(home)]
+    return [await _unless_locked(collect_async, run_id, home, events) for run_id in _unfinished(home)]
 
 
 def _unfinished(home: Path) -> list[str]:
@@ -556,10 +665,12 @@ def _unfinished(home: Path) -> list[str]:
         return [run.id for run in ledger.runs() if run_state(run, ledger.batches(run)) != RunState.DONE]
 
 
-def _unless_locked(command: Callable[..., Outcome], run_id: str, home: Path, events: Events, **options: Any) -> Outcome:
+async def _unless_locked(
+    command: Callable[..., Awaitable[Outcome]], run_id: str, home: Path, events: Events, **options: Any
+) -> Outcome:
     """A run held by another process is in progress: counted as such (exit 4), never as done."""
     try:
-        return command(run_id, home=home, events=events, **options)
+        return await command(run_id, home=home, events=events, **options)
     except RunLocked as exc:
         return replace(status(run_id, home=home), exit_code=EXIT_RUNNING, skipped=exc.message)
 
@@ -579,9 +690,14 @@ def list_runs(*, home: Path) -> list[Outcome]:
 def cancel(run_id: str, *, home: Path, events: Events | None = None) -> Outcome:
     """Ask the API to cancel the run's running batches, under the run's lock. They end as
     `canceling` → `ended`; `watch` or `collect` then gathers their partial results."""
+    return run_loop(cancel_async(run_id, home=home, events=events))
+
+
+async def cancel_async(run_id: str, *, home: Path, events: Events | None = None) -> Outcome:
+    """`cancel` in the caller's event loop."""
     events = events or Events()
     with run_session(home, run_id) as session:
-        return run_loop(_cancel(session, events))
+        return await _cancel(session, events)
 
 
 async def _cancel(session: Session, events: Events) -> Outcome:

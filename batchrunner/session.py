@@ -9,7 +9,10 @@ in the ledger it detaches (exit 4, its batches go on); before, nothing was sent 
     with Guard(home) as guard, Ledger(home) as ledger:          # the state home, Ctrl-C
         with ledger.lock(run_id):                                # one process per run
             with Session.open(home, ledger, backend, ...) as s:  # the backend and its facade
-                run_loop(step(s))                                # one event loop
+                await step(s)                                    # one event loop
+
+Each command is an async function (`collect_async`, ...) that runs in its caller's event loop;
+its sync twin is `run_loop(twin(...))`, which gives it a loop of its own.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ from typing import Any, Self, TypeVar
 
 from batchrunner import settings
 from batchrunner.client import AsyncApi, ResolvedBackend, connect, resolve_backend
-from batchrunner.errors import BatchrunnerError, Detached, InputError, Interrupted
+from batchrunner.errors import BatchrunnerError, Detached, EventLoopRunning, InputError, Interrupted
 from batchrunner.ledger import STORAGE_ERRORS, Ledger, Run, ledger_exists
 
 T = TypeVar("T")
@@ -90,7 +93,11 @@ def run_session(home: Path, run_id: str) -> Iterator[Session]:
                 yield session
 
 
+_CTRL_C = threading.Event()  # set by the handler run_loop installs, so a Guard knows a cancel came from Ctrl-C
+
+
 def _interrupt(signum: int, frame: FrameType | None) -> None:
+    _CTRL_C.set()
     raise KeyboardInterrupt
 
 
@@ -106,16 +113,50 @@ async def _quiet(main: Coroutine[Any, Any, T]) -> T:
 
 
 def run_loop(main: Coroutine[Any, Any, T]) -> T:
-    """The command's one event loop. Ctrl-C raises KeyboardInterrupt where the command is, at
-    once: asyncio's own handler would only cancel at the next await, so a compile finishing
-    after the Ctrl-C could still register its run."""
+    """Run a command's async twin in an event loop of its own: what each sync command is.
+
+    Ctrl-C raises KeyboardInterrupt where the command is, at once: asyncio's own handler would
+    only cancel at the next await, so a compile finishing after the Ctrl-C could still register
+    its run. Inside a running loop (a notebook, an Airflow or Dagster task) it refuses, naming
+    the twin to await instead.
+    """
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        pass
+    else:
+        twin = str(getattr(main, "__name__", "the command"))
+        main.close()
+        raise EventLoopRunning(
+            f"{twin.removesuffix('_async')}() blocks, so it cannot run inside a running event loop: "
+            f"use `await {twin}(...)` there"
+        )
+    _CTRL_C.clear()
     if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
-        return asyncio.run(_quiet(main))
+        return _run(main)
     signal.signal(signal.SIGINT, _interrupt)
     try:
-        return asyncio.run(_quiet(main))
+        return _run(main)
     finally:
         signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
+def _run(main: Coroutine[Any, Any, T]) -> T:
+    """asyncio.run, except that a Ctrl-C met while the loop waits still unwinds the command
+    through its Guard (which says what the Ctrl-C meant) before the loop closes."""
+    with asyncio.Runner() as runner:
+        loop = runner.get_loop()
+        task = loop.create_task(_quiet(main))
+        try:
+            return loop.run_until_complete(task)
+        except KeyboardInterrupt:
+            if task.done():
+                raise
+            task.cancel()
+            try:
+                return loop.run_until_complete(task)
+            except asyncio.CancelledError:
+                raise KeyboardInterrupt from None
 
 
 def detached_message(run: Run) -> str:
@@ -142,7 +183,7 @@ class Guard:
         return self
 
     def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None) -> None:
-        if isinstance(error, KeyboardInterrupt):
+        if isinstance(error, KeyboardInterrupt) or isinstance(error, asyncio.CancelledError) and _CTRL_C.is_set():
             raise self._interrupted() from None
         operational = isinstance(error, (OSError, *STORAGE_ERRORS, BatchrunnerError)) and not isinstance(error, InputError)
         if operational and self.run_id is not None and not ledger_exists(self.home):

@@ -14,7 +14,7 @@ import difflib
 import os
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import jsonschema
 import yaml
@@ -28,6 +28,9 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from batchrunner.errors import Problem, SpecError
+from batchrunner.extras import PARQUET_INSTALL, has_pyarrow, is_parquet
+from batchrunner.output import SUFFIXES as OUTPUT_SUFFIXES
+from batchrunner.output import output_suffix
 from batchrunner.paths import is_url, same_file as same_file
 from batchrunner.paths import shown as shown
 from batchrunner.request_shape import PARAM_NAMES, Message, Params, System
@@ -81,8 +84,8 @@ class JobSpec(_Strict):
     max_tokens: int = Field(ge=1)
     api_version: str = DEFAULT_API_VERSION
     backend: Literal["auto", "local", "anthropic"] | None = None
-    input_path: Path = Field(strict=False, validation_alias="input")
-    output_path: Path | str = Field(validation_alias="output")  # a str only for an object store URL
+    input_path: Path | None = Field(default=None, strict=False, validation_alias="input")  # None: rows given to run()
+    output_path: Path | str | None = Field(default=None, validation_alias="output")  # None: in the run folder; a str only for an object store URL
     id_field: str | None = Field(default=None, min_length=1)
     system: System | None = None
     prompt: str | None = None
@@ -151,13 +154,18 @@ class JobSpec(_Strict):
     @classmethod
     def _not_the_input(cls, value: Path | str, info: ValidationInfo) -> Path | str:
         if isinstance(value, str) and is_url(value):
-            return value  # an object store URL: the store checks it (and its extra) before the run starts
+            return _known_output(value)  # an object store URL: the store checks it (and its extra) before the run starts
         value = _resolve(Path(value), info)
         if same_file(value, info.data.get("input_path")):
             raise ValueError("is the same file as `input`: the results would overwrite the rows")
         if same_file(value, info.data.get("path")):
             raise ValueError("is the job spec itself: the results would overwrite it")
-        return value
+        return _known_output(value)
+
+    @field_validator("input_path", "output_path")
+    @classmethod
+    def _parquet_needs_pyarrow(cls, value: Path | str) -> Path | str:
+        return _needs_pyarrow(value)
 
     @field_validator("messages")
     @classmethod
@@ -215,9 +223,59 @@ class JobSpec(_Strict):
             )
         return value
 
+    @property
+    def rows_file(self) -> Path:
+        """The input rows file; a `Job` made without one has its rows given to `batchrunner.run`."""
+        if self.input_path is None:
+            raise SpecError([Problem(shown(self.path), None, (
+                "no `input`: give the rows to batchrunner.run(job, rows), or name a rows file with input=..."
+            ))])
+        return self.input_path
+
     def key_line(self, *key: str | int) -> int | None:
         """The spec line of a key path such as ("input",) or ("params", "temperature")."""
         return _line_for(self._lines, key)
+
+
+Location = TypeVar("Location", bound=Path | str)
+
+
+def _known_output(path: Location) -> Location:
+    if output_suffix(path) is None and (isinstance(path, str) or not path.is_dir()):  # a folder: compile says to name a file in it
+        raise PydanticCustomError(
+            "output_suffix", "{name} should end in {suffixes}: the extension chooses the format of the results",
+            {"name": path if isinstance(path, str) else path.name, "suffixes": ", ".join(OUTPUT_SUFFIXES)},
+        )
+    return path
+
+
+def _needs_pyarrow(path: Location) -> Location:
+    if is_parquet(path) and not has_pyarrow():
+        raise PydanticCustomError(
+            "parquet_extra", "{name} is a Parquet file, which needs pyarrow: {install}",
+            {"name": path if isinstance(path, str) else path.name, "install": PARQUET_INSTALL},
+        )
+    return path
+
+
+def with_paths(spec: JobSpec, *, input: Path | None = None, output: Path | None = None) -> JobSpec:
+    """The spec with another input or output (`batchrunner.run`'s rows and `output=`), each
+    checked as the spec checks its own."""
+    changes: dict[str, Path] = {}
+    problems = []
+    for key, value, checks in (("input", input, (_needs_pyarrow,)), ("output", output, (_known_output, _needs_pyarrow))):
+        if value is None:
+            continue
+        path = Path(os.path.abspath(value))
+        try:
+            for check in checks:
+                check(path)
+        except PydanticCustomError as exc:
+            problems.append(Problem(shown(spec.path), None, f"`{key}` {exc.message()}"))
+        changes[f"{key}_path"] = path
+    if problems:
+        raise SpecError(problems)
+    return spec.model_copy(update=changes)
 
 
 _SPEC_KEYS = tuple(
@@ -439,7 +497,7 @@ def _problem_for(path: Path, data: dict[str, Any], lines: Lines, error: Any) -> 
 
 _SAYS_ENOUGH = (
     "refused", "prompt_or_messages", "json_schema", "thinking_budget", "output_format", "api_version",
-    "attachments_with_messages", "documents_only",
+    "attachments_with_messages", "documents_only", "output_suffix", "parquet_extra",
 )
 _SUBJECT = re.compile(r"^(Input|String|List|Dictionary|Value|Object) should")
 
@@ -478,6 +536,15 @@ def load_spec(path: Path) -> JobSpec:
     if "path" in data:
         problems.append(Problem(where, lines[("path",)], "unknown key `path`: the spec's own location is implied"))
         data = {k: v for k, v in data.items() if k != "path"}
+    for key in ("input", "output"):  # only a `Job` made in Python may do without them
+        if key not in data:
+            problems.append(Problem(where, 1, f"missing required key `{key}` (for example `{_EXAMPLES[key]}`)"))
+    return validated(path, where, data, lines, problems)
+
+
+def validated(path: Path, where: Path, data: dict[str, Any], lines: Lines, problems: list[Problem]) -> JobSpec:
+    """The spec from plain values, or one SpecError with every problem: of a YAML file (`lines`
+    then holds each key's line) or of a `Job` made in Python (no lines; each problem names its key)."""
     spec: JobSpec | None = None
     try:
         spec = JobSpec.model_validate({"path": path, **data})

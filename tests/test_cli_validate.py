@@ -164,7 +164,7 @@ CORPUS = [
     Case("sampling-on-default-only-model-2023", edit("claude-haiku-4-5", "claude-opus-4-7") + "api_version: 2023-06-01\n"
          "params: {temperature: 0.5}\n", "job.yaml", 9, "must be left at its default on claude-opus-4-7"),
     # -- the spec file: paths
-    Case("unknown-input-extension", edit("rows.jsonl", "rows.txt"), "job.yaml", 4, "is not a .jsonl or .csv file",
+    Case("unknown-input-extension", edit("rows.jsonl", "rows.txt"), "job.yaml", 4, "is not a .jsonl, .csv or .parquet",
          files={"rows.txt": ROWS}),
     Case("missing-input-file", edit("rows.jsonl", "nowhere.jsonl"), "job.yaml", 4, "`input` file not found"),
     Case("output-is-input", edit("out/results.jsonl", "rows.jsonl"), "job.yaml", 7, "would overwrite the rows"),

@@ -259,7 +259,7 @@ def test_input_problems_from_the_reader_are_collected_too(tmp_path: Path) -> Non
 
 @pytest.mark.parametrize(
     ("old", "new", "fragment"),
-    [("rows.jsonl", "rows.txt", "is not a .jsonl or .csv file"), ("rows.jsonl", "missing.jsonl", "file not found")],
+    [("rows.jsonl", "rows.txt", "is not a .jsonl, .csv or .parquet"), ("rows.jsonl", "missing.jsonl", "file not found")],
 )
 def test_input_path_problems_point_at_the_spec_line(tmp_path: Path, old: str, new: str, fragment: str) -> None:
     spec = job(tmp_path, reviews(1), SPEC.replace(old, new))

@@ -102,7 +102,7 @@ def test_csv_problems_name_file_and_line(tmp_path: Path, data: bytes, line: int,
 
 def test_unknown_extension_is_refused(tmp_path: Path) -> None:
     path = write(tmp_path, "in.txt", b"hello\n")
-    with pytest.raises(RowError, match="use .jsonl or .csv"):
+    with pytest.raises(RowError, match="use .jsonl, .csv or .parquet"):
         read_rows(path)
 
 

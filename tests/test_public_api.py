@@ -13,6 +13,7 @@ EXPECTED = {
     "ApiError", "BatchrunnerError", "BudgetExceeded", "CompileReport", "EmulatorConfig", "Events", "InputError",
     "JobSpec", "Ledger", "NotFound", "Outcome", "RowError", "RunLocked", "Selection", "SpecError", "StillRunning",
     "SubmitUncertain", "UnknownRun", "compile_job", "load_spec", "pipeline", "start_in_thread", "validate_job",
+    "Job", "run", "run_async",
 }  # fmt: skip
 
 

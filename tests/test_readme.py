@@ -12,6 +12,7 @@ status polls a run took. ```bash, ```sh and plain blocks are illustrations and a
 
 from __future__ import annotations
 
+import ast
 import os
 import re
 import shutil
@@ -127,3 +128,58 @@ def test_a_readme_console_example_runs_as_written(clone, index):
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=120)
         assert done.returncode == expected, f"`{real}` exited {done.returncode}, not {expected}:\n{done.stdout}"
         check(real, promised, done.stdout, ids)
+
+
+LIBRARY_BLOCK = re.compile(r"^```python\n(.*?)^```", re.S | re.M)
+RUN_BLOCK = """
+import ast, asyncio, sys
+source = open(sys.argv[1]).read()
+code = compile(source, "README.md", "exec", flags=ast.PyCF_ALLOW_TOP_LEVEL_AWAIT)
+scope = {"__name__": "__main__"}
+awaited = eval(code, scope)
+if awaited is not None:
+    asyncio.run(awaited)
+for call in sys.argv[2:]:
+    print(eval(call, scope))
+"""
+
+
+def library_examples(readme: str) -> list[str]:
+    """The ```python blocks of the README's "Python library" section, which must run as written."""
+    section = readme.split("\n## Python library\n", 1)[1].split("\n## ", 1)[0]
+    return LIBRARY_BLOCK.findall(section)
+
+
+def run_python(clone: Path, block: str, *calls: str, pythonpath: Path | None = None) -> str:
+    (clone / "example.py").write_text(block)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ANTHROPIC_", "BATCHRUNNER_"))}
+    if pythonpath is not None:
+        env["PYTHONPATH"] = str(pythonpath)
+    done = subprocess.run([sys.executable, "-c", RUN_BLOCK, "example.py", *calls], cwd=clone, env=env, check=False,
+                          capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def test_the_readme_notebook_example_runs_as_written(clone):
+    notebook, _airflow = library_examples((clone / "README.md").read_text())
+    printed = run_python(clone, notebook)
+    code, rows, counts = printed.split(" ", 2)
+    assert (code, rows) == ("0", "40")
+    assert sum(ast.literal_eval(counts).values()) == 40
+
+
+def test_the_readme_airflow_example_runs_and_a_retried_task_continues_its_run(clone, tmp_path):
+    _notebook, airflow = library_examples((clone / "README.md").read_text())
+    stub = tmp_path / "stub" / "airflow"
+    stub.mkdir(parents=True)
+    (stub / "__init__.py").write_text("")
+    (stub / "decorators.py").write_text("def task(function):\n    return function\n")
+    printed = run_python(clone, airflow, 'label_reviews("2026-12-01")', 'label_reviews("2026-12-01")', pythonpath=stub.parent)
+    first, again = (ast.literal_eval(line) for line in printed.splitlines())
+    assert first == again and first["succeeded"] == 300
+    import pyarrow.parquet as pq
+
+    assert pq.read_table(clone / "results" / "reviews-2026-12-01.parquet").num_rows == 300
+    runs = [p.name for p in (clone / ".batchrunner" / "runs").iterdir()]
+    assert runs == ["reviews-2026-12-01"]
