@@ -18,7 +18,7 @@ import orjson
 
 from batchrunner.atomic import atomic_writer
 from batchrunner.files import stream_to_file
-from batchrunner.client import AsyncApi
+from batchrunner.client import DEFAULT_URL, AsyncApi
 from batchrunner.crashpoints import crashpoint
 from batchrunner.errors import ApiError, BatchrunnerError, NotFound
 from batchrunner.ledger import (
@@ -29,6 +29,7 @@ from batchrunner.ledger import (
     ResultRow,
     Run,
 )
+from batchrunner.request_key import backend_scope
 from batchrunner.requestfile import READ_CHUNK, ROWS_NAME, count_lines, iter_lines, request_ids
 from batchrunner.states import BatchState
 
@@ -109,6 +110,8 @@ def result_row(line: bytes, parse_answer: AnswerParser | None) -> ResultRow:
             usage.get("input_tokens") or 0,
             usage.get("output_tokens") or 0,
             fragment,
+            usage.get("cache_creation_input_tokens") or 0,
+            usage.get("cache_read_input_tokens") or 0,
         )
     if kind == "errored":
         envelope = result.get("error") or {}
@@ -239,6 +242,10 @@ async def collect_batch(
             f"(first: {unknown[0]!r}); the others were joined. Its raw results are in {path}"
         )
     crashpoint("collect.ingested")
+    ledger.fan_out_duplicates(run)
+    if run.settings.cache:
+        ledger.store_answers(run, batch, backend_scope(run.backend, run.base_url, DEFAULT_URL))
+        crashpoint("collect.cached")
     ledger.mark_collected(batch)
     if batch.file_id and not run.settings.keep_request_files and not batch.file_deleted:
         with suppress(NotFound):  # already gone is what we wanted
@@ -251,14 +258,17 @@ def write_output(ledger: Ledger, run: Run, backend: str) -> Path:
     """One line per input row, in input order, as in DESIGN §5; atomically replaces the old output.
 
     Everything but the custom_id, the row and the stored fragment is the same for every row of
-    a batch (its id, its attempt, the backend), so each line is a join of ready-made bytes.
+    a batch (its id, its attempt, the backend), so each line is a join of ready-made bytes; a row
+    answered from the cache ends with the batch and attempt that produced its answer.
     """
     backend_json = orjson.dumps(backend)
     tails: dict[int | None, bytes] = {
-        batch.pk: b',"batch_id":%b,"attempt":%d,"backend":%b}\n' % (orjson.dumps(batch.batch_id), batch.attempt, backend_json)
+        batch.pk: b',"batch_id":%b,"attempt":%d,"backend":%b,"cached":false}\n'
+        % (orjson.dumps(batch.batch_id), batch.attempt, backend_json)
         for batch in ledger.batches(run)
     }
-    tails[None] = b',"batch_id":null,"attempt":null,"backend":%b}\n' % backend_json
+    tails[None] = b',"batch_id":null,"attempt":null,"backend":%b,"cached":false}\n' % backend_json
+    cached_tails: dict[tuple[str, int], bytes] = {}
     heads = {status: b'","status":"%b","row":' % status.encode() for status in ("pending", *RESULT_STATUSES)}
     path = run.output_path
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -267,9 +277,16 @@ def write_output(ledger: Ledger, run: Run, backend: str) -> Path:
         atomic_writer(path, site="output.write") as out,
         (run.run_dir / ROWS_NAME).open("rb", buffering=READ_CHUNK) as rows,
     ):
-        for written, ((custom_id, status, batch_pk, fragment), row) in enumerate(
+        for written, ((custom_id, status, batch_pk, fragment, cached_from, attempt), row) in enumerate(
             zip(ledger.output_rows(run), rows, strict=True)
         ):
+            if cached_from is None or attempt is None:
+                tail = tails[batch_pk]
+            else:
+                tail = cached_tails.get((cached_from, attempt)) or cached_tails.setdefault(
+                    (cached_from, attempt),
+                    b',"batch_id":%b,"attempt":%d,"backend":%b,"cached":true}\n' % (orjson.dumps(cached_from), attempt, backend_json),
+                )
             out.write(
                 b"".join(
                     (
@@ -279,7 +296,7 @@ def write_output(ledger: Ledger, run: Run, backend: str) -> Path:
                         row.rstrip(b"\r\n"),
                         b",",
                         fragment or PENDING_FRAGMENT,
-                        tails[batch_pk],
+                        tail,
                     )
                 )
             )

@@ -16,7 +16,7 @@ from collections.abc import Callable, Mapping
 from contextlib import nullcontext
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 import orjson
 
@@ -35,6 +35,9 @@ from batchrunner.pricing import batch_cost_usd, estimate_tokens
 from batchrunner.rules import Violation, check_request, dotted
 from batchrunner.spec import MAX_BATCH_SIZE, JobSpec, load_spec, shown
 from batchrunner.template import InexactNumber, Template, template_sources
+
+if TYPE_CHECKING:
+    from batchrunner.answer_cache import Planner
 
 MAX_BATCH_REQUESTS = MAX_BATCH_SIZE
 MAX_BATCH_BYTES = 240_000_000  # the API allows 256 MB per batch; leave headroom
@@ -77,6 +80,7 @@ class CompileReport:
     rows_path: Path | None
     attachments: AttachmentSet | None = None  # the files the rows attach, when the spec has `attachments`
     warnings: list[Problem] = field(default_factory=list)  # e.g. a model the catalog does not know
+    cache: dict[str, Any] | None = None  # with the answer cache: requests sent, cached, duplicates, and the cost to send
 
     def to_dict(self) -> dict[str, Any]:
         out = {
@@ -92,6 +96,8 @@ class CompileReport:
         }
         if self.attachments is not None:
             out["attachments"] = {"files": len(self.attachments.distinct()), "bytes": self.attachments.total_bytes}
+        if self.cache is not None:
+            out["cache"] = self.cache
         return out
 
 
@@ -389,6 +395,7 @@ def compile_job(
     attachments: AttachmentSet | None = None,
     file_ids: Mapping[str, str] | None = None,
     catalog: Catalog | None = None,
+    planner: Planner | None = None,
 ) -> CompileReport:
     """Compile a job. Without `out_dir` nothing is written (that is `validate`); with it (a folder
     of its own), the shards `requests-NNN.jsonl` and `rows.jsonl` appear only if every row compiled.
@@ -396,6 +403,7 @@ def compile_job(
     A spec with `attachments` needs its files scanned (`attachments`, else scanned here) and their
     ids (`file_ids`: sha256 -> file id, once uploaded; else obvious placeholders, as for `validate`).
     The request is held to the API's rules for the model as `catalog` (default: the packaged one) knows it.
+    With a `planner` (the answer cache), only the requests it does not answer or share are written.
     """
     max_bytes = MAX_BATCH_BYTES if max_shard_bytes is None else max_shard_bytes
     entry, warnings = check_spec_request(spec, catalog)
@@ -413,7 +421,9 @@ def compile_job(
         rows.tmp, rows.file = requestfile.open_temp(out_dir, requestfile.ROWS_NAME)
     try:
         with naming(out_dir) if out_dir is not None else nullcontext():
-            report = _compile_rows(spec, line, problems, writer, rows.file, max_bytes, attachments, file_ids or {}, entry)
+            report = _compile_rows(
+                spec, line, problems, writer, rows.file, max_bytes, attachments, file_ids or {}, entry, planner
+            )
             report = replace(report, warnings=warnings)
             if problems.count:
                 raise RowError(problems.found, more=problems.more)
@@ -442,6 +452,7 @@ def _compile_rows(
     attachments: AttachmentSet | None,
     file_ids: Mapping[str, str],
     entry: ModelEntry | None,
+    planner: Planner | None = None,
 ) -> CompileReport:
     path = shown(spec.input_path)
     id_field = spec.id_field
@@ -462,6 +473,21 @@ def _compile_rows(
     shard = writer.current
     seq = total_bytes = text_bytes = 0
     cid: Any  # a str once checked; before that whatever the row holds
+
+    def emit(at: int, request: bytes) -> None:
+        """Write one request to the current shard, or start the next at input position `at`."""
+        nonlocal shard, total_bytes
+        size = len(request)
+        if shard is None or shard.requests >= max_requests or shard.bytes + size > room:
+            shard = writer.start(at)
+        shard.requests += 1
+        shard.bytes += size
+        total_bytes += size
+        if shard.file is not None:
+            shard.file.write(request)
+
+    if planner is not None:
+        planner.emit = emit
     for line_no, row, raw in read_rows_raw(spec.input_path, lambda p: problems.add(Problem(path, p.line, p.message))):
         seq += 1
         if id_field is None:
@@ -512,13 +538,10 @@ def _compile_rows(
                     problems.add(Problem(path, line_no, f"this row's request is {size:,} bytes, over the "
                                          f"{max_bytes:,}-byte batch limit: shorten the row's text"))
                 elif problems.count == 0:
-                    if shard is None or shard.requests >= max_requests or shard.bytes + size > room:
-                        shard = writer.start(seq - 1)
-                    shard.requests += 1
-                    shard.bytes += size
-                    total_bytes += size
-                    if shard.file is not None:
-                        shard.file.write(request)
+                    if planner is None:
+                        emit(seq - 1, request)
+                    else:
+                        planner.add(seq - 1, cid, request)
                     if rows_file is not None:
                         rows_file.write(raw + b"\n")
         except KeyError as exc:
@@ -526,12 +549,22 @@ def _compile_rows(
                                  "add it to the row or change the template"))
     if problems.count:
         writer.stop_writing()
+    elif planner is not None:
+        planner.finish()
     if suspects:
         _confirm_duplicates(spec, problems, suspects)
     requests = seq
     text_bytes -= 2 * len(renders) * requests  # the quotes around each encoded text
     tokens = estimate_tokens(text_bytes + line.static_text_bytes * requests)
     priced = entry if entry is not None else spec.model
+    cache = None
+    if planner is not None:
+        share = planner.sent / requests if requests else 0.0
+        cache = planner.to_dict()
+        cache["cost_low_usd"] = batch_cost_usd(priced, round(tokens * share), 0, spec.pricing, requests=max(planner.sent, 1))
+        cache["cost_high_usd"] = batch_cost_usd(
+            priced, round(tokens * share), spec.max_tokens * planner.sent, spec.pricing, requests=max(planner.sent, 1)
+        )
     return CompileReport(
         requests=requests,
         shards=[Shard(o.index, None, o.requests, o.bytes, o.first_seq) for o in writer.shards()],
@@ -542,6 +575,7 @@ def _compile_rows(
         model=spec.model,
         rows_path=None,
         attachments=attachments,
+        cache=cache,
     )
 
 
@@ -596,12 +630,18 @@ def _confirm_duplicates(spec: JobSpec, problems: _Problems, suspects: list[tuple
 
 def validate_job(path: Path, home: Path | None = None) -> CompileReport:
     """Load and compile a job without writing anything, and hold it to its budget: `batchrunner validate`.
-    Given the state home, also refuse an output inside it."""
+    Given the state home, also refuse an output inside it and say what the answer cache there would
+    spare (read-only; nothing is sent)."""
     spec = load_spec(path)
     check_output_writable(spec)
-    if home is not None:
+    if home is None:
+        report = compile_job(spec)
+    else:
+        from batchrunner.answer_cache import validation_planner
+
         check_output_outside(spec, home)
-    report = compile_job(spec)
+        with validation_planner(spec, home) as planner:
+            report = compile_job(spec, planner=planner)
     check_budget(spec, report)
     return report
 

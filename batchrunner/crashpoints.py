@@ -19,6 +19,7 @@ import signal
 from batchrunner.settings import CRASH_AT, FAIL_WRITE_AT, INTERRUPT_AT
 
 POINTS = (
+    "cache.planned",
     "compile.done",
     "run.registered",
     "submit.uploaded",
@@ -31,6 +32,7 @@ POINTS = (
     "collect.downloaded",
     "collect.ingesting",
     "collect.ingested",
+    "collect.cached",
     "output.writing",
     "output.written",
 )

@@ -92,6 +92,20 @@ def copy_lines(source: Path, first_seq: int, seqs: Iterable[int], dest: Path) ->
     return size
 
 
+def copy_lines_with_ids(source: Path, custom_ids: set[str], dest: Path) -> int:
+    """Write the lines of `source` whose custom_id is in `custom_ids` byte for byte to `dest`,
+    atomically; returns the bytes written. For request files that are not one stretch of the
+    input (a run whose cached and duplicate rows were not sent)."""
+    start = len(CUSTOM_ID_PREFIX)
+    size = 0
+    with atomic_writer(dest, site="retry.write") as out:
+        for line in iter_lines(source):
+            if line[start : line.index(b'"', start)].decode() in custom_ids:
+                out.write(line + b"\n")
+                size += len(line) + 1
+    return size
+
+
 # ---------------------------------------------------------------- reading
 
 

@@ -44,7 +44,7 @@ def test_sigkill_at_each_step_then_resume_completes_exactly_once(point, make_job
 
     assert crashed.returncode == -9, f"the process did not reach {point}: {crashed.stderr}"
     env = user_env(slow_emulator)
-    if point == "compile.done":
+    if point in ("cache.planned", "compile.done"):
         missing = batchrunner(home, env, "resume", "nightly")
         assert missing.returncode == 2 and "no run 'nightly'" in missing.stderr
         recovered = batchrunner(home, env, "submit", job.spec, "--run-id", "nightly")

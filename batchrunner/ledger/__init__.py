@@ -12,6 +12,7 @@ that says exactly what may have happened.
     batches.py      Batch and the batches table; every state change through one declared move
     results.py      the requests of a run and their latest results
     attachments.py  uploaded attachment files and which runs use them
+    cache.py        the answer cache by request key, and rows that share a request
     lock.py         run_lock, the one-process-per-run lock
 """
 
@@ -21,16 +22,20 @@ from collections.abc import Iterable
 from pathlib import Path
 from batchrunner.ledger.attachments import AttachmentsTable
 from batchrunner.ledger.batches import Batch, BatchesTable
+from batchrunner.ledger.cache import CacheTable, CachedAnswer, PlannedRequest
 from batchrunner.ledger.database import LEDGER_FILE, STORAGE_ERRORS
 from batchrunner.ledger.lock import run_lock
 from batchrunner.ledger.results import RESULT_STATUSES, PlacedResult, ResultRow, ResultsTable
 from batchrunner.ledger.runs import Run, RunsTable
 from batchrunner.run_settings import RunSettings
 
-__all__ = ["LEDGER_FILE", "RESULT_STATUSES", "STORAGE_ERRORS", "Batch", "Ledger", "PlacedResult", "ResultRow", "Run", "known_run_ids", "run_lock"]
+__all__ = [
+    "LEDGER_FILE", "RESULT_STATUSES", "STORAGE_ERRORS", "Batch", "CachedAnswer", "Ledger", "PlacedResult", "PlannedRequest",
+    "ResultRow", "Run", "known_run_ids", "run_lock",
+]
 
 
-class Ledger(RunsTable, BatchesTable, ResultsTable, AttachmentsTable):
+class Ledger(RunsTable, BatchesTable, ResultsTable, AttachmentsTable, CacheTable):
     """The state home's database, every table's queries on one object. One instance per process;
     not shared across threads. `read_only` is for commands that only look (status, runs)."""
 
@@ -46,13 +51,15 @@ class Ledger(RunsTable, BatchesTable, ResultsTable, AttachmentsTable):
         base_url: str | None,
         model: str,
         settings: RunSettings,
-        shards: Iterable[tuple[int, int, str, int, int]],
-        custom_ids: Iterable[str],
+        shards: Iterable[tuple[int, int | None, str, int, int]],
+        custom_ids: Iterable[str] = (),
+        planned: Iterable[PlannedRequest] | None = None,
         attachments: Iterable[tuple[str, str, str]] = (),
         keep_attachments: bool = True,
     ) -> Run:
-        """Register a compiled run, its first-attempt batches, every request and the files its
-        requests attach ((sha256, backend_key, file_id)), in one transaction."""
+        """Register a compiled run, its first-attempt batches, every request (`custom_ids`, or
+        `planned` with their keys, shared requests and cached answers) and the files its requests
+        attach ((sha256, backend_key, file_id)), in one transaction."""
         with self.transaction() as db:
             run_pk = self._insert_run(
                 db,
@@ -67,7 +74,10 @@ class Ledger(RunsTable, BatchesTable, ResultsTable, AttachmentsTable):
                 settings=settings,
             )
             self._insert_batches(db, run_pk, 1, shards)
-            total = self._insert_requests(db, run_pk, custom_ids)
+            if planned is None:
+                total = self._insert_requests(db, run_pk, custom_ids)
+            else:
+                total = self._insert_plan(db, run_pk, planned)
             self._insert_run_attachments(db, run_pk, attachments, keep_attachments)
             self._set_requests(db, run_pk, total)
         return self.run(run_id)
