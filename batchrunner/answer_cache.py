@@ -124,6 +124,12 @@ class Planner:
         return {"sent": self.sent, "cached": self.cached, "duplicates": self.duplicates}
 
 
+def open_plan(folder: Path) -> IO[bytes]:
+    """A new run's plan file, private to its user like the rest of the run folder."""
+    fd = os.open(folder / PLAN_NAME, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    return os.fdopen(fd, "wb", buffering=1 << 20)
+
+
 def read_plan(path: Path) -> Iterator[PlannedRequest]:
     """The planned requests of a run, in input order, as the Planner wrote them."""
     with path.open("rb", buffering=1 << 20) as handle:

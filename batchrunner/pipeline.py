@@ -224,7 +224,7 @@ async def _prepare_run(session: Session, spec: JobSpec, run_id: str, force: bool
     first, so nothing is sent if anything is wrong) upload the files the server does not have yet;
     compile into a scratch folder with their real ids, looking each request up in the answer cache
     on the way (answer_cache.py), and register the run in one step."""
-    from batchrunner.answer_cache import PLAN_NAME, Planner, policy_for, read_plan
+    from batchrunner.answer_cache import PLAN_NAME, Planner, open_plan, policy_for, read_plan
     from batchrunner.compile import compile_job
 
     uploaded: Uploaded | None = None
@@ -242,7 +242,7 @@ async def _prepare_run(session: Session, spec: JobSpec, run_id: str, force: bool
         shutil.rmtree(stale, ignore_errors=True)
     scratch.mkdir(mode=0o700)
     try:
-        with (scratch / PLAN_NAME).open("wb", buffering=1 << 20) as plan:
+        with open_plan(scratch) as plan:
             planner = Planner(policy_for(spec, session.backend, no_cache=no_cache), ledger, plan)
             if uploaded is None:
                 report = compile_job(spec, scratch, planner=planner)
