@@ -114,13 +114,13 @@ class _LineTemplate:
     Texts without placeholders are baked into the chunks, so a row only renders what varies.
     """
 
-    def __init__(self, spec: JobSpec) -> None:
+    def __init__(self, spec: JobSpec, entry: ModelEntry | None = None) -> None:
         sources = template_sources(spec.prompt, spec.messages)
         templates = [Template.parse(text) for _, text in sources]
         token = uuid.uuid4().hex
         marks = [f"\x00{token}:{k}\x00" for k in range(len(sources) + 2)]  # [0] custom_id, [-1] attachments
         attachments_mark = marks[-1] if spec.attachments else None
-        body = requestfile.encode_line(marks[0], _params(spec, iter(marks[1:-1]), attachments_mark))
+        body = requestfile.encode_line(marks[0], _params(spec, iter(marks[1:-1]), attachments_mark, entry))
         found: list[tuple[bytes, str, Template | None]] = [(orjson.dumps(marks[0]), CUSTOM_ID_SLOT, None)]
         for k, ((source_key, _text), source_template) in enumerate(zip(sources, templates, strict=True)):
             if source_template.fields:
@@ -150,9 +150,10 @@ class _LineTemplate:
         )
 
 
-def _params(spec: JobSpec, marks: Any, attachments_mark: str | None) -> dict[str, Any]:
+def _params(spec: JobSpec, marks: Any, attachments_mark: str | None, entry: ModelEntry | None = None) -> dict[str, Any]:
     """The request params in API order, with each template text replaced by the next mark, and the
-    attachment blocks (a mark in the content list) before the prompt's text."""
+    attachment blocks (a mark in the content list) before the prompt's text; with the model's
+    `entry` and `prompt_cache: auto`, the shared prefix marked for prompt caching."""
     params: dict[str, Any] = {"model": spec.model, "max_tokens": spec.max_tokens}
     if spec.system is not None:
         params["system"] = spec.system
@@ -176,7 +177,52 @@ def _params(spec: JobSpec, marks: Any, attachments_mark: str | None) -> dict[str
         output_config["format"] = {"type": "json_schema", "schema": spec.output_schema}
     if output_config:
         params["output_config"] = output_config
+    if entry is not None and spec.prompt_cache == "auto":
+        _mark_shared_prefix(spec, params, entry)
     return params
+
+
+EPHEMERAL = {"type": "ephemeral"}
+
+
+def _mark_shared_prefix(spec: JobSpec, params: dict[str, Any], entry: ModelEntry) -> None:
+    """Put `cache_control` on the last block of what every request shares (tools, system, and the
+    turns before the first one with a placeholder), when it is long enough for the model to cache
+    (estimated as compile estimates tokens). A spec that marks blocks itself is left as written."""
+    if b"cache_control" in orjson.dumps([spec.system, spec.messages, spec.params.get("tools")]):
+        return
+    templated = {
+        key[1] for key, text in template_sources(spec.prompt, spec.messages) if key[0] == "messages" and Template.parse(text).fields
+    }
+    shared = 0
+    if spec.messages is not None:
+        while shared < len(spec.messages) and shared not in templated:
+            shared += 1
+    size = len(orjson.dumps(spec.params["tools"])) if "tools" in spec.params else 0
+    if isinstance(spec.system, str):
+        size += len(spec.system.encode())
+    elif spec.system is not None:
+        size += sum(len(block.get("text", "").encode()) for block in spec.system)
+    for message in (spec.messages or [])[:shared]:
+        content = message["content"]
+        size += len(content.encode()) if isinstance(content, str) else len(orjson.dumps(content))
+    if estimate_tokens(size) < max(entry.min_cacheable_tokens, 1) or not (shared or spec.system or "tools" in params):
+        return
+    if shared:
+        turn = params["messages"][shared - 1]
+        content = turn["content"]
+        blocks = [{"type": "text", "text": content}] if isinstance(content, str) else list(content)
+        blocks[-1] = dict(blocks[-1], cache_control=EPHEMERAL)
+        turn["content"] = blocks
+    elif spec.system is not None:
+        system = params["system"]
+        blocks = [{"type": "text", "text": system}] if isinstance(system, str) else list(system)
+        blocks[-1] = dict(blocks[-1], cache_control=EPHEMERAL)
+        params["system"] = blocks
+    else:
+        tools = list(params["tools"])
+        tools[-1] = dict(tools[-1], cache_control=EPHEMERAL)
+        params["tools"] = tools
 
 
 def _static_text_bytes(spec: JobSpec) -> int:
@@ -203,7 +249,7 @@ def check_spec_request(spec: JobSpec, catalog: Catalog | None = None) -> tuple[M
     catalog = catalog or Catalog.default()
     entry = catalog.resolve(spec.model)
     texts = iter([text for _key, text in template_sources(spec.prompt, spec.messages)])
-    params = _params(spec, texts, None)
+    params = _params(spec, texts, None, entry)
     violations = check_request(params, api_version=spec.api_version, model=entry)
     where = shown(spec.path)
     if violations:
@@ -411,7 +457,7 @@ def compile_job(
     if spec.attachments:
         attachments = attachments if attachments is not None else scan_attachments(spec)
         file_ids = file_ids if file_ids is not None else attachments.placeholder_ids()
-    line = _LineTemplate(spec)
+    line = _LineTemplate(spec, entry)
     problems = _Problems(MAX_ROW_PROBLEMS)
     if out_dir is not None:
         out_dir.mkdir(parents=True, exist_ok=True)

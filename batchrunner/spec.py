@@ -157,6 +157,12 @@ class JobSpec(_Strict):
             )
         return value
 
+    @field_validator("prompt_cache", mode="before")
+    @classmethod
+    def _yaml_off(cls, value: Any) -> Any:
+        """YAML reads an unquoted `off` as false (and `on` as true)."""
+        return {False: "off", True: "auto"}.get(value, value) if isinstance(value, bool) else value
+
     @field_validator("input_path", "output_path", mode="before")
     @classmethod
     def _path_text(cls, value: Any) -> Any:
