@@ -299,7 +299,7 @@ def _validate_text(job: Path, report: CompileReport) -> str:
         low, high = c["cost_low_usd"], c["cost_high_usd"]
         to_send = "cost unknown" if low is None or high is None else f"{_usd(low)} – {_usd(high)}"
         lines.append(f"cache: {c['sent']:,} request(s) would be sent ({to_send}); {c['cached']:,} answered from the "
-                     f"cache, {c['duplicates']:,} sharing another row's request")
+                     f"cache, {c['duplicates']:,} the same as an earlier row's")
     lines += [f"warning: {warning}" for warning in report.warnings]
     return "\n".join(lines)
 
@@ -312,10 +312,11 @@ def validate(ctx: click.Context, job: Path) -> None:
 
     Exit 0 if the job is valid, 2 with every problem (file:line) if not.
     """
+    from batchrunner.answer_cache import validation_planner
     from batchrunner.compile import validate_job
 
     app: App = ctx.obj
-    report = validate_job(job, app.home)
+    report = validate_job(job, app.home, validation_planner)
     app.emit(report.to_dict(), _validate_text(job, report))
 
 
@@ -419,9 +420,14 @@ def _summary_text(outcome: Outcome) -> str:
         f"tokens: {s['input_tokens']:,} in / {s['output_tokens']:,} out · {cost} · "
         f"{s['polls']} status polls ({s['polls_per_batch']} per batch)",
     ]
-    if s["cached"] or s["duplicates"]:
+    spared = []
+    if s["cached"]:
         saved = "" if s["cost_saved_usd"] is None else f" (saved ${s['cost_saved_usd']:.4f})"
-        lines.append(f"cache: {s['cached']:,} answered from the cache{saved} · {s['duplicates']:,} sharing another row's request")
+        spared.append(f"{s['cached']:,} answered from the cache{saved}")
+    if s["duplicates"]:
+        spared.append(f"{s['duplicates']:,} sent once for an earlier row with the same request")
+    if spared:
+        lines.append("cache: " + " · ".join(spared))
     if s["cache_write_tokens"] or s["cache_read_tokens"]:
         saved = "" if s["prompt_cache_saved_usd"] is None else f" · saved ${s['prompt_cache_saved_usd']:.4f}"
         lines.append(f"prompt cache: {s['cache_write_tokens']:,} tokens written / {s['cache_read_tokens']:,} read{saved}")

@@ -13,10 +13,10 @@ import os
 import re
 import uuid
 from collections.abc import Callable, Mapping
-from contextlib import nullcontext
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, Any, Protocol
 
 import orjson
 
@@ -36,8 +36,19 @@ from batchrunner.rules import Violation, check_request, dotted
 from batchrunner.spec import MAX_BATCH_SIZE, JobSpec, load_spec, shown
 from batchrunner.template import InexactNumber, Template, template_sources
 
-if TYPE_CHECKING:
-    from batchrunner.answer_cache import Planner
+
+class Planner(Protocol):
+    """What decides which requests are sent (answer_cache.Planner): compile gives it each request
+    and the function that writes a request to the shards."""
+
+    emit: Callable[[int, bytes], None]
+    sent: int
+
+    def add(self, seq: int, custom_id: str, line: bytes) -> None: ...
+
+    def finish(self) -> None: ...
+
+    def to_dict(self) -> dict[str, Any]: ...
 
 MAX_BATCH_REQUESTS = MAX_BATCH_SIZE
 MAX_BATCH_BYTES = 240_000_000  # the API allows 256 MB per batch; leave headroom
@@ -674,20 +685,21 @@ def _confirm_duplicates(spec: JobSpec, problems: _Problems, suspects: list[tuple
     problems.found = merged[: problems.cap]
 
 
-def validate_job(path: Path, home: Path | None = None) -> CompileReport:
+def validate_job(
+    path: Path, home: Path | None = None, planner: Callable[[JobSpec, Path], AbstractContextManager[Planner | None]] | None = None
+) -> CompileReport:
     """Load and compile a job without writing anything, and hold it to its budget: `batchrunner validate`.
-    Given the state home, also refuse an output inside it and say what the answer cache there would
-    spare (read-only; nothing is sent)."""
+    Given the state home, also refuse an output inside it, and with a `planner` for it (answer_cache.
+    validation_planner) say what the answer cache there would spare."""
     spec = load_spec(path)
     check_output_writable(spec)
-    if home is None:
+    if home is not None:
+        check_output_outside(spec, home)
+    if home is None or planner is None:
         report = compile_job(spec)
     else:
-        from batchrunner.answer_cache import validation_planner
-
-        check_output_outside(spec, home)
-        with validation_planner(spec, home) as planner:
-            report = compile_job(spec, planner=planner)
+        with planner(spec, home) as planned:
+            report = compile_job(spec, planner=planned)
     check_budget(spec, report)
     return report
 

@@ -441,10 +441,12 @@ async def _submit_new(
 ) -> Outcome:
     run = await _prepare_run(session, spec, run_id, force, no_cache, events)
     summary = session.ledger.summary(run)
-    shared = f", {summary['cached']} answered from the cache, {summary['duplicates']} sharing another row's request"
+    spared = [f"{summary['cached']} answered from the cache"] if summary["cached"] else []
+    spared += [f"{summary['duplicates']} the same as an earlier row's"] if summary["duplicates"] else []
+    sent = run.requests - summary["cached"] - summary["duplicates"]
     events.notice(
         f"run {run.id}: {run.requests} requests in {len(session.ledger.batches(run))} batch(es)"
-        + (shared if summary["cached"] or summary["duplicates"] else "")
+        + (f" ({sent} to send; {', '.join(spared)})" if spared else "")
     )
     await _drive(session, detach=detach, timeout=timeout, events=events)
     return await _finish(session, events)

@@ -24,7 +24,9 @@ ALLOWED: dict[str, set[str]] = {
     "catalog": {"errors"},
     "rules": {"catalog"},
     "pricing": {"catalog"},
-    "spec": {"errors", "paths", "request_shape", "rules", "run_settings", "template"},
+    "durations": set(),
+    "request_key": set(),
+    "spec": {"durations", "errors", "paths", "request_shape", "rules", "run_settings", "template"},
     "inputs": {"errors"},
     "attachments": {"inputs", "spec", "template"},
     "compile": {
@@ -39,7 +41,10 @@ ALLOWED: dict[str, set[str]] = {
     "uploads": {"attachments", "client", "crashpoints", "errors", "files", "ledger"},
     "submit": {"client", "crashpoints", "errors", "ledger", "requestfile", "states"},
     "poll": {"client", "crashpoints", "errors", "ledger", "run_settings", "states"},
-    "collect": {"atomic", "client", "crashpoints", "errors", "files", "ledger", "requestfile", "states"},  # files: stream_to_file
+    "collect": {
+        "atomic", "client", "crashpoints", "errors", "files", "ledger", "request_key", "requestfile", "states",
+    },  # files: stream_to_file
+    "answer_cache": {"client", "crashpoints", "errors", "ledger", "request_key", "spec"},
     "retry": {"errors", "ledger", "requestfile"},
     "models": {"catalog", "client", "errors", "rules"},
 }
