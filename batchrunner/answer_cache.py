@@ -24,7 +24,7 @@ from batchrunner.errors import InputError
 from batchrunner.crashpoints import crashpoint
 from batchrunner.ledger import LEDGER_FILE, CachedAnswer, Ledger, PlannedRequest
 from batchrunner.ledger.cache import LOOKUP_KEYS
-from batchrunner.request_key import backend_scope, line_key
+from batchrunner.request_key import backend_scope, compiled_key
 
 if TYPE_CHECKING:
     from batchrunner.spec import JobSpec
@@ -81,7 +81,7 @@ class Planner:
             self._write(custom_id, None, None, None)
             self.sent += 1
             return
-        self.pending.append((seq, custom_id, line, line_key(line, self.policy.api_version)))
+        self.pending.append((seq, custom_id, line, compiled_key(line, custom_id, self.policy.api_version)))
         if len(self.pending) >= LOOKUP_KEYS:
             self.flush()
 

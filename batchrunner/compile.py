@@ -649,7 +649,7 @@ def _attacher(
 
     def attach(line_no: int, row: dict[str, Any]) -> bytes | None:
         try:
-            return b",".join(map(orjson.dumps, render_blocks(items, base, row, files, file_ids)))
+            return b",".join(orjson.dumps(block, option=orjson.OPT_SORT_KEYS) for block in render_blocks(items, base, row, files, file_ids))
         except ValueError as exc:
             report(line_no, str(exc))
         except Unattachable as exc:

@@ -35,3 +35,15 @@ def request_key(params: dict[str, Any], api_version: str) -> str:
 def line_key(line: bytes, api_version: str) -> str:
     """The key of one compiled request line `{"custom_id":...,"params":{...}}`."""
     return request_key(orjson.loads(line)["params"], api_version)
+
+
+_PARAMS_AT = len(b'{"custom_id":"') + len(b'","params":')
+
+
+def compiled_key(line: bytes, custom_id: str, api_version: str) -> str:
+    """The key of a line as compile writes it (requestfile.encode_line: params already canonical,
+    then `}` and a newline), hashed from its bytes without parsing; equal to `line_key(line)`."""
+    digest = hashlib.sha256(api_version.encode())
+    digest.update(b"\n")
+    digest.update(memoryview(line)[_PARAMS_AT + len(custom_id) : -2])
+    return digest.hexdigest()

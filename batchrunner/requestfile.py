@@ -42,8 +42,11 @@ def attempt_name(attempt: int, shard: int) -> str:
 
 
 def encode_line(custom_id: str, params: dict[str, Any]) -> bytes:
-    """One request line, newline included; compile encodes its line template with this once."""
-    return orjson.dumps({"custom_id": custom_id, "params": params}) + b"\n"
+    """One request line, newline included; compile encodes its line template with this once.
+
+    The params are written with sorted keys, so a line's params bytes are its canonical body and
+    the answer cache's key hashes them as they are (request_key.compiled_key), without parsing."""
+    return b'{"custom_id":%b,"params":%b}\n' % (orjson.dumps(custom_id), orjson.dumps(params, option=orjson.OPT_SORT_KEYS))
 
 
 # ---------------------------------------------------------------- writing

@@ -171,3 +171,20 @@ def test_a_bad_max_age_names_its_line(make_job, run_cli):
     result = run_cli("validate", job.spec)
     assert result.exit_code == 2
     assert "job.yaml:" in result.stderr and "cache.max_age" in result.stderr and "7d" in result.stderr
+
+
+def test_the_key_of_a_compiled_line_is_the_key_of_its_canonical_params(make_job, tmp_path):
+    from batchrunner.compile import compile_job
+    from batchrunner.request_key import compiled_key, line_key, request_key
+    from batchrunner.requestfile import iter_lines
+    from batchrunner.spec import load_spec
+
+    job = make_job(reviews(3), extra="system: Be brief.\nparams: {stop_sequences: [STOP], metadata: {user_id: u}}\n")
+    report = compile_job(load_spec(job.spec), tmp_path / "compiled")
+    lines = [line + b"\n" for line in iter_lines(report.shards[0].path)]
+    params = orjson.loads(lines[0])["params"]
+    reordered = dict(reversed(list(params.items())))
+
+    assert compiled_key(lines[0], "r-1", "2026-10-21") == line_key(lines[0], "2026-10-21") == request_key(reordered, "2026-10-21")
+    assert compiled_key(lines[0], "r-1", "2026-10-21") != compiled_key(lines[1], "r-2", "2026-10-21")
+    assert request_key(params, "2026-10-21") != request_key(params, "2023-06-01")
