@@ -17,7 +17,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
-import orjson
 
 from batchrunner.client import DEFAULT_URL, ResolvedBackend, resolve_backend
 from batchrunner.errors import InputError
@@ -115,10 +114,19 @@ class Planner:
         crashpoint("cache.planned")
 
     def _write(self, custom_id: str, key: str | None, first: int | None, answer: CachedAnswer | None) -> None:
+        """One plan line, tab-separated (no field can hold a tab or a newline: custom_ids are
+        [A-Za-z0-9_-], keys hex, and a fragment is JSON): sent, duplicate of `first`, or cached."""
         if self.plan is None:
             return
-        cached = None if answer is None else [answer.fragment.decode(), *answer[1:]]
-        self.plan.write(orjson.dumps([custom_id, key, first, cached]) + b"\n")
+        if answer is not None:
+            self.plan.write(b"C\t%s\t%d\t%d\t%d\t%d\t%d\t%s\t%s\n" % (
+                custom_id.encode(), answer.input_tokens, answer.output_tokens, answer.cache_write_tokens,
+                answer.cache_read_tokens, answer.attempt, answer.batch_id.encode(), answer.fragment,
+            ))
+        elif first is not None:
+            self.plan.write(b"D\t%s\t%d\n" % (custom_id.encode(), first))
+        else:
+            self.plan.write(b"S\t%s\t%s\n" % (custom_id.encode(), (key or "").encode()))
 
     def to_dict(self) -> dict[str, Any]:
         return {"sent": self.sent, "cached": self.cached, "duplicates": self.duplicates}
@@ -134,9 +142,15 @@ def read_plan(path: Path) -> Iterator[PlannedRequest]:
     """The planned requests of a run, in input order, as the Planner wrote them."""
     with path.open("rb", buffering=1 << 20) as handle:
         for line in handle:
-            custom_id, key, first, cached = orjson.loads(line)
-            answer = None if cached is None else CachedAnswer(cached[0].encode(), *cached[1:])
-            yield PlannedRequest(custom_id, key, first, answer)
+            kind, custom_id, rest = line[:-1].split(b"\t", 2)
+            if kind == b"S":
+                yield PlannedRequest(custom_id.decode(), rest.decode() or None)
+            elif kind == b"D":
+                yield PlannedRequest(custom_id.decode(), None, int(rest))
+            else:
+                inp, out, write, read, attempt, batch_id, fragment = rest.split(b"\t", 6)
+                answer = CachedAnswer(fragment, int(inp), int(out), int(write), int(read), batch_id.decode(), int(attempt))
+                yield PlannedRequest(custom_id.decode(), None, None, answer)
 
 
 def cache_stats(home: Path) -> list[dict[str, Any]]:

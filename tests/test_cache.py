@@ -188,3 +188,23 @@ def test_the_key_of_a_compiled_line_is_the_key_of_its_canonical_params(make_job,
     assert compiled_key(lines[0], "r-1", "2026-10-21") == line_key(lines[0], "2026-10-21") == request_key(reordered, "2026-10-21")
     assert compiled_key(lines[0], "r-1", "2026-10-21") != compiled_key(lines[1], "r-2", "2026-10-21")
     assert request_key(params, "2026-10-21") != request_key(params, "2023-06-01")
+
+
+def test_retry_sends_a_shared_failed_request_once_and_never_reads_the_cache(make_job, run_cli, emulator, monkeypatch):
+    use_server(monkeypatch, emulator)
+    texts = ["fine", "fine", "late [[emulator:expired_once]]", "late [[emulator:expired_once]]", "good", "good"]
+    job = make_job([{"id": f"r-{i}", "text": text} for i, text in enumerate(texts)])
+    first = run_cli("--json", "submit", job.spec, "--run-id", "shared")
+    assert first.exit_code == 3, first.stderr
+    assert [row["status"] for row in read_rows(job.output)][2:4] == ["expired", "expired"]
+    assert sent(emulator) == 3
+
+    retried = run_cli("--json", "retry", "shared", "--status", "expired")
+
+    assert retried.exit_code == 0, retried.stderr
+    assert sent(emulator) == 4, "the shared request is sent once more, for both rows"
+    out = read_rows(job.output)
+    assert {row["status"] for row in out} == {"succeeded"}
+    assert out[2]["text"] == out[3]["text"] and out[2]["attempt"] == out[3]["attempt"] == 2
+    stats = orjson.loads(run_cli("--json", "cache", "stats").stdout)
+    assert stats["entries"] == 3, "the retried answer is cached too; the expired one never was"
