@@ -163,6 +163,8 @@ def cache_stats(home: Path) -> list[dict[str, Any]]:
 
 def clear_cache(home: Path, older_than: timedelta | None = None) -> int:
     """`batchrunner cache clear`: forget cached answers (older than an age, or all); how many went."""
+    if not (home / LEDGER_FILE).exists():
+        return 0
     before = None
     if older_than is not None:
         before = (datetime.now(UTC) - older_than).isoformat(timespec="microseconds").replace("+00:00", "Z")
