@@ -7,7 +7,6 @@ types, `INSERT ... ON CONFLICT`, timestamps as ISO text computed in Python.
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Iterable, Iterator
 from itertools import islice
 from typing import Any, NamedTuple
@@ -65,7 +64,7 @@ class CacheTable(Database):
                     found[row[0]] = CachedAnswer(row[1].encode()[1:-1], *row[2:])
         return found
 
-    def _insert_plan(self, db: sqlite3.Connection, run_pk: int, planned: Iterable[PlannedRequest]) -> int:
+    def _insert_plan(self, db: Any, run_pk: int, planned: Iterable[PlannedRequest]) -> int:
         """Every request of a new run with its key, link or cached answer, streamed in chunks."""
         total = 0
         for chunk in _chunks(planned, INSERT_CHUNK):
