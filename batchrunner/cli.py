@@ -344,6 +344,12 @@ def _validate_text(job: Path, report: CompileReport) -> str:
         lines.append(f"attachments: {len(files):,} distinct file(s), {report.attachments.total_bytes:,} bytes "
                      "(uploaded by submit; not in the token estimate)")
     lines.append(f"cost: {cost}")
+    if report.cache is not None and (report.cache["cached"] or report.cache["duplicates"]):
+        c = report.cache
+        low, high = c["cost_low_usd"], c["cost_high_usd"]
+        to_send = "cost unknown" if low is None or high is None else f"{_usd(low)} – {_usd(high)}"
+        lines.append(f"cache: {c['sent']:,} request(s) would be sent ({to_send}); {c['cached']:,} answered from the "
+                     f"cache, {c['duplicates']:,} the same as an earlier row's")
     lines += [f"warning: {warning}" for warning in report.warnings]
     return "\n".join(lines)
 
@@ -356,10 +362,11 @@ def validate(ctx: click.Context, job: Path) -> None:
 
     Exit 0 if the job is valid, 2 with every problem (file:line) if not.
     """
+    from batchrunner.answer_cache import validation_planner
     from batchrunner.compile import validate_job
 
     app: App = ctx.obj
-    report = validate_job(job, app.home)
+    report = validate_job(job, app.home, validation_planner)
     app.emit(report.to_dict(), _validate_text(job, report))
 
 
@@ -463,6 +470,17 @@ def _summary_text(outcome: Outcome) -> str:
         f"tokens: {s['input_tokens']:,} in / {s['output_tokens']:,} out · {cost} · "
         f"{s['polls']} status polls ({s['polls_per_batch']} per batch)",
     ]
+    spared = []
+    if s["cached"]:
+        saved = "" if s["cost_saved_usd"] is None else f" (saved ${s['cost_saved_usd']:.4f})"
+        spared.append(f"{s['cached']:,} answered from the cache{saved}")
+    if s["duplicates"]:
+        spared.append(f"{s['duplicates']:,} sent once for an earlier row with the same request")
+    if spared:
+        lines.append("cache: " + " · ".join(spared))
+    if s["cache_write_tokens"] or s["cache_read_tokens"]:
+        saved = "" if s["prompt_cache_saved_usd"] is None else f" · saved ${s['prompt_cache_saved_usd']:.4f}"
+        lines.append(f"prompt cache: {s['cache_write_tokens']:,} tokens written / {s['cache_read_tokens']:,} read{saved}")
     lines.extend(f"warning: {warning}" for warning in s["warnings"])
     if s["errors_by_type"]:
         lines.append("errors: " + ", ".join(f"{n:,} {kind}" for kind, n in s["errors_by_type"].items()))
@@ -527,9 +545,17 @@ def _finish(ctx: click.Context, outcome: Outcome) -> None:
     help="anthropic (the real API), local (the built-in emulator), auto (anthropic if ANTHROPIC_API_KEY is set).",
 )
 @click.option("--force", is_flag=True, help="Submit even if the worst-case cost is over the spec's budget_usd.")
+@click.option("--no-cache", is_flag=True, help="Send every request, even those with a cached answer (answers are still cached).")
 @click.pass_context
 def submit(
-    ctx: click.Context, job: Path, run_id: str | None, detach: bool, timeout: float | None, backend: str | None, force: bool
+    ctx: click.Context,
+    job: Path,
+    run_id: str | None,
+    detach: bool,
+    timeout: float | None,
+    backend: str | None,
+    force: bool,
+    no_cache: bool,
 ) -> None:
     """Compile JOB, create its batches, wait for them and write the joined output."""
     from batchrunner import pipeline
@@ -546,6 +572,7 @@ def submit(
             detach=detach,
             timeout=timeout,
             force=force,
+            no_cache=no_cache,
             events=_events(app, progress),
         )
     finally:
@@ -660,6 +687,47 @@ def ledger_copy(app: App, target: str) -> None:
         "\n".join(f"{table}: {count:,} row(s)" for table, count in copied.items())
         + "\nnext: use the copy with --ledger URL (or BATCHRUNNER_LEDGER); the old ledger is unchanged",
     )
+
+
+# the answer cache
+
+
+@cli.group("cache", cls=CommandsGroup)
+def cache_group() -> None:
+    """The answers cached by request key (submit sends only what is not cached)."""
+
+
+@cache_group.command("stats")
+@click.pass_context
+def cache_stats(ctx: click.Context) -> None:
+    """How many answers are cached, per backend, and how much they hold."""
+    from batchrunner.answer_cache import cache_stats as stats
+
+    app: App = ctx.obj
+    scopes = stats(app.home)
+    lines = [
+        f"{s['scope']}: {s['entries']:,} answer(s), {s['bytes']:,} bytes, {s['input_tokens']:,} in / "
+        f"{s['output_tokens']:,} out tokens, {s['oldest'][:19]} – {s['newest'][:19]}"
+        for s in scopes
+    ]
+    app.emit({"scopes": scopes, "entries": sum(s["entries"] for s in scopes)}, "\n".join(lines) or "the cache is empty")
+
+
+@cache_group.command("clear")
+@click.option("--older-than", metavar="AGE", help="Only answers cached longer ago than AGE (7d, 12h, 30m, 90s, 2w).")
+@click.pass_context
+def cache_clear(ctx: click.Context, older_than: str | None) -> None:
+    """Forget cached answers (all, or those older than --older-than): their requests are sent again."""
+    from batchrunner.answer_cache import clear_cache
+    from batchrunner.durations import parse_age
+
+    app: App = ctx.obj
+    try:
+        age = None if older_than is None else parse_age(older_than)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--older-than") from None
+    removed = clear_cache(app.home, age)
+    app.emit({"removed": removed}, f"removed {removed:,} cached answer(s)")
 
 
 # the Files API

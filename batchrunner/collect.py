@@ -19,7 +19,7 @@ import orjson
 
 from batchrunner.atomic import private_folder
 from batchrunner.files import stream_to_file
-from batchrunner.client import AsyncApi
+from batchrunner.client import DEFAULT_URL, AsyncApi
 from batchrunner.crashpoints import crashpoint
 from batchrunner.errors import ApiError, BatchrunnerError, NotFound
 from batchrunner.output import open_writer
@@ -31,6 +31,7 @@ from batchrunner.ledger import (
     ResultRow,
     Run,
 )
+from batchrunner.request_key import backend_scope
 from batchrunner.requestfile import READ_CHUNK, ROWS_NAME, count_lines, iter_lines, request_ids
 from batchrunner.states import BatchState
 from batchrunner.store import Store, open_store
@@ -113,6 +114,8 @@ def result_row(line: bytes, parse_answer: AnswerParser | None) -> ResultRow:
             usage.get("input_tokens") or 0,
             usage.get("output_tokens") or 0,
             fragment,
+            usage.get("cache_creation_input_tokens") or 0,
+            usage.get("cache_read_input_tokens") or 0,
         )
     if kind == "errored":
         envelope = result.get("error") or {}
@@ -157,7 +160,10 @@ def _joinable(
             fragment = row.fragment
             if len(shared) < SHARED_FRAGMENTS:
                 shared[fragment] = fragment
-        yield (seq, row.status, row.error_type, row.input_tokens, row.output_tokens, fragment)
+        yield (
+            seq, row.status, row.error_type, row.input_tokens, row.output_tokens, fragment, row.cache_write_tokens,
+            row.cache_read_tokens,
+        )
 
 
 def results_name(batch: Batch) -> str:
@@ -272,6 +278,10 @@ async def collect_batch(
             f"(first: {unknown[0]!r}); the others were joined. Its raw results are in {path}"
         )
     crashpoint("collect.ingested")
+    ledger.fan_out_duplicates(run)
+    if run.settings.cache:
+        ledger.store_answers(run, batch, backend_scope(run.backend, run.base_url, DEFAULT_URL))
+        crashpoint("collect.cached")
     ledger.mark_collected(batch)
     if batch.file_id and not run.settings.keep_request_files and not batch.file_deleted:
         with suppress(NotFound):  # already gone is what we wanted
@@ -305,18 +315,28 @@ def output_lines(ledger: Ledger, run: Run, backend: str, rows_path: Path | None 
     merged with the run's rows file, whatever format they are then written in.
 
     Everything but the custom_id, the row and the stored fragment is the same for every row of
-    a batch (its id, its attempt, the backend), so each line is a join of ready-made bytes.
+    a batch (its id, its attempt, the backend), so each line is a join of ready-made bytes; a row
+    answered from the cache ends with the batch and attempt that produced its answer.
     """
     backend_json = orjson.dumps(backend)
     tails: dict[int | None, bytes] = {
-        batch.pk: b',"batch_id":%b,"attempt":%d,"backend":%b}\n' % (orjson.dumps(batch.batch_id), batch.attempt, backend_json)
+        batch.pk: b',"batch_id":%b,"attempt":%d,"backend":%b,"cached":false}\n'
+        % (orjson.dumps(batch.batch_id), batch.attempt, backend_json)
         for batch in ledger.batches(run)
     }
-    tails[None] = b',"batch_id":null,"attempt":null,"backend":%b}\n' % backend_json
+    tails[None] = b',"batch_id":null,"attempt":null,"backend":%b,"cached":false}\n' % backend_json
+    cached_tails: dict[tuple[str, int], bytes] = {}
     heads = {status: b'","status":"%b","row":' % status.encode() for status in ("pending", *RESULT_STATUSES)}
     rows_path = rows_path or open_store(run.store, run.run_dir).fetch(ROWS_NAME)  # a local copy of the store's
     with ledger.checked(), rows_path.open("rb", buffering=READ_CHUNK) as rows:
-        for (custom_id, status, batch_pk, fragment), row in zip(ledger.output_rows(run), rows, strict=True):
+        for (custom_id, status, batch_pk, fragment, cached_from, attempt), row in zip(ledger.output_rows(run), rows, strict=True):
+            if cached_from is None or attempt is None:
+                tail = tails[batch_pk]
+            else:
+                tail = cached_tails.get((cached_from, attempt)) or cached_tails.setdefault(
+                    (cached_from, attempt),
+                    b',"batch_id":%b,"attempt":%d,"backend":%b,"cached":true}\n' % (orjson.dumps(cached_from), attempt, backend_json),
+                )
             yield b"".join(
                 (
                     b'{"custom_id":"',
@@ -325,6 +345,6 @@ def output_lines(ledger: Ledger, run: Run, backend: str, rows_path: Path | None 
                     row.rstrip(b"\r\n"),
                     b",",
                     fragment or PENDING_FRAGMENT,
-                    tails[batch_pk],
+                    tail,
                 )
             )

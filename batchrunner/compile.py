@@ -13,10 +13,10 @@ import os
 import re
 import uuid
 from collections.abc import Callable, Mapping
-from contextlib import nullcontext
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Protocol
 
 import orjson
 
@@ -35,6 +35,20 @@ from batchrunner.pricing import batch_cost_usd, estimate_tokens
 from batchrunner.rules import Violation, check_request, dotted
 from batchrunner.spec import MAX_BATCH_SIZE, JobSpec, load_spec, shown
 from batchrunner.template import InexactNumber, Template, template_sources
+
+
+class Planner(Protocol):
+    """What decides which requests are sent (answer_cache.Planner): compile gives it each request
+    and the function that writes a request to the shards."""
+
+    emit: Callable[[int, bytes], None]
+    sent: int
+
+    def add(self, seq: int, custom_id: str, line: bytes) -> None: ...
+
+    def finish(self) -> None: ...
+
+    def to_dict(self) -> dict[str, Any]: ...
 
 MAX_BATCH_REQUESTS = MAX_BATCH_SIZE
 MAX_BATCH_BYTES = 240_000_000  # the API allows 256 MB per batch; leave headroom
@@ -77,6 +91,7 @@ class CompileReport:
     rows_path: Path | None
     attachments: AttachmentSet | None = None  # the files the rows attach, when the spec has `attachments`
     warnings: list[Problem] = field(default_factory=list)  # e.g. a model the catalog does not know
+    cache: dict[str, Any] | None = None  # with the answer cache: requests sent, cached, duplicates, and the cost to send
 
     def to_dict(self) -> dict[str, Any]:
         out = {
@@ -92,6 +107,8 @@ class CompileReport:
         }
         if self.attachments is not None:
             out["attachments"] = {"files": len(self.attachments.distinct()), "bytes": self.attachments.total_bytes}
+        if self.cache is not None:
+            out["cache"] = self.cache
         return out
 
 
@@ -108,13 +125,13 @@ class _LineTemplate:
     Texts without placeholders are baked into the chunks, so a row only renders what varies.
     """
 
-    def __init__(self, spec: JobSpec) -> None:
+    def __init__(self, spec: JobSpec, entry: ModelEntry | None = None) -> None:
         sources = template_sources(spec.prompt, spec.messages)
         templates = [Template.parse(text) for _, text in sources]
         token = uuid.uuid4().hex
         marks = [f"\x00{token}:{k}\x00" for k in range(len(sources) + 2)]  # [0] custom_id, [-1] attachments
         attachments_mark = marks[-1] if spec.attachments else None
-        body = requestfile.encode_line(marks[0], _params(spec, iter(marks[1:-1]), attachments_mark))
+        body = requestfile.encode_line(marks[0], _params(spec, iter(marks[1:-1]), attachments_mark, entry))
         found: list[tuple[bytes, str, Template | None]] = [(orjson.dumps(marks[0]), CUSTOM_ID_SLOT, None)]
         for k, ((source_key, _text), source_template) in enumerate(zip(sources, templates, strict=True)):
             if source_template.fields:
@@ -144,9 +161,10 @@ class _LineTemplate:
         )
 
 
-def _params(spec: JobSpec, marks: Any, attachments_mark: str | None) -> dict[str, Any]:
+def _params(spec: JobSpec, marks: Any, attachments_mark: str | None, entry: ModelEntry | None = None) -> dict[str, Any]:
     """The request params in API order, with each template text replaced by the next mark, and the
-    attachment blocks (a mark in the content list) before the prompt's text."""
+    attachment blocks (a mark in the content list) before the prompt's text; with the model's
+    `entry` and `prompt_cache: auto`, the shared prefix marked for prompt caching."""
     params: dict[str, Any] = {"model": spec.model, "max_tokens": spec.max_tokens}
     if spec.system is not None:
         params["system"] = spec.system
@@ -170,7 +188,52 @@ def _params(spec: JobSpec, marks: Any, attachments_mark: str | None) -> dict[str
         output_config["format"] = {"type": "json_schema", "schema": spec.output_schema}
     if output_config:
         params["output_config"] = output_config
+    if entry is not None and spec.prompt_cache == "auto":
+        _mark_shared_prefix(spec, params, entry)
     return params
+
+
+EPHEMERAL = {"type": "ephemeral"}
+
+
+def _mark_shared_prefix(spec: JobSpec, params: dict[str, Any], entry: ModelEntry) -> None:
+    """Put `cache_control` on the last block of what every request shares (tools, system, and the
+    turns before the first one with a placeholder), when it is long enough for the model to cache
+    (estimated as compile estimates tokens). A spec that marks blocks itself is left as written."""
+    if b"cache_control" in orjson.dumps([spec.system, spec.messages, spec.params.get("tools")]):
+        return
+    templated = {
+        key[1] for key, text in template_sources(spec.prompt, spec.messages) if key[0] == "messages" and Template.parse(text).fields
+    }
+    shared = 0
+    if spec.messages is not None:
+        while shared < len(spec.messages) and shared not in templated:
+            shared += 1
+    size = len(orjson.dumps(spec.params["tools"])) if "tools" in spec.params else 0
+    if isinstance(spec.system, str):
+        size += len(spec.system.encode())
+    elif spec.system is not None:
+        size += sum(len(block.get("text", "").encode()) for block in spec.system)
+    for message in (spec.messages or [])[:shared]:
+        content = message["content"]
+        size += len(content.encode()) if isinstance(content, str) else len(orjson.dumps(content))
+    if estimate_tokens(size) < max(entry.min_cacheable_tokens, 1) or not (shared or spec.system or "tools" in params):
+        return
+    if shared:
+        turn = params["messages"][shared - 1]
+        content = turn["content"]
+        blocks = [{"type": "text", "text": content}] if isinstance(content, str) else list(content)
+        blocks[-1] = dict(blocks[-1], cache_control=EPHEMERAL)
+        turn["content"] = blocks
+    elif spec.system is not None:
+        system = params["system"]
+        blocks = [{"type": "text", "text": system}] if isinstance(system, str) else list(system)
+        blocks[-1] = dict(blocks[-1], cache_control=EPHEMERAL)
+        params["system"] = blocks
+    else:
+        tools = list(params["tools"])
+        tools[-1] = dict(tools[-1], cache_control=EPHEMERAL)
+        params["tools"] = tools
 
 
 def _static_text_bytes(spec: JobSpec) -> int:
@@ -197,7 +260,7 @@ def check_spec_request(spec: JobSpec, catalog: Catalog | None = None) -> tuple[M
     catalog = catalog or Catalog.default()
     entry = catalog.resolve(spec.model)
     texts = iter([text for _key, text in template_sources(spec.prompt, spec.messages)])
-    params = _params(spec, texts, None)
+    params = _params(spec, texts, None, entry)
     violations = check_request(params, api_version=spec.api_version, model=entry)
     where = shown(spec.path)
     if violations:
@@ -389,6 +452,7 @@ def compile_job(
     attachments: AttachmentSet | None = None,
     file_ids: Mapping[str, str] | None = None,
     catalog: Catalog | None = None,
+    planner: Planner | None = None,
 ) -> CompileReport:
     """Compile a job. Without `out_dir` nothing is written (that is `validate`); with it (a folder
     of its own), the shards `requests-NNN.jsonl` and `rows.jsonl` appear only if every row compiled.
@@ -396,6 +460,7 @@ def compile_job(
     A spec with `attachments` needs its files scanned (`attachments`, else scanned here) and their
     ids (`file_ids`: sha256 -> file id, once uploaded; else obvious placeholders, as for `validate`).
     The request is held to the API's rules for the model as `catalog` (default: the packaged one) knows it.
+    With a `planner` (the answer cache), only the requests it does not answer or share are written.
     """
     max_bytes = MAX_BATCH_BYTES if max_shard_bytes is None else max_shard_bytes
     entry, warnings = check_spec_request(spec, catalog)
@@ -403,7 +468,7 @@ def compile_job(
     if spec.attachments:
         attachments = attachments if attachments is not None else scan_attachments(spec)
         file_ids = file_ids if file_ids is not None else attachments.placeholder_ids()
-    line = _LineTemplate(spec)
+    line = _LineTemplate(spec, entry)
     problems = _Problems(MAX_ROW_PROBLEMS)
     if out_dir is not None:
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -413,7 +478,9 @@ def compile_job(
         rows.tmp, rows.file = requestfile.open_temp(out_dir, requestfile.ROWS_NAME)
     try:
         with naming(out_dir) if out_dir is not None else nullcontext():
-            report = _compile_rows(spec, line, problems, writer, rows.file, max_bytes, attachments, file_ids or {}, entry)
+            report = _compile_rows(
+                spec, line, problems, writer, rows.file, max_bytes, attachments, file_ids or {}, entry, planner
+            )
             report = replace(report, warnings=warnings)
             if problems.count:
                 raise RowError(problems.found, more=problems.more)
@@ -442,6 +509,7 @@ def _compile_rows(
     attachments: AttachmentSet | None,
     file_ids: Mapping[str, str],
     entry: ModelEntry | None,
+    planner: Planner | None = None,
 ) -> CompileReport:
     path = shown(spec.rows_file)
     id_field = spec.id_field
@@ -462,6 +530,21 @@ def _compile_rows(
     shard = writer.current
     seq = total_bytes = text_bytes = 0
     cid: Any  # a str once checked; before that whatever the row holds
+
+    def emit(at: int, request: bytes) -> None:
+        """Write one request to the current shard, or start the next at input position `at`."""
+        nonlocal shard, total_bytes
+        size = len(request)
+        if shard is None or shard.requests >= max_requests or shard.bytes + size > room:
+            shard = writer.start(at)
+        shard.requests += 1
+        shard.bytes += size
+        total_bytes += size
+        if shard.file is not None:
+            shard.file.write(request)
+
+    if planner is not None:
+        planner.emit = emit
     for line_no, row, raw in read_rows_raw(spec.rows_file, lambda p: problems.add(Problem(path, p.line, p.message))):
         seq += 1
         if id_field is None:
@@ -512,13 +595,10 @@ def _compile_rows(
                     problems.add(Problem(path, line_no, f"this row's request is {size:,} bytes, over the "
                                          f"{max_bytes:,}-byte batch limit: shorten the row's text"))
                 elif problems.count == 0:
-                    if shard is None or shard.requests >= max_requests or shard.bytes + size > room:
-                        shard = writer.start(seq - 1)
-                    shard.requests += 1
-                    shard.bytes += size
-                    total_bytes += size
-                    if shard.file is not None:
-                        shard.file.write(request)
+                    if planner is None:
+                        emit(seq - 1, request)
+                    else:
+                        planner.add(seq - 1, cid, request)
                     if rows_file is not None:
                         rows_file.write(raw + b"\n")
         except KeyError as exc:
@@ -526,12 +606,22 @@ def _compile_rows(
                                  "add it to the row or change the template"))
     if problems.count:
         writer.stop_writing()
+    elif planner is not None:
+        planner.finish()
     if suspects:
         _confirm_duplicates(spec, problems, suspects)
     requests = seq
     text_bytes -= 2 * len(renders) * requests  # the quotes around each encoded text
     tokens = estimate_tokens(text_bytes + line.static_text_bytes * requests)
     priced = entry if entry is not None else spec.model
+    cache = None
+    if planner is not None:
+        share = planner.sent / requests if requests else 0.0
+        cache = planner.to_dict()
+        cache["cost_low_usd"] = batch_cost_usd(priced, round(tokens * share), 0, spec.pricing, requests=max(planner.sent, 1))
+        cache["cost_high_usd"] = batch_cost_usd(
+            priced, round(tokens * share), spec.max_tokens * planner.sent, spec.pricing, requests=max(planner.sent, 1)
+        )
     return CompileReport(
         requests=requests,
         shards=[Shard(o.index, None, o.requests, o.bytes, o.first_seq) for o in writer.shards()],
@@ -542,6 +632,7 @@ def _compile_rows(
         model=spec.model,
         rows_path=None,
         attachments=attachments,
+        cache=cache,
     )
 
 
@@ -558,7 +649,7 @@ def _attacher(
 
     def attach(line_no: int, row: dict[str, Any]) -> bytes | None:
         try:
-            return b",".join(map(orjson.dumps, render_blocks(items, base, row, files, file_ids)))
+            return b",".join(orjson.dumps(block, option=orjson.OPT_SORT_KEYS) for block in render_blocks(items, base, row, files, file_ids))
         except ValueError as exc:
             report(line_no, str(exc))
         except Unattachable as exc:
@@ -594,14 +685,21 @@ def _confirm_duplicates(spec: JobSpec, problems: _Problems, suspects: list[tuple
     problems.found = merged[: problems.cap]
 
 
-def validate_job(path: Path, home: Path | None = None) -> CompileReport:
+def validate_job(
+    path: Path, home: Path | None = None, planner: Callable[[JobSpec, Path], AbstractContextManager[Planner | None]] | None = None
+) -> CompileReport:
     """Load and compile a job without writing anything, and hold it to its budget: `batchrunner validate`.
-    Given the state home, also refuse an output inside it."""
+    Given the state home, also refuse an output inside it, and with a `planner` for it (answer_cache.
+    validation_planner) say what the answer cache there would spare."""
     spec = load_spec(path)
     check_output_writable(spec)
     if home is not None:
         check_output_outside(spec, home)
-    report = compile_job(spec)
+    if home is None or planner is None:
+        report = compile_job(spec)
+    else:
+        with planner(spec, home) as planned:
+            report = compile_job(spec, planner=planned)
     check_budget(spec, report)
     return report
 

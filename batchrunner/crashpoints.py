@@ -24,6 +24,7 @@ import signal
 from batchrunner.settings import CRASH_AT, FAIL_WRITE_AT, INTERRUPT_AT
 
 POINTS = (
+    "cache.planned",
     "compile.done",
     "run.registered",
     "submit.uploaded",
@@ -36,6 +37,7 @@ POINTS = (
     "collect.downloaded",
     "collect.ingesting",
     "collect.ingested",
+    "collect.cached",
     "output.writing",
     "output.written",
 )

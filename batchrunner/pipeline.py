@@ -40,7 +40,7 @@ from batchrunner.ledger import Batch, Ledger, Run
 from batchrunner.paths import is_url, masked, same_target, shown, shown_target
 from batchrunner.poll import Polled, wait_until_ended
 from batchrunner.pricing import batch_cost_usd
-from batchrunner.requestfile import ROWS_NAME, first_params, request_ids
+from batchrunner.requestfile import ROWS_NAME, first_params
 from batchrunner.retry import Selection, prepare_attempt, select
 from batchrunner.session import Guard, Session, run_loop, run_session
 from batchrunner.states import OPEN_STATES, BatchState, RunState
@@ -165,12 +165,35 @@ def run_state(run: Run, batches: list[Batch]) -> RunState:
 def summarize(ledger: Ledger, run: Run) -> Outcome:
     batches = ledger.batches(run)
     summary = ledger.summary(run)
+    sent = max(1, summary["counts"]["succeeded"] - summary["cached"])  # a tier (Haiku 5.5 over 100K) is per request
     summary["cost_usd"] = batch_cost_usd(
         run.model,
         summary["input_tokens"],
         summary["output_tokens"],
         run.settings.pricing,
-        requests=max(1, summary["counts"]["succeeded"]),  # a tier (Haiku 5.5 over 100K) is per request
+        cache_write_5m=summary["cache_write_tokens"],
+        cache_read=summary["cache_read_tokens"],
+        requests=sent,
+    )
+    uncached = batch_cost_usd(
+        run.model,
+        summary["input_tokens"] + summary["cache_write_tokens"] + summary["cache_read_tokens"],
+        summary["output_tokens"],
+        run.settings.pricing,
+        requests=sent,
+    )
+    summary["prompt_cache_saved_usd"] = (
+        None if uncached is None or summary["cost_usd"] is None else round(uncached - summary["cost_usd"], 6)
+    )
+    saved = summary["cached_tokens"]
+    summary["cost_saved_usd"] = batch_cost_usd(
+        run.model,
+        saved["input_tokens"],
+        saved["output_tokens"],
+        run.settings.pricing,
+        cache_write_5m=saved["cache_write_tokens"],
+        cache_read=saved["cache_read_tokens"],
+        requests=max(1, summary["cached"]),
     )
     summary["polls"] = sum(batch.polls for batch in batches)
     summary["polls_per_batch"] = round(summary["polls"] / len(batches), 1) if batches else 0
@@ -210,12 +233,6 @@ def _check_budget(spec: JobSpec, report: CompileReport, force: bool) -> None:
         raise BudgetExceeded([replace(p, message=f"{p.message}; or pass --force") for p in exc.problems]) from None
 
 
-def _shard_custom_ids(run_dir: Path, report: CompileReport) -> Iterator[str]:
-    for shard in report.shards:
-        assert shard.path is not None
-        yield from request_ids(run_dir / shard.path.name)
-
-
 async def _live_check(session: Session, request_file: Path, events: Events) -> None:
     """Ask the backend about the run's model before anything more is created (see models.py)."""
     from batchrunner.models import check_live
@@ -236,13 +253,15 @@ async def _check_spec_live(session: Session, spec: JobSpec, events: Events) -> N
 
 
 async def _prepare_run(
-    session: Session, spec: JobSpec, run_id: str, force: bool, events: Events, store: str | None = None
+    session: Session, spec: JobSpec, run_id: str, force: bool, no_cache: bool, events: Events, store: str | None = None
 ) -> Run:
     """Check every row (and file) first, then the live model, then (with attachments: placeholder ids
     first, so nothing is sent if anything is wrong) upload the files the server does not have yet;
-    compile into a scratch folder with their real ids and register the run in one step. With an
-    object store, the compiled files are uploaded before the run is registered, so a run in the
-    ledger always has its data where any host can read it."""
+    compile into a scratch folder with their real ids, looking each request up in the answer cache
+    on the way (answer_cache.py), and register the run in one step. With an object store, the
+    compiled files are uploaded before the run is registered, so a run in the ledger always has
+    its data where any host can read it."""
+    from batchrunner.answer_cache import PLAN_NAME, Planner, open_plan, policy_for, read_plan
     from batchrunner.compile import compile_job
 
     uploaded: Uploaded | None = None
@@ -261,13 +280,15 @@ async def _prepare_run(
         shutil.rmtree(stale, ignore_errors=True)
     scratch.mkdir(mode=0o700)
     try:
+        with open_plan(scratch) as plan:
+            planner = Planner(policy_for(spec, session.backend, no_cache=no_cache), ledger, plan)
+            if uploaded is None:
+                report = compile_job(spec, scratch, planner=planner)
+            else:
+                report = compile_job(spec, scratch, attachments=uploaded.files, file_ids=uploaded.file_ids, planner=planner)
+        _check_budget(spec, report, force)
         if uploaded is None:
-            report = compile_job(spec, scratch)
-            _check_budget(spec, report, force)
             await _check_spec_live(session, spec, events)
-        else:
-            report = compile_job(spec, scratch, attachments=uploaded.files, file_ids=uploaded.file_ids)
-            _check_budget(spec, report, force)
         crashpoint("compile.done")
         scratch.rename(run_dir)
     except BaseException:
@@ -291,8 +312,12 @@ async def _prepare_run(
             base_url=session.backend.base_url,
             model=spec.model,
             settings=spec.run_settings(),
-            shards=[(s.index, s.first_seq, s.path.name, s.requests, s.bytes) for s in report.shards if s.path is not None],
-            custom_ids=_shard_custom_ids(run_dir, report),
+            shards=[
+                (s.index, None if planner.skipped else s.first_seq, s.path.name, s.requests, s.bytes)
+                for s in report.shards
+                if s.path is not None
+            ],
+            planned=read_plan(run_dir / PLAN_NAME),
             attachments=[] if uploaded is None else [(sha, uploaded.backend_key, id_) for sha, id_ in uploaded.file_ids.items()],
             keep_attachments=spec.keep_attachments,
         )
@@ -303,6 +328,7 @@ async def _prepare_run(
                 _remove_objects(location, run_dir)
         raise
     crashpoint("run.registered")
+    (run_dir / PLAN_NAME).unlink()
     session.run = run
     return run
 
@@ -394,7 +420,7 @@ async def _finish(session: Session, events: Events) -> Outcome:
     """Once nothing is open: write the output, then delete the attachments the run does not keep."""
     ledger, run = session.ledger, session.current
     batches = ledger.batches(run)
-    if not any(batch.state in OPEN_STATES for batch in batches) and batches:
+    if not any(batch.state in OPEN_STATES for batch in batches) and (batches or run.requests):  # no batch: all cached
         write_output(ledger, run, run.backend)
         await delete_attachments(session.api, ledger, session.current, events.notice)
     return summarize(ledger, session.current)
@@ -419,14 +445,16 @@ def submit(
     detach: bool = False,
     timeout: float | None = None,
     force: bool = False,
+    no_cache: bool = False,
     events: Events | None = None,
     store: str | None = None,
 ) -> Outcome:
     """Compile, submit, and unless detached wait and collect. With an existing --run-id, continue that run.
-    `store` (--store) is where a new run keeps its data: a folder or an object store URL (default: the home)."""
+    `store` (--store) is where a new run keeps its data: a folder or an object store URL (default: the home).
+    `no_cache` sends every request, cached or not (what comes back is still cached)."""
     return run_loop(submit_async(
-        spec_path, home=home, run_id=run_id, backend=backend, detach=detach, timeout=timeout, force=force, events=events,
-        store=store,
+        spec_path, home=home, run_id=run_id, backend=backend, detach=detach, timeout=timeout, force=force,
+        no_cache=no_cache, events=events, store=store,
     ))
 
 
@@ -439,6 +467,7 @@ async def submit_async(
     detach: bool = False,
     timeout: float | None = None,
     force: bool = False,
+    no_cache: bool = False,
     events: Events | None = None,
     store: str | None = None,
 ) -> Outcome:
@@ -448,8 +477,8 @@ async def submit_async(
     settings.check_numbers()
     spec = load_spec(spec_path)
     return await submit_job_async(
-        spec, home=home, run_id=run_id, backend=backend, detach=detach, timeout=timeout, force=force, events=events,
-        store=store,
+        spec, home=home, run_id=run_id, backend=backend, detach=detach, timeout=timeout, force=force,
+        no_cache=no_cache, events=events, store=store,
     )
 
 
@@ -462,6 +491,7 @@ async def submit_job_async(
     detach: bool = False,
     timeout: float | None = None,
     force: bool = False,
+    no_cache: bool = False,
     events: Events | None = None,
     store: str | None = None,
 ) -> Outcome:
@@ -497,16 +527,32 @@ async def submit_job_async(
                 home, ledger, resolved, api_version=spec.api_version, requests_per_minute=spec.poll.requests_per_minute
             ) as session:
                 return await _submit_new(
-                    session, spec, run_id, force=force, detach=detach, timeout=timeout, events=events, store=store
+                    session, spec, run_id, force=force, no_cache=no_cache, detach=detach, timeout=timeout, events=events,
+                    store=store,
                 )
 
 
 async def _submit_new(
-    session: Session, spec: JobSpec, run_id: str, *, force: bool, detach: bool, timeout: float | None, events: Events,
+    session: Session,
+    spec: JobSpec,
+    run_id: str,
+    *,
+    force: bool,
+    no_cache: bool,
+    detach: bool,
+    timeout: float | None,
+    events: Events,
     store: str | None,
 ) -> Outcome:
-    run = await _prepare_run(session, spec, run_id, force, events, store)
-    events.notice(f"run {run.id}: {run.requests} requests in {len(session.ledger.batches(run))} batch(es)")
+    run = await _prepare_run(session, spec, run_id, force, no_cache, events, store)
+    summary = session.ledger.summary(run)
+    spared = [f"{summary['cached']} answered from the cache"] if summary["cached"] else []
+    spared += [f"{summary['duplicates']} the same as an earlier row's"] if summary["duplicates"] else []
+    sent = run.requests - summary["cached"] - summary["duplicates"]
+    events.notice(
+        f"run {run.id}: {run.requests} requests in {len(session.ledger.batches(run))} batch(es)"
+        + (f" ({sent} to send; {', '.join(spared)})" if spared else "")
+    )
     await _drive(session, detach=detach, timeout=timeout, events=events)
     return await _finish(session, events)
 

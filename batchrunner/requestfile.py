@@ -42,8 +42,11 @@ def attempt_name(attempt: int, shard: int) -> str:
 
 
 def encode_line(custom_id: str, params: dict[str, Any]) -> bytes:
-    """One request line, newline included; compile encodes its line template with this once."""
-    return orjson.dumps({"custom_id": custom_id, "params": params}) + b"\n"
+    """One request line, newline included; compile encodes its line template with this once.
+
+    The params are written with sorted keys, so a line's params bytes are its canonical body and
+    the answer cache's key hashes them as they are (request_key.compiled_key), without parsing."""
+    return b'{"custom_id":%b,"params":%b}\n' % (orjson.dumps(custom_id), orjson.dumps(params, option=orjson.OPT_SORT_KEYS))
 
 
 # ---------------------------------------------------------------- writing
@@ -89,6 +92,20 @@ def copy_lines(source: Path, first_seq: int, seqs: Iterable[int], dest: Path) ->
                 out.write(line + b"\n")
                 size += len(line) + 1
                 next_wanted = next(wanted, None)
+    return size
+
+
+def copy_lines_with_ids(source: Path, custom_ids: set[str], dest: Path) -> int:
+    """Write the lines of `source` whose custom_id is in `custom_ids` byte for byte to `dest`,
+    atomically; returns the bytes written. For request files that are not one stretch of the
+    input (a run whose cached and duplicate rows were not sent)."""
+    start = len(CUSTOM_ID_PREFIX)
+    size = 0
+    with atomic_writer(dest, site="retry.write") as out:
+        for line in iter_lines(source):
+            if line[start : line.index(b'"', start)].decode() in custom_ids:
+                out.write(line + b"\n")
+                size += len(line) + 1
     return size
 
 

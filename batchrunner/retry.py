@@ -14,7 +14,7 @@ from pathlib import Path
 from batchrunner.atomic import private_folder
 from batchrunner.errors import InputError, Problem
 from batchrunner.ledger import Ledger, Run
-from batchrunner.requestfile import attempt_name, copy_lines
+from batchrunner.requestfile import attempt_name, copy_lines, copy_lines_with_ids, request_ids
 from batchrunner.store import open_store
 
 NEVER_RETRIED_BY_DEFAULT = ("invalid_request_error",)
@@ -82,8 +82,28 @@ def select(ledger: Ledger, run: Run, selection: Selection) -> list[int]:
 
 
 def prepare_attempt(ledger: Ledger, run: Run, seqs: list[int]) -> int:
-    """Write the new attempt's request files and register its batches; returns the attempt number."""
+    """Write the new attempt's request files and register its batches; returns the attempt number.
+
+    A row that shared another row's request is retried by sending that request (once). A run
+    whose cached or shared rows were not sent has request files that are not stretches of the
+    input (no first_seq): their lines are picked by custom_id.
+    """
     attempt = ledger.next_attempt(run)
+    seqs = ledger.primary_seqs(run, seqs)
+    originals = [batch for batch in ledger.batches(run) if batch.attempt == 1]
+    if any(batch.first_seq is None for batch in originals):
+        wanted = ledger.custom_ids_at(run, seqs)
+        picked = []
+        for original in originals:
+            source = run.run_dir / original.request_file
+            count = sum(1 for custom_id in request_ids(source) if custom_id in wanted)
+            if count:
+                name = attempt_name(attempt, original.shard)
+                dest = run.run_dir / name
+                dest.parent.mkdir(exist_ok=True, mode=0o700)
+                picked.append((original.shard, name, count, copy_lines_with_ids(source, wanted, dest)))
+        ledger.add_attempt(run, attempt, picked)
+        return attempt
     shards = []
     first_seq = 0
     position = 0

@@ -10,7 +10,7 @@ without a risky key costs a few dict lookups. Where each rule comes from is in t
 from __future__ import annotations
 
 import re
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -53,6 +53,40 @@ def _v(path: Path, reason: str, error_type: str = "invalid_request_error") -> Vi
     return Violation(path, f"`{dotted(path)}` {reason}", error_type)
 
 
+MAX_CACHE_BREAKPOINTS = 4
+
+
+def prompt_blocks(params: Mapping[str, Any]) -> Iterator[tuple[Path, Mapping[str, Any]]]:
+    """Every block of the prompt in the order the API caches it (tools, system, messages), with its
+    path; a plain-string system or content counts as one text block (it cannot carry cache_control)."""
+    tools = params.get("tools")
+    for i, tool in enumerate(tools if isinstance(tools, list) else ()):
+        if isinstance(tool, Mapping):
+            yield ("tools", i), tool
+    system = params.get("system")
+    if isinstance(system, str):
+        yield ("system",), {"type": "text", "text": system}
+    for i, block in enumerate(system if isinstance(system, list) else ()):
+        if isinstance(block, Mapping):
+            yield ("system", i), block
+    messages = params.get("messages")
+    for i, message in enumerate(messages if isinstance(messages, list) else ()):
+        content = message.get("content") if isinstance(message, Mapping) else None
+        if isinstance(content, str):
+            yield ("messages", i, "content"), {"type": "text", "text": content}
+        for j, block in enumerate(content if isinstance(content, list) else ()):
+            if isinstance(block, Mapping):
+                yield ("messages", i, "content", j), block
+
+
+def _breakpoints(params: Mapping[str, Any]) -> list[Violation]:
+    marked = [path for path, block in prompt_blocks(params) if block.get("cache_control")]
+    if len(marked) <= MAX_CACHE_BREAKPOINTS:
+        return []
+    return [_v(marked[MAX_CACHE_BREAKPOINTS], f"has cache_control, but a request may mark at most {MAX_CACHE_BREAKPOINTS} "
+               f"blocks ({len(marked)} here): remove some (or set `prompt_cache: off` if batchrunner added one)")]
+
+
 def check_request(
     params: Mapping[str, Any], *, api_version: str, model: ModelEntry | None, betas: Collection[str] = ()
 ) -> list[Violation]:
@@ -85,6 +119,7 @@ def check_request(
     if isinstance(stops, list):
         found += [_v(("stop_sequences", i), "is empty or only whitespace: the API refuses it; remove it")
                   for i, stop in enumerate(stops) if isinstance(stop, str) and not stop.strip()]
+    found += _breakpoints(params)
     if model is not None:
         found += _model_rules(params, messages, model, name)
     return found

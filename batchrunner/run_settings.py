@@ -74,6 +74,7 @@ class RunSettings(BaseModel):
     max_tokens: int | None = None
     api_version: str | None = None
     upload_request_files: bool = True
+    cache: bool = True  # store the run's succeeded answers in the answer cache (`cache: false` does not)
 
     @classmethod
     def decode(cls, raw: bytes | str) -> RunSettings:

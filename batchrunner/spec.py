@@ -27,6 +27,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from batchrunner.durations import parse_age
 from batchrunner.errors import Problem, SpecError
 from batchrunner.extras import PARQUET_INSTALL, has_pyarrow, is_parquet
 from batchrunner.output import SUFFIXES as OUTPUT_SUFFIXES
@@ -67,6 +68,21 @@ class Attachment(_Strict):
         return value
 
 
+class CacheSpec(_Strict):
+    """`cache: {max_age: 7d}`: answers cached longer ago than this are not used (they are sent again)."""
+
+    max_age: str
+
+    @field_validator("max_age")
+    @classmethod
+    def _an_age(cls, value: str) -> str:
+        try:
+            parse_age(value)
+        except ValueError as exc:
+            raise PydanticCustomError("age", str(exc)) from None
+        return value
+
+
 def _resolve(value: Path, info: ValidationInfo) -> Path:
     base = info.data.get("path")
     value = value.expanduser()
@@ -101,6 +117,8 @@ class JobSpec(_Strict):
     pricing: Pricing | None = None
     retry: RetryPolicy = Field(default_factory=RetryPolicy)
     poll: PollSettings = Field(default_factory=PollSettings)
+    cache: bool | CacheSpec = True  # the answer cache (DESIGN §10)
+    prompt_cache: Literal["auto", "off"] = "auto"  # mark the shared prefix with cache_control when long enough
 
     _lines: dict[tuple[str | int, ...], int] = PrivateAttr(default_factory=dict)
 
@@ -115,7 +133,11 @@ class JobSpec(_Strict):
             max_tokens=self.max_tokens,
             api_version=self.api_version,
             upload_request_files=self.upload_request_files,
+            cache=self.cache is not False,
         )
+
+    def cache_max_age(self) -> datetime.timedelta | None:
+        return parse_age(self.cache.max_age) if isinstance(self.cache, CacheSpec) else None
 
     @field_validator("name")
     @classmethod
@@ -137,6 +159,12 @@ class JobSpec(_Strict):
                 {"versions": ", ".join(API_VERSIONS), "got": repr(value) if isinstance(value, str) else type(value).__name__},
             )
         return value
+
+    @field_validator("prompt_cache", mode="before")
+    @classmethod
+    def _yaml_off(cls, value: Any) -> Any:
+        """YAML reads an unquoted `off` as false (and `on` as true)."""
+        return {False: "off", True: "auto"}.get(value, value) if isinstance(value, bool) else value
 
     @field_validator("input_path", "output_path", mode="before")
     @classmethod
@@ -288,6 +316,7 @@ _KNOWN_KEYS: dict[tuple[str | int, ...], tuple[str, ...]] = {
     ("retry",): tuple(RetryPolicy.model_fields),
     ("poll",): tuple(PollSettings.model_fields),
     ("pricing",): tuple(Pricing.model_fields),
+    ("cache",): tuple(CacheSpec.model_fields),
     ("attachments", "*"): tuple(Attachment.model_fields),
     ("params",): PARAM_NAMES,
 }

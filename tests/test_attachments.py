@@ -88,7 +88,7 @@ def test_fifty_rows_over_twenty_pdfs_upload_twenty_files_once_and_reuse_them(
         assert document == {"type": "document", "source": {"type": "file", "file_id": on_server[name]}}
         assert text["type"] == "text"
 
-    second = run_cli("submit", job.spec, "--backend", "anthropic", "--run-id", "second")
+    second = run_cli("submit", job.spec, "--backend", "anthropic", "--run-id", "second", "--no-cache")
 
     assert second.exit_code == 0, second.stderr
     assert uploads(emulator) == PDFS, "the second run uploads nothing"

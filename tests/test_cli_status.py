@@ -16,7 +16,7 @@ def test_status_exits_with_the_runs_outcome(make_job, run_cli, monkeypatch):
     run_cli("submit", done.spec, "--run-id", "done-run")
     run_cli("submit", failed.spec, "--run-id", "failed-run")
     monkeypatch.setenv("BATCHRUNNER_LOCAL_PROCESSING_SECONDS", "30")
-    run_cli("submit", done.spec, "--run-id", "running-run", "--detach")
+    run_cli("submit", done.spec, "--run-id", "running-run", "--detach", "--no-cache")
 
     assert run_cli("status", "done-run").exit_code == 0
     assert run_cli("status", "failed-run").exit_code == 3

@@ -27,6 +27,7 @@ OUTPUT_KEYS = [
     "batch_id",
     "attempt",
     "backend",
+    "cached",
 ]
 SENTIMENT = """output_schema:
   type: object

@@ -50,7 +50,7 @@ def test_sigkill_at_each_step_then_resume_completes_exactly_once(point, ledger, 
 
     assert crashed.returncode == -9, f"the process did not reach {point}: {crashed.stderr}"
     env = user_env(slow_emulator, **on_postgres)
-    if point == "compile.done":
+    if point in ("cache.planned", "compile.done"):
         missing = batchrunner(home, env, "resume", "nightly")
         assert missing.returncode == 2 and "no run 'nightly'" in missing.stderr
         recovered = batchrunner(home, env, "submit", job.spec, "--run-id", "nightly")
@@ -73,3 +73,25 @@ def test_sigkill_at_each_step_then_resume_completes_exactly_once(point, ledger, 
 
 def test_every_crash_point_is_tested():
     assert len(POINTS) == len(set(POINTS)) >= 14
+
+
+@pytest.mark.parametrize("point", ["cache.planned", "compile.done", "run.registered", "output.writing", "output.written"])
+def test_sigkill_while_a_rerun_is_answered_from_the_cache_loses_nothing(point, make_job, emulator, tmp_path):
+    job = make_job(reviews(ROWS), batch_size=ROWS // SHARDS)
+    home = tmp_path / "state"
+    env = user_env(emulator)
+    assert batchrunner(home, env, "submit", job.spec, "--run-id", "first").returncode == 0
+    answers = read_rows(job.output)
+
+    crashed = batchrunner(home, user_env(emulator, BATCHRUNNER_CRASH_AT=point), "submit", job.spec, "--run-id", "again")
+
+    assert crashed.returncode == -9, f"the process did not reach {point}: {crashed.stderr}"
+    if point in ("cache.planned", "compile.done"):
+        recovered = batchrunner(home, env, "submit", job.spec, "--run-id", "again")
+    else:
+        recovered = batchrunner(home, env, "resume", "again")
+    assert recovered.returncode == 0, recovered.stderr
+    assert emulator.stats()["batches_created"] == SHARDS, "the rerun sent nothing"
+    out = read_rows(job.output)
+    assert [row["text"] for row in out] == [row["text"] for row in answers]
+    assert {row["cached"] for row in out} == {True}

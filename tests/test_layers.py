@@ -25,7 +25,9 @@ ALLOWED: dict[str, set[str]] = {
     "rules": {"catalog"},
     "pricing": {"catalog"},
     "extras": {"paths"},
-    "spec": {"errors", "extras", "output", "paths", "request_shape", "rules", "run_settings", "template"},  # output: its suffixes
+    "durations": set(),
+    "request_key": set(),
+    "spec": {"durations", "errors", "extras", "output", "paths", "request_shape", "rules", "run_settings", "template"},  # output: its suffixes
     "inputs": {"errors"},
     "output": {"atomic", "extras", "paths", "requestfile"},
     "attachments": {"inputs", "spec", "template"},
@@ -42,7 +44,11 @@ ALLOWED: dict[str, set[str]] = {
     "uploads": {"attachments", "client", "crashpoints", "errors", "files", "ledger"},
     "submit": {"client", "crashpoints", "errors", "ledger", "requestfile", "states", "store"},
     "poll": {"client", "crashpoints", "errors", "ledger", "run_settings", "states"},
-    "collect": {"atomic", "client", "crashpoints", "errors", "files", "ledger", "output", "requestfile", "states", "store"},  # files: stream_to_file
+    "collect": {
+        "atomic", "client", "crashpoints", "errors", "files", "ledger", "output", "request_key", "requestfile", "states",
+        "store",
+    },  # files: stream_to_file
+    "answer_cache": {"client", "crashpoints", "errors", "ledger", "request_key", "spec"},
     "retry": {"atomic", "errors", "ledger", "requestfile", "store"},
     "models": {"catalog", "client", "errors", "rules"},
 }

@@ -20,7 +20,7 @@ import jsonschema
 import orjson
 
 from batchrunner.emulator.judge import Judge
-from batchrunner.rules import DEFAULT_API_VERSION
+from batchrunner.rules import DEFAULT_API_VERSION, prompt_blocks
 
 ERROR_TYPES = (
     "invalid_request_error", "authentication_error", "billing_error", "permission_error", "not_found_error",
@@ -144,6 +144,7 @@ class Responder:
         self.api_version = api_version
         self.betas = betas
         self.schema_answer = SchemaAnswer()
+        self.cached_prefixes: set[bytes] = set()  # prompt caching: the marked prefixes this batch has written
 
     def result(self, custom_id: str, params: Any, canon: bytes, occurrence: int = 0) -> dict[str, Any]:
         """`canon` is the params serialized with sorted keys: what the answer is a function of.
@@ -188,6 +189,15 @@ class Responder:
         else:
             text = " ".join(part for part in (read_files(params, self.find_file), compose_text(conversation, rng)) if part)
         output_tokens = estimate_tokens(text)
+        cache_write = cache_read = 0
+        marked = self._marked_prefix(params)
+        if marked is not None:
+            digest, prefix_tokens = marked
+            if digest in self.cached_prefixes:
+                cache_read = prefix_tokens
+            else:
+                self.cached_prefixes.add(digest)
+                cache_write = prefix_tokens
         stop_reason = "end_turn"
         if output_tokens > params["max_tokens"]:
             text, output_tokens, stop_reason = text[: params["max_tokens"] * 4], params["max_tokens"], "max_tokens"
@@ -200,13 +210,31 @@ class Responder:
             "stop_reason": stop_reason,
             "stop_sequence": None,
             "usage": {
-                "input_tokens": conversation.input_tokens,
+                "input_tokens": max(conversation.input_tokens - cache_write - cache_read, 1),
                 "output_tokens": output_tokens,
-                "cache_creation_input_tokens": 0,
-                "cache_read_input_tokens": 0,
+                "cache_creation_input_tokens": cache_write,
+                "cache_read_input_tokens": cache_read,
                 "service_tier": "batch",
             },
         }
+
+    def _marked_prefix(self, params: dict[str, Any]) -> tuple[bytes, int] | None:
+        """The prompt up to its last cache_control block (a digest, and its tokens), if it is long
+        enough for the model to cache; the first request of a batch with it writes the cache, the
+        others read it."""
+        digest = hashlib.blake2b(params["model"].encode(), digest_size=16)
+        chars = 0
+        marked = None
+        for _path, block in prompt_blocks(params):
+            digest.update(orjson.dumps(block, option=orjson.OPT_SORT_KEYS))
+            text = block.get("text")
+            chars += len(text) if isinstance(text, str) else len(orjson.dumps(block))
+            if block.get("cache_control"):
+                marked = (digest.copy().digest(), chars // 4)
+        model = self.judge.catalog.resolve(params["model"])
+        if marked is None or model is None or marked[1] < model.min_cacheable_tokens:
+            return None
+        return marked
 
     def _attachment_tokens(self, block: dict[str, Any]) -> int:
         source = block.get("source") or {}

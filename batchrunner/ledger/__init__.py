@@ -16,6 +16,7 @@ ledger that says exactly what may have happened.
     batches.py      Batch and the batches table; every state change through one declared move
     results.py      the requests of a run and their latest results
     attachments.py  uploaded attachment files and which runs use them
+    cache.py        the answer cache by request key, and rows that share a request
     lock.py         run_lock, the lock file of one run on a SQLite ledger
 """
 
@@ -25,6 +26,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from batchrunner.ledger.attachments import AttachmentsTable
 from batchrunner.ledger.batches import Batch, BatchesTable
+from batchrunner.ledger.cache import CacheTable, CachedAnswer, PlannedRequest
 from batchrunner.ledger.database import STORAGE_ERRORS
 from batchrunner.ledger.location import LEDGER_FILE, locate
 from batchrunner.ledger.lock import run_lock
@@ -33,12 +35,12 @@ from batchrunner.ledger.runs import Run, RunsTable
 from batchrunner.run_settings import RunSettings
 
 __all__ = [
-    "LEDGER_FILE", "RESULT_STATUSES", "STORAGE_ERRORS", "Batch", "Ledger", "PlacedResult", "ResultRow", "Run", "known_run_ids",
-    "ledger_exists", "run_lock",
+    "LEDGER_FILE", "RESULT_STATUSES", "STORAGE_ERRORS", "Batch", "CachedAnswer", "Ledger", "PlacedResult", "PlannedRequest",
+    "ResultRow", "Run", "known_run_ids", "ledger_exists", "run_lock",
 ]
 
 
-class Ledger(RunsTable, BatchesTable, ResultsTable, AttachmentsTable):
+class Ledger(RunsTable, BatchesTable, ResultsTable, AttachmentsTable, CacheTable):
     """The state home's database, every table's queries on one object. One instance per process;
     not shared across threads. `read_only` is for commands that only look (status, runs)."""
 
@@ -54,15 +56,17 @@ class Ledger(RunsTable, BatchesTable, ResultsTable, AttachmentsTable):
         base_url: str | None,
         model: str,
         settings: RunSettings,
-        shards: Iterable[tuple[int, int, str, int, int]],
-        custom_ids: Iterable[str],
+        shards: Iterable[tuple[int, int | None, str, int, int]],
+        custom_ids: Iterable[str] = (),
+        planned: Iterable[PlannedRequest] | None = None,
         attachments: Iterable[tuple[str, str, str]] = (),
         keep_attachments: bool = True,
         store: str | None = None,
     ) -> Run:
-        """Register a compiled run, its first-attempt batches, every request and the files its
-        requests attach ((sha256, backend_key, file_id)), in one transaction. `store` is the URL of
-        the run's folder in an object store, recorded in place of `run_dir` (then only a spool)."""
+        """Register a compiled run, its first-attempt batches, every request (`custom_ids`, or
+        `planned` with their keys, shared requests and cached answers) and the files its requests
+        attach ((sha256, backend_key, file_id)), in one transaction. `store` is the URL of the
+        run's folder in an object store, recorded in place of `run_dir` (then only a spool)."""
         with self.transaction() as db:
             run_pk = self._insert_run(
                 db,
@@ -77,7 +81,10 @@ class Ledger(RunsTable, BatchesTable, ResultsTable, AttachmentsTable):
                 settings=settings,
             )
             self._insert_batches(db, run_pk, 1, shards)
-            total = self._insert_requests(db, run_pk, custom_ids)
+            if planned is None:
+                total = self._insert_requests(db, run_pk, custom_ids)
+            else:
+                total = self._insert_plan(db, run_pk, planned)
             self._insert_run_attachments(db, run_pk, attachments, keep_attachments)
             self._set_requests(db, run_pk, total)
         return self.run(run_id)

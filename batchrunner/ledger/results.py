@@ -25,13 +25,18 @@ class ResultRow(NamedTuple):
     input_tokens: int
     output_tokens: int
     fragment: bytes
+    cache_write_tokens: int = 0  # prompt caching: tokens written to and read from the API's cache
+    cache_read_tokens: int = 0
 
 
-# (seq, status, error_type, input_tokens, output_tokens, fragment): a result placed at its input position.
-PlacedResult = tuple[int, str, str | None, int, int, bytes]
+# (seq, status, error_type, input_tokens, output_tokens, fragment, cache_write_tokens, cache_read_tokens):
+# a result placed at its input position.
+PlacedResult = tuple[int, str, str | None, int, int, bytes, int, int]
 
 _SEQ = itemgetter(0)
-_RESULT_COLUMNS = ("seq", "status", "error_type", "input_tokens", "output_tokens", "result")
+_RESULT_COLUMNS = (
+    "seq", "status", "error_type", "input_tokens", "output_tokens", "result", "cache_write_tokens", "cache_read_tokens",
+)
 
 
 def _usable(result: PlacedResult) -> bool:
@@ -82,7 +87,8 @@ class ResultsTable(Database):
             "ON CONFLICT (run_pk, seq) DO UPDATE SET"
             " status = excluded.status, attempt = excluded.attempt, batch_pk = excluded.batch_pk,"
             " error_type = excluded.error_type, input_tokens = excluded.input_tokens,"
-            " output_tokens = excluded.output_tokens, result = excluded.result"
+            " output_tokens = excluded.output_tokens, result = excluded.result,"
+            " cache_write_tokens = excluded.cache_write_tokens, cache_read_tokens = excluded.cache_read_tokens"
             " WHERE (results.status != 'succeeded' OR results.error_type IS NOT NULL)"
             " AND (results.attempt <= excluded.attempt OR (excluded.status = 'succeeded' AND excluded.error_type IS NULL))"
         )
@@ -102,28 +108,36 @@ class ResultsTable(Database):
         with self.transaction() as db:
             self.store.insert_many(db, "results", _RESULT_COLUMNS, _once_each(rows), constants=constants, conflict=conflict)
 
-    def output_rows(self, run: Run) -> Iterator[tuple[str, str, int | None, bytes | None]]:
-        """(custom_id, status, batch_pk, fragment) for every request, in input order; no result is pending.
+    def output_rows(self, run: Run) -> Iterator[tuple[str, str, int | None, bytes | None, str | None, int | None]]:
+        """(custom_id, status, batch_pk, fragment, cached_batch_id, attempt) for every request, in input
+        order; no result is pending. A row answered from the cache has its answer's batch id and attempt.
 
         Iterate it inside `checked()`, so a damaged page met halfway is reported as such.
         """
         return self.store.scan(
-            "SELECT q.custom_id, coalesce(r.status, 'pending'), r.batch_pk, r.result FROM requests q"
+            "SELECT q.custom_id, coalesce(r.status, 'pending'), r.batch_pk, r.result, r.cached_batch_id, r.attempt"
+            " FROM requests q"
             " LEFT JOIN results r ON r.run_pk = q.run_pk AND r.seq = q.seq WHERE q.run_pk = ? ORDER BY q.seq",
             (run.pk,),
         )
 
     def summary(self, run: Run) -> dict[str, Any]:
         counts = {status: 0 for status in ("pending", *RESULT_STATUSES)}
-        input_tokens = output_tokens = 0
+        billed = {"input_tokens": 0, "output_tokens": 0, "cache_write_tokens": 0, "cache_read_tokens": 0}
+        saved = dict(billed)
+        cached = 0
         for row in self.db.execute(
-            "SELECT status, count(*), sum(input_tokens), sum(output_tokens) FROM results WHERE run_pk = ?"
-            " GROUP BY status",
+            "SELECT status, cached_batch_id IS NOT NULL, count(*), sum(input_tokens), sum(output_tokens),"
+            " sum(cache_write_tokens), sum(cache_read_tokens) FROM results WHERE run_pk = ?"
+            " GROUP BY status, cached_batch_id IS NOT NULL",
             (run.pk,),
         ):
-            counts[row[0]] = row[1]
-            input_tokens += row[2]
-            output_tokens += row[3]
+            counts[row[0]] += row[2]
+            tokens = saved if row[1] else billed
+            cached += row[2] if row[1] else 0
+            for name, value in zip(tokens, row[3:], strict=True):
+                tokens[name] += value
+        duplicates = self.db.execute("SELECT count(*) FROM request_links WHERE run_pk = ?", (run.pk,)).fetchone()[0]
         counts["pending"] = run.requests - sum(counts.values())
         errors = {
             row[0]: row[1]
@@ -141,8 +155,10 @@ class ResultsTable(Database):
             "counts": counts,
             "output_invalid": invalid,
             "errors_by_type": errors,
-            "input_tokens": input_tokens,
-            "output_tokens": output_tokens,
+            **billed,
+            "cached": cached,
+            "cached_tokens": saved,
+            "duplicates": duplicates,
         }
 
     def select_requests(

@@ -104,6 +104,37 @@ MIGRATIONS: list[str] = [
         since TEXT NOT NULL
     );
     """,
+    # The answer cache (DESIGN §10), in the portable words above: each
+    # sent request's key, the rows that share another row's request (sent once, answered for all),
+    # where a cached row's answer came from, and prompt-cache tokens per result.
+    """
+    ALTER TABLE requests ADD COLUMN request_key TEXT;
+    ALTER TABLE results ADD COLUMN cached_batch_id TEXT;
+    ALTER TABLE results ADD COLUMN cache_write_tokens INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE results ADD COLUMN cache_read_tokens INTEGER NOT NULL DEFAULT 0;
+    CREATE TABLE request_links (
+        run_pk INTEGER NOT NULL,
+        seq INTEGER NOT NULL,
+        primary_seq INTEGER NOT NULL,
+        PRIMARY KEY (run_pk, seq)
+    );
+    CREATE TABLE answer_cache (
+        scope TEXT NOT NULL,
+        request_key TEXT NOT NULL,
+        model TEXT NOT NULL,
+        result BLOB NOT NULL,
+        input_tokens INTEGER NOT NULL,
+        output_tokens INTEGER NOT NULL,
+        cache_write_tokens INTEGER NOT NULL,
+        cache_read_tokens INTEGER NOT NULL,
+        batch_id TEXT NOT NULL,
+        attempt INTEGER NOT NULL,
+        run_id TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        PRIMARY KEY (scope, request_key)
+    );
+    CREATE INDEX answer_cache_by_created_at ON answer_cache (created_at);
+    """,
 ]
 
 

@@ -42,6 +42,7 @@ RESULT_TAIL = (
     Column("output_tokens", "int", "usage", "output_tokens"),
     Column("batch_id", "string", "batch_id"),
     Column("attempt", "int", "attempt"),
+    Column("cached", "bool", "cached"),
 )
 _NOTHING: dict[str, Any] = {}
 _INT64 = (-(2**63), 2**63 - 1)

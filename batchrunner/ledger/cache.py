@@ -1,0 +1,170 @@
+"""The answer cache (DESIGN §10): succeeded answers kept by request key and backend scope, the
+rows of a run answered from it, and the rows that share another row's request.
+
+Portable SQL only (issue 17 runs these queries on PostgreSQL too): `?` placeholders, standard
+types, `INSERT ... ON CONFLICT`, timestamps as ISO text computed in Python.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from itertools import islice
+from typing import Any, NamedTuple
+
+from batchrunner.ledger.batches import Batch
+from batchrunner.ledger.database import Database, utcnow
+from batchrunner.ledger.runs import Run
+
+LOOKUP_KEYS = 500  # keys per lookup query: well under every SQL engine's parameter limit
+INSERT_CHUNK = 5_000
+CACHED_BATCH_PK = 0  # a cached row's results.batch_pk: no batch of this run made its answer
+
+
+class CachedAnswer(NamedTuple):
+    """A cached answer: its output-ready fragment and the tokens, batch and attempt that produced it."""
+
+    fragment: bytes
+    input_tokens: int
+    output_tokens: int
+    cache_write_tokens: int
+    cache_read_tokens: int
+    batch_id: str
+    attempt: int
+
+
+class PlannedRequest(NamedTuple):
+    """One request of a new run, in input order: sent (with its key, to cache its answer), a
+    duplicate of an earlier row's request (`primary_seq`), or answered from the cache."""
+
+    custom_id: str
+    request_key: str | None = None
+    primary_seq: int | None = None
+    cached: CachedAnswer | None = None
+
+
+def _chunks(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
+    iterator = iter(items)
+    while chunk := list(islice(iterator, size)):
+        yield chunk
+
+
+class CacheTable(Database):
+    def lookup_answers(self, scope: str, keys: list[str], since: str | None) -> dict[str, CachedAnswer]:
+        """The cached answers for these keys in this scope, stored at or after `since` (ISO time)."""
+        found: dict[str, CachedAnswer] = {}
+        for chunk in _chunks(dict.fromkeys(keys), LOOKUP_KEYS):
+            marks = ",".join("?" * len(chunk))
+            rows = self.db.execute(
+                "SELECT request_key, result, input_tokens, output_tokens, cache_write_tokens, cache_read_tokens,"
+                f" batch_id, attempt FROM answer_cache WHERE scope = ? AND created_at >= ? AND request_key IN ({marks})",
+                (scope, since or "", *chunk),
+            )
+            with self.checked():
+                for row in rows:
+                    found[row[0]] = CachedAnswer(row[1].encode()[1:-1], *row[2:])
+        return found
+
+    def _insert_plan(self, db: Any, run_pk: int, planned: Iterable[PlannedRequest]) -> int:
+        """Every request of a new run with its key, link or cached answer, streamed in chunks."""
+        total = 0
+        for chunk in _chunks(planned, INSERT_CHUNK):
+            db.executemany(
+                "INSERT INTO requests (run_pk, seq, custom_id, request_key) VALUES (?, ?, ?, ?)",
+                ((run_pk, total + i, p.custom_id, p.request_key) for i, p in enumerate(chunk)),
+            )
+            db.executemany(
+                "INSERT INTO request_links (run_pk, seq, primary_seq) VALUES (?, ?, ?)",
+                ((run_pk, total + i, p.primary_seq) for i, p in enumerate(chunk) if p.primary_seq is not None),
+            )
+            db.executemany(
+                "INSERT INTO results (run_pk, seq, status, attempt, batch_pk, error_type, input_tokens, output_tokens,"
+                " result, cached_batch_id, cache_write_tokens, cache_read_tokens)"
+                f" VALUES (?, ?, 'succeeded', ?, {CACHED_BATCH_PK}, NULL, ?, ?, ?, ?, ?, ?)",
+                (
+                    (run_pk, total + i, a.attempt, a.input_tokens, a.output_tokens, a.fragment, a.batch_id,
+                     a.cache_write_tokens, a.cache_read_tokens)
+                    for i, p in enumerate(chunk)
+                    if (a := p.cached) is not None
+                ),
+            )
+            total += len(chunk)
+        return total
+
+    def fan_out_duplicates(self, run: Run) -> None:
+        """Give every row that shares another row's request that row's latest result (no tokens of
+        its own: it was not sent). Safe to repeat."""
+        with self.transaction() as db:
+            db.execute(
+                "INSERT INTO results (run_pk, seq, status, attempt, batch_pk, error_type, input_tokens, output_tokens,"
+                " result, cached_batch_id, cache_write_tokens, cache_read_tokens)"
+                " SELECT l.run_pk, l.seq, r.status, r.attempt, r.batch_pk, r.error_type, 0, 0, r.result, NULL, 0, 0"
+                " FROM request_links l JOIN results r ON r.run_pk = l.run_pk AND r.seq = l.primary_seq"
+                " WHERE l.run_pk = ?"
+                " ON CONFLICT (run_pk, seq) DO UPDATE SET status = excluded.status, attempt = excluded.attempt,"
+                " batch_pk = excluded.batch_pk, error_type = excluded.error_type, result = excluded.result",
+                (run.pk,),
+            )
+
+    def primary_seqs(self, run: Run, seqs: Iterable[int]) -> list[int]:
+        """The seqs whose requests were sent for these rows (a duplicate row's is its first row's), sorted."""
+        query = "SELECT primary_seq FROM request_links WHERE run_pk = ? AND seq = ?"
+        sent = set()
+        for seq in seqs:
+            row = self.db.execute(query, (run.pk, seq)).fetchone()
+            sent.add(seq if row is None else row[0])
+        return sorted(sent)
+
+    def custom_ids_at(self, run: Run, seqs: Iterable[int]) -> set[str]:
+        query = "SELECT custom_id FROM requests WHERE run_pk = ? AND seq = ?"
+        return {self.db.execute(query, (run.pk, seq)).fetchone()[0] for seq in seqs}
+
+    def store_answers(self, run: Run, batch: Batch, scope: str) -> int:
+        """Cache the batch's succeeded, schema-valid answers under their keys, in one transaction (a
+        batch holds at most 100,000); errored, expired, canceled and output_invalid results are never
+        cached. A newer answer replaces an older one."""
+        assert batch.batch_id is not None
+        now = utcnow()
+        with self.transaction() as db:
+            rows = db.execute(
+                "SELECT q.request_key, r.result, r.input_tokens, r.output_tokens, r.cache_write_tokens,"
+                " r.cache_read_tokens FROM results r JOIN requests q ON q.run_pk = r.run_pk AND q.seq = r.seq"
+                " WHERE r.run_pk = ? AND r.batch_pk = ? AND r.status = 'succeeded' AND r.error_type IS NULL"
+                " AND q.request_key IS NOT NULL",
+                (run.pk, batch.pk),
+            )
+            answers = [
+                (scope, key, run.model, "{%s}" % bytes(fragment).decode(), inp, out, write, read, batch.batch_id,
+                 batch.attempt, run.id, now)
+                for key, fragment, inp, out, write, read in rows
+            ]
+            db.executemany(
+                "INSERT INTO answer_cache (scope, request_key, model, result, input_tokens, output_tokens,"
+                " cache_write_tokens, cache_read_tokens, batch_id, attempt, run_id, created_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                " ON CONFLICT (scope, request_key) DO UPDATE SET model = excluded.model, result = excluded.result,"
+                " input_tokens = excluded.input_tokens, output_tokens = excluded.output_tokens,"
+                " cache_write_tokens = excluded.cache_write_tokens, cache_read_tokens = excluded.cache_read_tokens,"
+                " batch_id = excluded.batch_id, attempt = excluded.attempt, run_id = excluded.run_id,"
+                " created_at = excluded.created_at",
+                answers,
+            )
+        return len(answers)
+
+    def cache_stats(self) -> list[dict[str, Any]]:
+        """Per backend scope: entries, stored answer bytes, input and output tokens they hold, oldest and newest."""
+        rows = self.db.execute(
+            "SELECT scope, count(*), sum(length(result)), sum(input_tokens), sum(output_tokens), min(created_at),"
+            " max(created_at) FROM answer_cache GROUP BY scope ORDER BY scope"
+        )
+        names = ("scope", "entries", "bytes", "input_tokens", "output_tokens", "oldest", "newest")
+        with self.checked():
+            return [dict(zip(names, row, strict=True)) for row in rows]
+
+    def clear_cache(self, before: str | None) -> int:
+        """Forget the cached answers stored before `before` (ISO time), or all; returns how many."""
+        with self.transaction() as db:
+            if before is None:
+                cursor = db.execute("DELETE FROM answer_cache")
+            else:
+                cursor = db.execute("DELETE FROM answer_cache WHERE created_at < ?", (before,))
+            return int(cursor.rowcount)
