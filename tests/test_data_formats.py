@@ -23,7 +23,7 @@ SENTIMENT = """output_schema:
 """
 CSV_HEAD = [
     "custom_id", "status", "text", "parsed.label", "parsed.why", "error_type", "error_message", "stop_reason",
-    "input_tokens", "output_tokens", "batch_id", "attempt",
+    "input_tokens", "output_tokens", "batch_id", "attempt", "cached",
 ]  # fmt: skip
 
 

@@ -61,7 +61,7 @@ class CacheTable(Database):
             )
             with self.checked():
                 for row in rows:
-                    found[row[0]] = CachedAnswer(row[1].encode()[1:-1], *row[2:])
+                    found[row[0]] = CachedAnswer(bytes(row[1]), *row[2:])
         return found
 
     def _insert_plan(self, db: Any, run_pk: int, planned: Iterable[PlannedRequest]) -> int:
@@ -133,7 +133,7 @@ class CacheTable(Database):
                 (run.pk, batch.pk),
             )
             answers = [
-                (scope, key, run.model, "{%s}" % bytes(fragment).decode(), inp, out, write, read, batch.batch_id,
+                (scope, key, run.model, bytes(fragment), inp, out, write, read, batch.batch_id,
                  batch.attempt, run.id, now)
                 for key, fragment, inp, out, write, read in rows
             ]
