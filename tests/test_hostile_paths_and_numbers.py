@@ -75,7 +75,7 @@ def test_an_output_that_reaches_the_input_or_the_spec_through_a_link_is_refused(
     assert not isolated_env.exists(), "nothing was written, not even a state home"
 
 
-@pytest.mark.parametrize("output", [".batchrunner/ledger.sqlite3", ".batchrunner/runs/results.jsonl", "state/out.jsonl"])
+@pytest.mark.parametrize("output", [".batchrunner/results.jsonl", ".batchrunner/runs/results.jsonl", "state/out.jsonl"])  # (the ledger file itself: its extension is refused first)
 @pytest.mark.parametrize("command", ["validate", "submit"])
 def test_an_output_inside_the_state_home_is_refused_on_its_spec_line(tmp_path, output, command, monkeypatch, run_cli):
     (tmp_path / "rows.jsonl").write_bytes(ROWS)
