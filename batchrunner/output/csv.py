@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import csv
 import io
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
 
 import orjson
 
-from batchrunner.output import Output
+from batchrunner.output import Output, Part
 from batchrunner.output.columns import columns, reader, row_kinds
 
 
@@ -44,17 +45,22 @@ class ArrowCsvWriter:
     """The same records through pyarrow, from the Parquet output's row groups made flat."""
 
     def __init__(self, out: BinaryIO, rows_path: Path, schema: dict[str, Any] | None) -> None:
-        from batchrunner.output.parquet import ArrowRows
-
-        self.out = out
-        self.rows = ArrowRows(rows_path, schema, flat=True)
+        self.out, self.rows_path, self.schema = out, rows_path, schema
 
     def write(self, output: Output) -> None:
+        from batchrunner.output.parquet import write_beside
+
+        write_beside(output.parts(), self._write)
+
+    def _write(self, groups: Iterator[list[Part]]) -> None:
         import pyarrow.csv
 
-        with pyarrow.csv.CSVWriter(self.out, self.rows.schema) as file:
-            for table in self.rows.tables(output.parts()):
-                file.write_table(table)
+        from batchrunner.output.parquet import ArrowRows
+
+        rows = ArrowRows(self.rows_path, self.schema, flat=True)
+        with pyarrow.csv.CSVWriter(self.out, rows.schema) as file:
+            for group in groups:
+                file.write_table(rows.table(group))
 
 
 def _cell(value: Any) -> Any:

@@ -8,7 +8,9 @@ Memory holds one row group, whatever the number of rows.
 from __future__ import annotations
 
 import array
-from collections.abc import Iterable, Iterator
+import queue
+import threading
+from collections.abc import Callable, Iterable, Iterator
 from itertools import accumulate, islice
 from operator import itemgetter
 from pathlib import Path
@@ -24,7 +26,7 @@ from batchrunner.output import Output, Part
 from batchrunner.output.columns import Column, Kinds, columns, note_kinds
 
 ROW_GROUP = 32_768
-KINDS_CHUNK = 8 << 20  # bytes of rows whose types pyarrow infers at once
+KINDS_CHUNK = 1 << 20  # bytes of rows whose types pyarrow infers at once
 
 _SCALARS = {"string": pa.string(), "int": pa.int64(), "float": pa.float64(), "bool": pa.bool_()}
 _SCHEMA_SCALARS = {"string": pa.string(), "integer": pa.int64(), "number": pa.float64(), "boolean": pa.bool_()}
@@ -94,13 +96,7 @@ class ArrowRows:
         self.rows_as_json = any(self.columns[i].field == "row" for i in self.as_json)
         self.shared_as_json = any(self.columns[i].field not in _PER_ROW for i in self.as_json)
 
-    def tables(self, parts: Iterable[Part]) -> Iterator[pa.Table]:
-        """The rows as tables of one row group each."""
-        source = iter(parts)
-        while group := list(islice(source, ROW_GROUP)):
-            yield self._table(group)
-
-    def _table(self, group: list[Part]) -> pa.Table:
+    def table(self, group: list[Part]) -> pa.Table:
         ids, statuses, rows, fragments, tails = (list(map(itemgetter(n), group)) for n in range(5))
         pairs: dict[tuple[bytes, bytes], int] = {}
         at = _int64s([pairs.setdefault(pair, len(pairs)) for pair in zip(fragments, tails)])
@@ -225,19 +221,63 @@ def _line_schema(typed: list[tuple[Column, pa.DataType]]) -> pa.Schema:
                       *(pa.field(name, pa.struct(fields)) for name, fields in inner.items())])  # fmt: skip
 
 
+def groups(parts: Iterable[Part]) -> Iterator[list[Part]]:
+    """The parts a row group at a time."""
+    source = iter(parts)
+    while group := list(islice(source, ROW_GROUP)):
+        yield group
+
+
+def write_beside(parts: Iterable[Part], write: Callable[[Iterator[list[Part]]], None]) -> None:
+    """`write(row groups)` in a second thread while this one reads them. Reading is Python (the
+    ledger's scan, whose connection is this thread's); typing and writing them is pyarrow's, which
+    lets go of the GIL, so the two overlap. One group waits between them: memory stays flat. A
+    failure on either side stops both and is raised here."""
+    handoff: queue.Queue[list[Part] | None] = queue.Queue(maxsize=1)
+    failed: list[BaseException] = []
+
+    def handed() -> Iterator[list[Part]]:
+        while (group := handoff.get()) is not None:
+            yield group
+
+    def work() -> None:
+        try:
+            write(handed())
+        except BaseException as exc:  # raised in the reading thread below
+            failed.append(exc)
+            for _ in handed():  # until the reader stops
+                pass
+
+    worker = threading.Thread(target=work, name="output-writer")
+    worker.start()
+    try:
+        for group in groups(parts):
+            if failed:
+                break
+            handoff.put(group)
+    finally:
+        handoff.put(None)
+        worker.join()
+    if failed:
+        raise failed[0]
+
+
 class ParquetWriter:
     def __init__(self, out: BinaryIO, rows_path: Path, schema: dict[str, Any] | None) -> None:
-        self.out = out
-        self.rows = ArrowRows(rows_path, schema)
+        self.out, self.rows_path, self.schema = out, rows_path, schema
 
     def write(self, output: Output) -> None:
-        with pq.ParquetWriter(self.out, self.rows.schema) as file:
-            for table in self.rows.tables(output.parts()):
-                file.write_table(table)
+        write_beside(output.parts(), self._write)
+
+    def _write(self, groups: Iterator[list[Part]]) -> None:
+        rows = ArrowRows(self.rows_path, self.schema)  # here, so the rows' kinds are found while the reading starts
+        with pq.ParquetWriter(self.out, rows.schema) as file:
+            for group in groups:
+                file.write_table(rows.table(group))
 
 
 def arrow_table(parts: Iterable[Part], rows_path: Path, schema: dict[str, Any] | None) -> pa.Table:
     """The output as one Arrow table with the Parquet output's columns (for `Outcome.to_arrow`)."""
     rows = ArrowRows(rows_path, schema)
-    tables = list(rows.tables(parts))
+    tables = [rows.table(group) for group in groups(parts)]
     return pa.concat_tables(tables) if tables else rows.schema.empty_table()
