@@ -226,3 +226,27 @@ def test_ctrl_c_while_a_flat_output_is_written_detaches_and_resume_writes_it_who
             with output.open(newline="", encoding="utf-8") as f:
                 ids = [record["custom_id"] for record in csv.DictReader(f)]
         assert ids == [row["id"] for row in rows]
+
+
+def test_a_rerun_to_parquet_says_which_rows_came_from_the_cache_and_which_batch_answered_them(tmp_path, run_cli):
+    rows = reviews(40)
+    (tmp_path / "rows.jsonl").write_bytes(b"".join(orjson.dumps(row) + b"\n" for row in rows))
+    job = spec(tmp_path, input="rows.jsonl", output="first.jsonl", extra=SENTIMENT)
+    assert run_cli("submit", job, "--backend", "local").exit_code == 0
+    first = read_rows(tmp_path / "first.jsonl")
+    edited = {"r-3", "r-17", "r-40"}
+    (tmp_path / "rows.jsonl").write_bytes(
+        b"".join(orjson.dumps(dict(row, text=row["text"] + " (edited)") if row["id"] in edited else row) + b"\n" for row in rows)
+    )
+    job.write_text(job.read_text().replace("output: first.jsonl", "output: again.parquet"))
+    result = run_cli("submit", job, "--backend", "local")
+    assert result.exit_code == 0, result.output + result.stderr
+
+    again = pq.read_table(tmp_path / "again.parquet").to_pylist()
+    assert [row["cached"] for row in again] == [row["id"] not in edited for row in rows]
+    for before, after in zip(first, again, strict=True):
+        assert (after["custom_id"], after["row.text"].endswith("(edited)")) == (before["custom_id"], after["custom_id"] in edited)
+        if after["cached"]:
+            assert (after["batch_id"], after["attempt"], after["parsed"]) == (before["batch_id"], before["attempt"], before["parsed"])
+        else:
+            assert after["batch_id"] != before["batch_id"] and after["attempt"] == 1
