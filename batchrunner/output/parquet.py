@@ -2,7 +2,8 @@
 
 `parsed` is a struct (or list, or scalar) column when the output_schema maps onto Arrow types,
 else JSON text; input fields whose values share one scalar type keep it, the rest are JSON text.
-Memory holds one row group, whatever the number of rows.
+Memory holds a few row groups (one being read, one waiting, one being written), whatever the
+number of rows.
 """
 
 from __future__ import annotations
