@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator
 from contextlib import suppress
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import orjson
 
@@ -22,7 +22,7 @@ from batchrunner.files import stream_to_file
 from batchrunner.client import DEFAULT_URL, AsyncApi
 from batchrunner.crashpoints import crashpoint
 from batchrunner.errors import ApiError, BatchrunnerError, NotFound
-from batchrunner.output import open_writer
+from batchrunner.output import Part, open_writer
 from batchrunner.ledger import (
     RESULT_STATUSES,
     Batch,
@@ -43,6 +43,7 @@ RESULTS_KEPT = timedelta(days=29)
 ARCHIVE_WARNING = timedelta(days=3)
 PARSE_CACHE_SIZE = 10_000
 SHARED_FRAGMENTS = 10_000  # distinct result fragments kept once while a batch is joined
+_Item = TypeVar("_Item")
 PENDING_FRAGMENT = b'"text":null,"parsed":null,"stop_reason":null,"usage":null,"error":null'
 
 
@@ -296,18 +297,35 @@ def write_output(ledger: Ledger, run: Run, backend: str) -> Path | str:
     path = run.output_path
     rows_path = open_store(run.store, run.run_dir).fetch(ROWS_NAME)
     with open_writer(path, rows_path=rows_path, schema=run.settings.output_schema, site="output.write") as out:
-        out.write(_after_the_first(output_lines(ledger, run, backend, rows_path), lambda: crashpoint("output.writing")))
+        out.write(_Output(ledger, run, backend, rows_path))
     crashpoint("output.written")
     ledger.mark_output_written(run)
     return path
 
 
-def _after_the_first(lines: Iterator[bytes], then: Callable[[], None]) -> Iterator[bytes]:
-    for line in lines:
-        yield line
+class _Output:
+    """The output as a writer reads it: JSON lines (JSONL) or their parts (the flat formats)."""
+
+    def __init__(self, ledger: Ledger, run: Run, backend: str, rows_path: Path) -> None:
+        self.ledger, self.run, self.backend, self.rows_path = ledger, run, backend, rows_path
+
+    def lines(self) -> Iterator[bytes]:
+        return _after_the_first(output_lines(self.ledger, self.run, self.backend, self.rows_path), _writing)
+
+    def parts(self) -> Iterator[Part]:
+        return _after_the_first(output_parts(self.ledger, self.run, self.backend, self.rows_path), _writing)
+
+
+def _writing() -> None:
+    crashpoint("output.writing")
+
+
+def _after_the_first(items: Iterator[_Item], then: Callable[[], None]) -> Iterator[_Item]:
+    for item in items:
+        yield item
         then()
         break
-    yield from lines
+    yield from items
 
 
 def output_lines(ledger: Ledger, run: Run, backend: str, rows_path: Path | None = None) -> Iterator[bytes]:
@@ -315,8 +333,18 @@ def output_lines(ledger: Ledger, run: Run, backend: str, rows_path: Path | None 
     merged with the run's rows file, whatever format they are then written in.
 
     Everything but the custom_id, the row and the stored fragment is the same for every row of
-    a batch (its id, its attempt, the backend), so each line is a join of ready-made bytes; a row
-    answered from the cache ends with the batch and attempt that produced its answer.
+    a batch (its id, its attempt, the backend), so each line is a join of ready-made bytes.
+    """
+    heads = {status: b'","status":"%b","row":' % status.encode() for status in ("pending", *RESULT_STATUSES)}
+    for custom_id, status, row, fragment, tail in output_parts(ledger, run, backend, rows_path):
+        yield b"".join((b'{"custom_id":"', custom_id.encode(), heads[status], row, b",", fragment, tail))
+
+
+def output_parts(ledger: Ledger, run: Run, backend: str, rows_path: Path | None = None) -> Iterator[Part]:
+    """Each output line's parts, in input order (see `Part`): what CSV and Parquet read, parsing
+    only the row and, once per distinct value, the fragment and the tail, never the whole line.
+
+    A row answered from the cache ends with the batch and attempt that produced its answer.
     """
     backend_json = orjson.dumps(backend)
     tails: dict[int | None, bytes] = {
@@ -326,7 +354,6 @@ def output_lines(ledger: Ledger, run: Run, backend: str, rows_path: Path | None 
     }
     tails[None] = b',"batch_id":null,"attempt":null,"backend":%b,"cached":false}\n' % backend_json
     cached_tails: dict[tuple[str, int], bytes] = {}
-    heads = {status: b'","status":"%b","row":' % status.encode() for status in ("pending", *RESULT_STATUSES)}
     rows_path = rows_path or open_store(run.store, run.run_dir).fetch(ROWS_NAME)  # a local copy of the store's
     with ledger.checked(), rows_path.open("rb", buffering=READ_CHUNK) as rows:
         for (custom_id, status, batch_pk, fragment, cached_from, attempt), row in zip(ledger.output_rows(run), rows, strict=True):
@@ -337,14 +364,4 @@ def output_lines(ledger: Ledger, run: Run, backend: str, rows_path: Path | None 
                     (cached_from, attempt),
                     b',"batch_id":%b,"attempt":%d,"backend":%b,"cached":true}\n' % (orjson.dumps(cached_from), attempt, backend_json),
                 )
-            yield b"".join(
-                (
-                    b'{"custom_id":"',
-                    custom_id.encode(),
-                    heads[status],
-                    row.rstrip(b"\r\n"),
-                    b",",
-                    fragment or PENDING_FRAGMENT,
-                    tail,
-                )
-            )
+            yield custom_id, status, row.rstrip(b"\r\n"), fragment or PENDING_FRAGMENT, tail

@@ -53,6 +53,7 @@ if TYPE_CHECKING:
     import pyarrow as pa
 
     from batchrunner.compile import CompileReport
+    from batchrunner.output import Part
     from batchrunner.spec import JobSpec
 
 # The spec, compile and the model check (pydantic models, YAML, JSON Schema) are imported by the
@@ -95,7 +96,7 @@ class Outcome:
         """The output rows as one Arrow table, with the columns of a Parquet output."""
         from batchrunner.output.parquet import arrow_table
 
-        return arrow_table(self._lines(), self.run.run_dir / ROWS_NAME, self.run.settings.output_schema)
+        return arrow_table(self._parts(), self.run.run_dir / ROWS_NAME, self.run.settings.output_schema)
 
     def to_pandas(self) -> pd.DataFrame:
         """The output rows as a pandas DataFrame, one row per input row, columns as `to_arrow`."""
@@ -107,6 +108,13 @@ class Outcome:
         assert self.home is not None
         with Ledger(self.home, read_only=True) as ledger:
             yield from output_lines(ledger, ledger.run(self.run.id), self.run.backend)
+
+    def _parts(self) -> Iterator[Part]:
+        from batchrunner.collect import output_parts
+
+        assert self.home is not None
+        with Ledger(self.home, read_only=True) as ledger:
+            yield from output_parts(ledger, ledger.run(self.run.id), self.run.backend)
 
     def to_dict(self) -> dict[str, Any]:
         out = {

@@ -6,6 +6,7 @@ import csv
 import gzip
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -187,3 +188,65 @@ def test_csv_output_is_the_same_with_or_without_pyarrow(tmp_path, run_cli):
     assert list(first)[len(CSV_HEAD):] == ["row.id", "row.text", "row.ok", "row.score", "row.tags", "row.n"]
     assert (first["row.text"], first["row.ok"], first["row.score"], first["row.tags"]) == ('say "hi", #1', "false", "0.25", '["a",1]')
     assert first["row.n"] == str(2**63 + 1)  # beyond int64: kept exact, as text
+
+
+def test_integers_beyond_64_bits_are_json_text_and_floats_stay_floats_in_parquet(tmp_path, run_cli):
+    rows = [{"id": f"r-{i}", "text": "ok", "n": 2**63 + i, "score": i / 4, "big": 1e19 * i} for i in range(1, 31)]
+    (tmp_path / "rows.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
+    result = run_cli("submit", spec(tmp_path, input="rows.jsonl", output="out.parquet"), "--backend", "local")
+    assert result.exit_code == 0, result.output + result.stderr
+    table = pq.read_table(tmp_path / "out.parquet")
+    assert [table.schema.field(f"row.{name}").type for name in ("n", "score", "big")] == [pa.string(), pa.float64(), pa.float64()]
+    assert table.column("row.n").to_pylist() == [str(row["n"]) for row in rows]
+    assert table.column("row.big").to_pylist() == [row["big"] for row in rows]
+
+
+def test_ctrl_c_while_a_flat_output_is_written_detaches_and_resume_writes_it_whole(tmp_path):
+    rows = parquet_rows(300)
+    pq.write_table(pa.Table.from_pylist(rows), tmp_path / "rows.parquet")
+    for suffix in ("parquet", "csv"):
+        job = spec(tmp_path, input="rows.parquet", output=f"out/results.{suffix}", extra=SENTIMENT, name=f"stop-{suffix}")
+        home = tmp_path / f"home-{suffix}"
+
+        def batchrunner(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
+            return subprocess.run([sys.executable, "-m", "batchrunner", "--home", str(home), *args], env=dict(os.environ, **env),
+                                  capture_output=True, text=True, check=False, timeout=300,
+                                  preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # fmt: skip
+
+        stopped = batchrunner("submit", str(job), "--backend", "local", "--run-id", "nightly", BATCHRUNNER_INTERRUPT_AT="output.writing")
+        assert stopped.returncode == 4, stopped.stderr
+        assert "detached from run nightly" in stopped.stderr and "Traceback" not in stopped.stderr
+        assert list((tmp_path / "out").glob(f"*{suffix}*")) == [], "nothing, not even a temp file, beside the output"
+        resumed = batchrunner("resume", "nightly")
+        assert resumed.returncode == 0, resumed.stderr
+        output = tmp_path / "out" / f"results.{suffix}"
+        if suffix == "parquet":
+            ids = pq.read_table(output).column("custom_id").to_pylist()
+        else:
+            with output.open(newline="", encoding="utf-8") as f:
+                ids = [record["custom_id"] for record in csv.DictReader(f)]
+        assert ids == [row["id"] for row in rows]
+
+
+def test_a_rerun_to_parquet_says_which_rows_came_from_the_cache_and_which_batch_answered_them(tmp_path, run_cli):
+    rows = reviews(40)
+    (tmp_path / "rows.jsonl").write_bytes(b"".join(orjson.dumps(row) + b"\n" for row in rows))
+    job = spec(tmp_path, input="rows.jsonl", output="first.jsonl", extra=SENTIMENT)
+    assert run_cli("submit", job, "--backend", "local").exit_code == 0
+    first = read_rows(tmp_path / "first.jsonl")
+    edited = {"r-3", "r-17", "r-40"}
+    (tmp_path / "rows.jsonl").write_bytes(
+        b"".join(orjson.dumps(dict(row, text=row["text"] + " (edited)") if row["id"] in edited else row) + b"\n" for row in rows)
+    )
+    job.write_text(job.read_text().replace("output: first.jsonl", "output: again.parquet"))
+    result = run_cli("submit", job, "--backend", "local")
+    assert result.exit_code == 0, result.output + result.stderr
+
+    again = pq.read_table(tmp_path / "again.parquet").to_pylist()
+    assert [row["cached"] for row in again] == [row["id"] not in edited for row in rows]
+    for before, after in zip(first, again, strict=True):
+        assert (after["custom_id"], after["row.text"].endswith("(edited)")) == (before["custom_id"], after["custom_id"] in edited)
+        if after["cached"]:
+            assert (after["batch_id"], after["attempt"], after["parsed"]) == (before["batch_id"], before["attempt"], before["parsed"])
+        else:
+            assert after["batch_id"] != before["batch_id"] and after["attempt"] == 1

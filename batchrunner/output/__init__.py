@@ -1,13 +1,14 @@
 """Writes a run's output in the format its path names: `.jsonl` (DESIGN §5), `.csv` or `.parquet`.
 
-Every format is fed the same thing, one output line of JSON per input row in input order, and
-writes it through `publish.publishing`, the one place a finished output becomes visible.
-CSV and Parquet flatten each line into the columns of `columns.py`.
+Every format is fed the same output, one line of JSON per input row in input order, and writes
+it through `publish.publishing`, the one place a finished output becomes visible. JSONL writes
+the lines; CSV and Parquet flatten each into the columns of `columns.py`, reading the line's
+parts so they parse only what differs from row to row.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Protocol
@@ -17,10 +18,24 @@ from batchrunner.paths import suffix_of
 SUFFIXES = (".jsonl", ".csv", ".parquet")
 
 
-class Writer(Protocol):
-    """One output format: writes every output line (JSON, newline included), in order, as one file."""
+Part = tuple[str, str, bytes, bytes, bytes]
+"""One output line in the pieces it is joined from: custom_id, status, the row (JSON), the
+result fragment (the line's fields from `text` to `error`, without braces) and the tail (`,`
+the fields from `batch_id` on, `}` and the newline). The fragment and the tail repeat across rows."""
 
-    def write(self, lines: Iterable[bytes]) -> None: ...
+
+class Output(Protocol):
+    """The output in input order, once: as JSON lines (newline included), or as their parts."""
+
+    def lines(self) -> Iterator[bytes]: ...
+
+    def parts(self) -> Iterator[Part]: ...
+
+
+class Writer(Protocol):
+    """One output format: writes every output row, in order, as one file."""
+
+    def write(self, output: Output) -> None: ...
 
 
 def output_suffix(location: Path | str) -> str | None:

@@ -7,7 +7,7 @@ more `Column` in `RESULT_TAIL`.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -72,11 +72,18 @@ def parsed_columns(schema: dict[str, Any] | None, *, flat: bool) -> list[Column]
     return [Column("parsed", "parsed", "parsed", schema=schema)]
 
 
-def row_columns(rows_path: Path) -> list[Column]:
-    """`row.<name>` for every field of the run's rows, in the order they first appear, each with
-    the one kind its values share (mixed or nested values: JSON text). One pass over the rows."""
-    kinds: dict[str, set[type]] = {}
-    for row in _rows(rows_path):
+Kinds = dict[str, set[type]]  # each input field, in the order it first appears: the types of its values
+
+
+def row_kinds(rows_path: Path) -> Kinds:
+    """The kinds of the run's rows, in one pass over them."""
+    kinds: Kinds = {}
+    note_kinds(kinds, _rows(rows_path))
+    return kinds
+
+
+def note_kinds(kinds: Kinds, rows: Iterable[dict[str, Any]]) -> None:
+    for row in rows:
         for name, value in row.items():
             seen = kinds.get(name)
             if seen is None:
@@ -85,6 +92,11 @@ def row_columns(rows_path: Path) -> list[Column]:
                 seen.add(object)  # beyond 64 bits: exact only as JSON text
             elif value is not None:
                 seen.add(type(value))
+
+
+def row_columns(kinds: Kinds) -> list[Column]:
+    """`row.<name>` for every field of the run's rows, each with the one kind its values share
+    (mixed or nested values: JSON text)."""
     return [Column(f"row.{name}", _kind(seen), "row", name) for name, seen in kinds.items()]
 
 
@@ -106,5 +118,5 @@ def _rows(rows_path: Path) -> Iterator[dict[str, Any]]:
             yield orjson.loads(line)
 
 
-def columns(schema: dict[str, Any] | None, rows_path: Path, *, flat_parsed: bool) -> list[Column]:
-    return [*RESULT_HEAD, *parsed_columns(schema, flat=flat_parsed), *RESULT_TAIL, *row_columns(rows_path)]
+def columns(schema: dict[str, Any] | None, kinds: Kinds, *, flat_parsed: bool) -> list[Column]:
+    return [*RESULT_HEAD, *parsed_columns(schema, flat=flat_parsed), *RESULT_TAIL, *row_columns(kinds)]

@@ -9,29 +9,30 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Iterable
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
 
 import orjson
 
-from batchrunner.output.columns import columns, reader
+from batchrunner.output import Output, Part
+from batchrunner.output.columns import columns, reader, row_kinds
 
 
 class CsvWriter:
     def __init__(self, out: BinaryIO, rows_path: Path, schema: dict[str, Any] | None) -> None:
         self.out = out
-        chosen = columns(schema, rows_path, flat_parsed=True)
+        chosen = columns(schema, row_kinds(rows_path), flat_parsed=True)
         self.names = [column.name for column in chosen]
         self.values = reader(chosen)
         self.converted = [i for i, column in enumerate(chosen) if column.kind not in ("string", "int")]
 
-    def write(self, lines: Iterable[bytes]) -> None:
+    def write(self, output: Output) -> None:
         text = io.TextIOWrapper(self.out, encoding="utf-8", newline="")
         records = csv.writer(text)
         records.writerow(self.names)
         values, converted = self.values, self.converted
-        for line in lines:
+        for line in output.lines():
             record = values(line)
             for i in converted:  # the rest are already str, int or None, as csv writes them
                 record[i] = _cell(record[i])
@@ -44,17 +45,22 @@ class ArrowCsvWriter:
     """The same records through pyarrow, from the Parquet output's row groups made flat."""
 
     def __init__(self, out: BinaryIO, rows_path: Path, schema: dict[str, Any] | None) -> None:
-        from batchrunner.output.parquet import ArrowRows
+        self.out, self.rows_path, self.schema = out, rows_path, schema
 
-        self.out = out
-        self.rows = ArrowRows(rows_path, schema, flat=True)
+    def write(self, output: Output) -> None:
+        from batchrunner.output.parquet import write_beside
 
-    def write(self, lines: Iterable[bytes]) -> None:
+        write_beside(output.parts(), self._write)
+
+    def _write(self, groups: Iterator[list[Part]]) -> None:
         import pyarrow.csv
 
-        with pyarrow.csv.CSVWriter(self.out, self.rows.schema) as file:
-            for table in self.rows.tables(lines):
-                file.write_table(table)
+        from batchrunner.output.parquet import ArrowRows
+
+        rows = ArrowRows(self.rows_path, self.schema, flat=True)
+        with pyarrow.csv.CSVWriter(self.out, rows.schema) as file:
+            for group in groups:
+                file.write_table(rows.table(group))
 
 
 def _cell(value: Any) -> Any:

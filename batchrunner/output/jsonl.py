@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from typing import BinaryIO
+
+from batchrunner.output import Output
 
 
 class JsonlWriter:
     def __init__(self, out: BinaryIO) -> None:
         self.out = out
 
-    def write(self, lines: Iterable[bytes]) -> None:
-        self.out.writelines(lines)
+    def write(self, output: Output) -> None:
+        self.out.writelines(output.lines())

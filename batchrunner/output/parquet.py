@@ -2,13 +2,18 @@
 
 `parsed` is a struct (or list, or scalar) column when the output_schema maps onto Arrow types,
 else JSON text; input fields whose values share one scalar type keep it, the rest are JSON text.
-Memory holds one row group, whatever the number of rows.
+Memory holds a few row groups (one being read, one waiting, one being written), whatever the
+number of rows.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
-from itertools import islice
+import array
+import queue
+import threading
+from collections.abc import Callable, Iterable, Iterator
+from itertools import accumulate, islice
+from operator import itemgetter
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -18,9 +23,11 @@ import pyarrow.compute as pc
 import pyarrow.json as pj
 import pyarrow.parquet as pq
 
-from batchrunner.output.columns import Column, columns
+from batchrunner.output import Output, Part
+from batchrunner.output.columns import Column, Kinds, columns, note_kinds
 
 ROW_GROUP = 32_768
+KINDS_CHUNK = 1 << 20  # bytes of rows whose types pyarrow infers at once
 
 _SCALARS = {"string": pa.string(), "int": pa.int64(), "float": pa.float64(), "bool": pa.bool_()}
 _SCHEMA_SCALARS = {"string": pa.string(), "integer": pa.int64(), "number": pa.float64(), "boolean": pa.bool_()}
@@ -70,58 +77,140 @@ def _arrow(column: Column, flat: bool) -> tuple[pa.DataType, bool]:
 
 
 class ArrowRows:
-    """Output lines gathered into Arrow tables of one row group each, typed as `columns.py` says
-    (`flat`: CSV's columns, nothing nested).
+    """Output rows gathered into Arrow tables of one row group each, typed as `columns.py` says
+    (`flat`: CSV's columns, nothing nested), from the parts of each output line (`Part`).
 
-    pyarrow's JSON reader parses a row group's lines in one call, into the typed fields of the
-    output line; only JSON-text columns (mixed or nested values) are read line by line here.
+    pyarrow's JSON reader parses a row group's rows in one call, and the group's distinct
+    fragment-and-tail pairs in another (a classification run has a few hundred, whatever its
+    rows), which are then spread over the rows by index; only JSON-text columns (mixed or nested
+    values) are read value by value here.
     """
 
     def __init__(self, rows_path: Path, schema: dict[str, Any] | None, *, flat: bool = False) -> None:
-        self.columns = columns(schema, rows_path, flat_parsed=flat)
+        self.columns = columns(schema, row_kinds(rows_path), flat_parsed=flat)
         typed = [_arrow(column, flat) for column in self.columns]
         self.schema = pa.schema([pa.field(c.name, t) for c, (t, _) in zip(self.columns, typed, strict=True)])
-        self.read_schema = _line_schema(
-            [(column, kind) for column, (kind, as_json) in zip(self.columns, typed, strict=True) if not as_json]
-        )
-        self.as_json = [(i, column.field, column.inner) for i, (column, (_, as_json)) in enumerate(zip(self.columns, typed)) if as_json]
+        read = [(column, kind) for column, (kind, as_json) in zip(self.columns, typed, strict=True) if not as_json]
+        self.row_schema = pa.schema([pa.field(str(c.inner), kind) for c, kind in read if c.field == "row"])
+        self.shared_schema = _line_schema([(c, kind) for c, kind in read if c.field not in _PER_ROW])
+        self.as_json = {i for i, (_, as_json) in enumerate(typed) if as_json}
+        self.rows_as_json = any(self.columns[i].field == "row" for i in self.as_json)
+        self.shared_as_json = any(self.columns[i].field not in _PER_ROW for i in self.as_json)
 
-    def tables(self, lines: Iterable[bytes]) -> Iterator[pa.Table]:
-        """The lines as tables of one row group each."""
-        source = iter(lines)
-        while group := list(islice(source, ROW_GROUP)):
-            yield self._table(group)
-
-    def _table(self, group: list[bytes]) -> pa.Table:
-        data = b"".join(group)
-        read = pj.read_json(
-            pa.BufferReader(data),
-            read_options=pj.ReadOptions(block_size=len(data) + 1, use_threads=False),
-            parse_options=pj.ParseOptions(explicit_schema=self.read_schema, unexpected_field_behavior="ignore"),
-        )
-        texts = self._json_texts(group)
-        arrays = [
-            texts[i] if i in texts else read.column(c.field) if c.inner is None else pc.struct_field(read.column(c.field), c.inner)
-            for i, c in enumerate(self.columns)
-        ]
+    def table(self, group: list[Part]) -> pa.Table:
+        ids, statuses, rows, fragments, tails = (list(map(itemgetter(n), group)) for n in range(5))
+        pairs: dict[tuple[bytes, bytes], int] = {}
+        at = _int64s([pairs.setdefault(pair, len(pairs)) for pair in zip(fragments, tails)])
+        shared = [b"{%b%b" % pair for pair in pairs]  # `{`, the fragment, the tail: a JSON line
+        read_rows = _read(b"\n".join(rows), self.row_schema)
+        read_shared = _read(b"".join(shared), self.shared_schema)
+        row_values = [orjson.loads(row) for row in rows] if self.rows_as_json else []
+        shared_values = [orjson.loads(line) for line in shared] if self.shared_as_json else []
+        arrays: list[pa.Array | pa.ChunkedArray] = []
+        for i, c in enumerate(self.columns):
+            if c.field == "custom_id" or c.field == "status":
+                arrays.append(_strings(ids if c.field == "custom_id" else statuses))
+            elif c.field == "row":
+                arrays.append(_json_array(row_values, None, c.inner) if i in self.as_json else read_rows.column(c.inner))
+            elif i in self.as_json:
+                arrays.append(_json_array(shared_values, c.field, c.inner).take(at))
+            else:
+                found = read_shared.column(c.field)
+                arrays.append((found if c.inner is None else pc.struct_field(found, c.inner)).take(at))
         return pa.Table.from_arrays(arrays, schema=self.schema)
 
-    def _json_texts(self, group: list[bytes]) -> dict[int, pa.Array]:
-        if not self.as_json:
-            return {}
-        values: dict[int, list[str | None]] = {i: [] for i, _, _ in self.as_json}
-        nothing: dict[str, Any] = {}
-        for line in group:
-            parsed = orjson.loads(line)
-            for i, field, inner in self.as_json:
-                value = parsed[field] if inner is None else (parsed[field] or nothing).get(inner)
-                values[i].append(None if value is None else orjson.dumps(value).decode())
-        return {i: pa.array(texts, pa.string()) for i, texts in values.items()}
+
+def _strings(values: list[str]) -> pa.Array:
+    """A string array made from its buffers: `pa.array` over a list would import pandas (0.5 s)."""
+    text = "".join(values)
+    data = text.encode()
+    lengths = map(len, values) if len(data) == len(text) else (len(value.encode()) for value in values)
+    offsets = array.array("i", accumulate(lengths, initial=0))
+    return pa.Array.from_buffers(pa.string(), len(values), [None, pa.py_buffer(offsets), pa.py_buffer(data)])
+
+
+def _int64s(values: list[int]) -> pa.Array:
+    return pa.Array.from_buffers(pa.int64(), len(values), [None, pa.py_buffer(array.array("q", values))])
+
+
+_PER_ROW = ("custom_id", "status", "row")  # the parts of a line that differ from row to row
+_NOTHING: dict[str, Any] = {}
+
+
+def _read(data: bytes, schema: pa.Schema) -> pa.Table:
+    """JSON lines as a table of `schema`'s fields, in one call (no fields: no call)."""
+    if not len(schema):
+        return schema.empty_table()
+    return pj.read_json(
+        pa.BufferReader(data),
+        read_options=pj.ReadOptions(block_size=len(data) + 1, use_threads=False),
+        parse_options=pj.ParseOptions(explicit_schema=schema, unexpected_field_behavior="ignore"),
+    )
+
+
+def _json_array(values: list[Any], field: str | None, inner: str | None) -> pa.Array:
+    """One JSON-text column from parsed JSON objects (a line's `field`, or the row itself)."""
+    texts: list[str | None] = []
+    for parsed in values:
+        value = parsed if field is None else parsed[field]
+        if inner is not None:
+            value = (value or _NOTHING).get(inner)
+        texts.append(None if value is None else orjson.dumps(value).decode())
+    return pa.array(texts, pa.string())
+
+
+def row_kinds(rows_path: Path) -> Kinds:
+    """`columns.row_kinds`, sooner: pyarrow infers the types of a chunk of rows at a time. A
+    chunk it cannot type (mixed values), or that holds a number it reads as a double whatever JSON
+    wrote (an integer beyond 64 bits is JSON text, a float is not), is read row by row instead."""
+    kinds: Kinds = {}
+    with rows_path.open("rb") as file:
+        while chunk := file.read(KINDS_CHUNK):
+            if not chunk.endswith(b"\n"):
+                chunk += file.readline()
+            found = _arrow_kinds(chunk)
+            if found is None:
+                note_kinds(kinds, (orjson.loads(line) for line in chunk.splitlines()))
+                continue
+            for name, seen in found:
+                kinds.setdefault(name, set()).update(seen)
+    return kinds
+
+
+def _arrow_kinds(chunk: bytes) -> list[tuple[str, set[type]]] | None:
+    try:
+        table = pj.read_json(pa.BufferReader(chunk), read_options=pj.ReadOptions(block_size=len(chunk) + 1, use_threads=False))
+    except pa.ArrowInvalid:
+        return None
+    found = []
+    for field, column in zip(table.schema, table.columns, strict=True):
+        kind = field.type
+        if pa.types.is_null(kind):
+            seen: set[type] = set()
+        elif pa.types.is_string(kind) or pa.types.is_timestamp(kind):  # pyarrow reads ISO dates as timestamps
+            seen = {str}
+        elif pa.types.is_int64(kind):
+            seen = {int}
+        elif pa.types.is_boolean(kind):
+            seen = {bool}
+        elif pa.types.is_float64(kind):
+            largest = pc.max(pc.abs(column)).as_py()
+            if largest is not None and largest >= 2**63:
+                return None
+            seen = {float}
+        elif pa.types.is_struct(kind):
+            seen = {dict}
+        elif pa.types.is_list(kind):
+            seen = {list}
+        else:
+            return None
+        found.append((field.name, seen))
+    return found
 
 
 def _line_schema(typed: list[tuple[Column, pa.DataType]]) -> pa.Schema:
     """The typed fields of the output line as the JSON reader is to read them: top-level fields,
-    and structs (usage, error, row, parsed.<key>) of the keys the columns take from them."""
+    and structs (usage, error, parsed.<key>) of the keys the columns take from them."""
     top: dict[str, pa.DataType] = {}
     inner: dict[str, list[pa.Field]] = {}
     for column, kind in typed:
@@ -133,19 +222,63 @@ def _line_schema(typed: list[tuple[Column, pa.DataType]]) -> pa.Schema:
                       *(pa.field(name, pa.struct(fields)) for name, fields in inner.items())])  # fmt: skip
 
 
+def groups(parts: Iterable[Part]) -> Iterator[list[Part]]:
+    """The parts a row group at a time."""
+    source = iter(parts)
+    while group := list(islice(source, ROW_GROUP)):
+        yield group
+
+
+def write_beside(parts: Iterable[Part], write: Callable[[Iterator[list[Part]]], None]) -> None:
+    """`write(row groups)` in a second thread while this one reads them. Reading is Python (the
+    ledger's scan, whose connection is this thread's); typing and writing them is pyarrow's, which
+    lets go of the GIL, so the two overlap. One group waits between them: memory stays flat. A
+    failure on either side stops both and is raised here."""
+    handoff: queue.Queue[list[Part] | None] = queue.Queue(maxsize=1)
+    failed: list[BaseException] = []
+
+    def handed() -> Iterator[list[Part]]:
+        while (group := handoff.get()) is not None:
+            yield group
+
+    def work() -> None:
+        try:
+            write(handed())
+        except BaseException as exc:  # raised in the reading thread below
+            failed.append(exc)
+            for _ in handed():  # until the reader stops
+                pass
+
+    worker = threading.Thread(target=work, name="output-writer")
+    worker.start()
+    try:
+        for group in groups(parts):
+            if failed:
+                break
+            handoff.put(group)
+    finally:
+        handoff.put(None)
+        worker.join()
+    if failed:
+        raise failed[0]
+
+
 class ParquetWriter:
     def __init__(self, out: BinaryIO, rows_path: Path, schema: dict[str, Any] | None) -> None:
-        self.out = out
-        self.rows = ArrowRows(rows_path, schema)
+        self.out, self.rows_path, self.schema = out, rows_path, schema
 
-    def write(self, lines: Iterable[bytes]) -> None:
-        with pq.ParquetWriter(self.out, self.rows.schema) as file:
-            for table in self.rows.tables(lines):
-                file.write_table(table)
+    def write(self, output: Output) -> None:
+        write_beside(output.parts(), self._write)
+
+    def _write(self, groups: Iterator[list[Part]]) -> None:
+        rows = ArrowRows(self.rows_path, self.schema)  # here, so the rows' kinds are found while the reading starts
+        with pq.ParquetWriter(self.out, rows.schema) as file:
+            for group in groups:
+                file.write_table(rows.table(group))
 
 
-def arrow_table(lines: Iterable[bytes], rows_path: Path, schema: dict[str, Any] | None) -> pa.Table:
+def arrow_table(parts: Iterable[Part], rows_path: Path, schema: dict[str, Any] | None) -> pa.Table:
     """The output as one Arrow table with the Parquet output's columns (for `Outcome.to_arrow`)."""
     rows = ArrowRows(rows_path, schema)
-    tables = list(rows.tables(lines))
+    tables = [rows.table(group) for group in groups(parts)]
     return pa.concat_tables(tables) if tables else rows.schema.empty_table()
