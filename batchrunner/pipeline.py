@@ -26,6 +26,7 @@ from batchrunner.client import resolve_backend, simulated_notice
 from batchrunner.collect import archive_warning, collect_batch, write_output
 from batchrunner.crashpoints import crashpoint, failpoint
 from batchrunner.errors import (
+    EXIT_ERROR,
     EXIT_INCOMPLETE,
     EXIT_INVALID,
     EXIT_OK,
@@ -714,11 +715,27 @@ def _unfinished(home: Path) -> list[str]:
 async def _unless_locked(
     command: Callable[..., Awaitable[Outcome]], run_id: str, home: Path, events: Events, **options: Any
 ) -> Outcome:
-    """A run held by another process is in progress: counted as such (exit 4), never as done."""
+    """A run held by another process is in progress: counted as such (exit 4), never as done. A run
+    whose data is in a folder this host does not have is an error (exit 1) that does not keep the
+    others from being done: on a shared ledger it is another host's, submitted without --store."""
+    known = status(run_id, home=home)
+    missing = _data_missing(known.run)
+    if missing is not None:
+        return replace(known, exit_code=EXIT_ERROR, skipped=missing)
     try:
         return await command(run_id, home=home, events=events, **options)
     except RunLocked as exc:
         return replace(status(run_id, home=home), exit_code=EXIT_RUNNING, skipped=exc.message)
+
+
+def _data_missing(run: Run) -> str | None:
+    """Why this host cannot act on the run, if its data is in a local folder that is not here."""
+    if is_url(run.store) or Path(run.store).is_dir():
+        return None
+    return (
+        f"run {run.id} keeps its data in {run.store}, which this host does not have: finish it where that "
+        "folder is (runs that hosts share keep their data where all of them reach it: --store)"
+    )
 
 
 def status(run_id: str | None, *, home: Path) -> Outcome:

@@ -191,3 +191,27 @@ def test_host_bs_watch_of_a_run_host_a_is_watching_exits_75_at_once_naming_the_h
         watcher.kill()
         watcher.wait()
     assert slow_api.created() == SHARDS and not (host_b / "runs" / "nightly").exists(), "B touched nothing"
+
+
+def test_a_run_whose_data_is_on_another_hosts_disk_does_not_keep_collect_all_from_the_others(
+    make_job: Callable[..., Any], api: Api, pg_ledger: str, bucket: Bucket, tmp_path: Path
+) -> None:
+    """A run submitted to the shared ledger without a store keeps its data on its host's disk: the
+    collect pods name it and go on with the runs they can reach (it used to stop them all, at exit 1)."""
+    env = shared_env(api, pg_ledger, bucket)
+    laptop, job = make_job(reviews(2), name="laptop"), make_job(reviews(ROWS), name="nightly")
+    to_bucket(job, bucket)
+    host_a, host_b = tmp_path / "host-a", tmp_path / "host-b"
+    without_store = {k: v for k, v in env.items() if k != "BATCHRUNNER_STORE"}
+    assert on_host(host_a, without_store, "submit", laptop.spec, "--detach", "--run-id", "laptop").returncode == 4
+    assert on_host(host_a, env, "submit", job.spec, "--detach", "--run-id", "nightly").returncode == 4
+    shutil.rmtree(host_a)
+    for _ in range(60):
+        collected = on_host(host_b, env, "collect", "--all")
+        if collected.returncode != 4:
+            break
+        time.sleep(0.2)
+
+    assert collected.returncode == 1, collected.stderr
+    assert f"skipped: run laptop keeps its data in {host_a / 'runs' / 'laptop'}, which this host does not have" in collected.stderr
+    assert output_ids(bucket) == [f"r-{i}" for i in range(1, ROWS + 1)]
