@@ -96,7 +96,8 @@ class Outcome:
         """The output rows as one Arrow table, with the columns of a Parquet output."""
         from batchrunner.output.parquet import arrow_table
 
-        return arrow_table(self._lines(), self.run.run_dir / ROWS_NAME, self.run.settings.output_schema)
+        rows = open_store(self.run.store, self.run.run_dir).fetch(ROWS_NAME)  # on another host: to its spool
+        return arrow_table(self._lines(), rows, self.run.settings.output_schema)
 
     def to_pandas(self) -> pd.DataFrame:
         """The output rows as a pandas DataFrame, one row per input row, columns as `to_arrow`."""

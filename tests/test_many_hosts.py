@@ -26,6 +26,8 @@ import pytest
 from conftest import Bucket
 from helpers import reviews
 
+from batchrunner import pipeline
+
 SHARDS = 3
 ROWS = 9
 
@@ -110,7 +112,7 @@ def output_ids(bucket: Bucket) -> list[str]:
 
 
 def test_host_b_with_nothing_local_collects_what_host_a_submitted_into_the_bucket(
-    make_job: Callable[..., Any], api: Api, pg_ledger: str, bucket: Bucket, tmp_path: Path
+    make_job: Callable[..., Any], api: Api, pg_ledger: str, bucket: Bucket, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     job = make_job(reviews(ROWS), batch_size=ROWS // SHARDS)
     to_bucket(job, bucket)
@@ -133,6 +135,9 @@ def test_host_b_with_nothing_local_collects_what_host_a_submitted_into_the_bucke
     assert {row["status"] for row in rows} == {"succeeded"} and len({row["batch_id"] for row in rows}) == SHARDS
     assert len([key for key in bucket.keys() if key.startswith("runs/nightly/results/")]) == SHARDS
     assert not host_a.exists() and not list(host_b.glob("ledger.sqlite3*")), "no host made a ledger of its own"
+    monkeypatch.setenv("BATCHRUNNER_LEDGER", pg_ledger)
+    table = pipeline.status("nightly", home=tmp_path / "host-c").to_arrow()  # the library, on a third host
+    assert table.column("custom_id").to_pylist() == [f"r-{i}" for i in range(1, ROWS + 1)]
 
 
 def test_resume_all_on_both_hosts_at_once_creates_each_shard_once_and_lands_every_row_once(
