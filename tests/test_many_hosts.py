@@ -114,10 +114,15 @@ def output_ids(bucket: Bucket) -> list[str]:
 def test_host_b_with_nothing_local_collects_what_host_a_submitted_into_the_bucket(
     make_job: Callable[..., Any], api: Api, pg_ledger: str, bucket: Bucket, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    job = make_job(reviews(ROWS), batch_size=ROWS // SHARDS)
+    """Then a third host retries the failed row (the run shares one request between two rows, so
+    the retry picks its lines by custom_id) and a fourth reads the rows through the library."""
+    rows = reviews(ROWS)
+    rows[1]["text"] = rows[0]["text"]
+    rows[4]["text"] += " [[emulator:errored_once:overloaded_error]]"
+    job = make_job(rows, batch_size=ROWS // SHARDS)
     to_bucket(job, bucket)
     env = shared_env(api, pg_ledger, bucket)
-    host_a, host_b = tmp_path / "host-a", tmp_path / "host-b"
+    host_a, host_b, host_c = tmp_path / "host-a", tmp_path / "host-b", tmp_path / "host-c"
 
     submitted = on_host(host_a, env, "submit", job.spec, "--detach", "--run-id", "nightly")
     assert submitted.returncode == 4, submitted.stderr
@@ -129,14 +134,19 @@ def test_host_b_with_nothing_local_collects_what_host_a_submitted_into_the_bucke
             break
         time.sleep(0.2)
 
-    assert collected.returncode == 0, collected.stderr
+    assert collected.returncode == 3, collected.stderr
     assert output_ids(bucket) == [f"r-{i}" for i in range(1, ROWS + 1)]
-    rows = [orjson.loads(line) for line in bucket.read("out.jsonl").splitlines()]
-    assert {row["status"] for row in rows} == {"succeeded"} and len({row["batch_id"] for row in rows}) == SHARDS
+    out = [orjson.loads(line) for line in bucket.read("out.jsonl").splitlines()]
+    assert [row["custom_id"] for row in out if row["status"] != "succeeded"] == ["r-5"]
+    assert len({row["batch_id"] for row in out}) == SHARDS
     assert len([key for key in bucket.keys() if key.startswith("runs/nightly/results/")]) == SHARDS
     assert not host_a.exists() and not list(host_b.glob("ledger.sqlite3*")), "no host made a ledger of its own"
+    retried = on_host(host_c, env, "retry", "nightly")
+    assert retried.returncode == 0, retried.stderr
+    out = [orjson.loads(line) for line in bucket.read("out.jsonl").splitlines()]
+    assert {row["status"] for row in out} == {"succeeded"} and out[4]["attempt"] == 2
     monkeypatch.setenv("BATCHRUNNER_LEDGER", pg_ledger)
-    table = pipeline.status("nightly", home=tmp_path / "host-c").to_arrow()  # the library, on a third host
+    table = pipeline.status("nightly", home=tmp_path / "host-d").to_arrow()  # the library, on a fourth host
     assert table.column("custom_id").to_pylist() == [f"r-{i}" for i in range(1, ROWS + 1)]
 
 
