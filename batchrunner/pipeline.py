@@ -307,7 +307,7 @@ async def _prepare_run(
             run_id=run_id,
             job_name=spec.name,
             spec_path=spec.path,
-            output_path=spec.output_path or run_dir / OUTPUT_NAME,
+            output_path=spec.output_path or (f"{location}/{OUTPUT_NAME}" if is_url(location) else run_dir / OUTPUT_NAME),
             run_dir=run_dir,
             store=location if is_url(location) else None,
             backend=session.backend.name,

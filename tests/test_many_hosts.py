@@ -8,6 +8,7 @@ process, reached as the real API is: ANTHROPIC_BASE_URL, backend anthropic).
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import shutil
@@ -26,7 +27,7 @@ import pytest
 from conftest import Bucket
 from helpers import reviews
 
-from batchrunner import pipeline
+from batchrunner import Job, pipeline
 
 SHARDS = 3
 ROWS = 9
@@ -209,17 +210,23 @@ def test_host_bs_watch_of_a_run_host_a_is_watching_exits_75_at_once_naming_the_h
 
 
 def test_a_run_whose_data_is_on_another_hosts_disk_does_not_keep_collect_all_from_the_others(
-    make_job: Callable[..., Any], api: Api, pg_ledger: str, bucket: Bucket, tmp_path: Path
+    make_job: Callable[..., Any], api: Api, pg_ledger: str, bucket: Bucket, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A run submitted to the shared ledger without a store keeps its data on its host's disk: the
-    collect pods name it and go on with the runs they can reach (it used to stop them all, at exit 1)."""
+    collect pods name it and go on with the runs they can reach (it used to stop them all, at exit 1).
+    A library job without an output, in the store, keeps its output in the store too, not on A's disk."""
     env = shared_env(api, pg_ledger, bucket)
     laptop, job = make_job(reviews(2), name="laptop"), make_job(reviews(ROWS), name="nightly")
-    to_bucket(job, bucket)
     host_a, host_b = tmp_path / "host-a", tmp_path / "host-b"
     without_store = {k: v for k, v in env.items() if k != "BATCHRUNNER_STORE"}
     assert on_host(host_a, without_store, "submit", laptop.spec, "--detach", "--run-id", "laptop").returncode == 4
-    assert on_host(host_a, env, "submit", job.spec, "--detach", "--run-id", "nightly").returncode == 4
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    nightly = Job(name="nightly", model="claude-haiku-4-5", max_tokens=32, input=str(job.rows), id_field="id",
+                  prompt="Review: {text}")
+    submitted = asyncio.run(pipeline.submit_job_async(nightly, home=host_a, run_id="nightly", detach=True,
+                                                      store=bucket.url("runs")))
+    assert submitted.exit_code == 4
     shutil.rmtree(host_a)
     for _ in range(60):
         collected = on_host(host_b, env, "collect", "--all")
@@ -229,4 +236,6 @@ def test_a_run_whose_data_is_on_another_hosts_disk_does_not_keep_collect_all_fro
 
     assert collected.returncode == 1, collected.stderr
     assert f"skipped: run laptop keeps its data in {host_a / 'runs' / 'laptop'}, which this host does not have" in collected.stderr
-    assert output_ids(bucket) == [f"r-{i}" for i in range(1, ROWS + 1)]
+    output = bucket.read("runs/nightly/output.jsonl").splitlines()
+    assert [orjson.loads(line)["custom_id"] for line in output] == [f"r-{i}" for i in range(1, ROWS + 1)]
+    assert not host_a.exists()
