@@ -26,6 +26,7 @@ from batchrunner.client import resolve_backend, simulated_notice
 from batchrunner.collect import archive_warning, collect_batch, write_output
 from batchrunner.crashpoints import crashpoint, failpoint
 from batchrunner.errors import (
+    EXIT_ERROR,
     EXIT_INCOMPLETE,
     EXIT_INVALID,
     EXIT_OK,
@@ -96,7 +97,8 @@ class Outcome:
         """The output rows as one Arrow table, with the columns of a Parquet output."""
         from batchrunner.output.parquet import arrow_table
 
-        return arrow_table(self._parts(), self.run.run_dir / ROWS_NAME, self.run.settings.output_schema)
+        rows = open_store(self.run.store, self.run.run_dir).fetch(ROWS_NAME)  # on another host: to its spool
+        return arrow_table(self._parts(), rows, self.run.settings.output_schema)
 
     def to_pandas(self) -> pd.DataFrame:
         """The output rows as a pandas DataFrame, one row per input row, columns as `to_arrow`."""
@@ -313,7 +315,7 @@ async def _prepare_run(
             run_id=run_id,
             job_name=spec.name,
             spec_path=spec.path,
-            output_path=spec.output_path or run_dir / OUTPUT_NAME,
+            output_path=spec.output_path or (f"{location}/{OUTPUT_NAME}" if is_url(location) else run_dir / OUTPUT_NAME),
             run_dir=run_dir,
             store=location if is_url(location) else None,
             backend=session.backend.name,
@@ -722,11 +724,27 @@ def _unfinished(home: Path) -> list[str]:
 async def _unless_locked(
     command: Callable[..., Awaitable[Outcome]], run_id: str, home: Path, events: Events, **options: Any
 ) -> Outcome:
-    """A run held by another process is in progress: counted as such (exit 4), never as done."""
+    """A run held by another process is in progress: counted as such (exit 4), never as done. A run
+    whose data is in a folder this host does not have is an error (exit 1) that does not keep the
+    others from being done: on a shared ledger it is another host's, submitted without --store."""
+    known = status(run_id, home=home)
+    missing = _data_missing(known.run)
+    if missing is not None:
+        return replace(known, exit_code=EXIT_ERROR, skipped=missing)
     try:
         return await command(run_id, home=home, events=events, **options)
     except RunLocked as exc:
         return replace(status(run_id, home=home), exit_code=EXIT_RUNNING, skipped=exc.message)
+
+
+def _data_missing(run: Run) -> str | None:
+    """Why this host cannot act on the run, if its data is in a local folder that is not here."""
+    if is_url(run.store) or Path(run.store).is_dir():
+        return None
+    return (
+        f"run {run.id} keeps its data in {run.store}, which this host does not have: finish it where that "
+        "folder is (runs that hosts share keep their data where all of them reach it: --store)"
+    )
 
 
 def status(run_id: str | None, *, home: Path) -> Outcome:

@@ -94,14 +94,17 @@ def prepare_attempt(ledger: Ledger, run: Run, seqs: list[int]) -> int:
     if any(batch.first_seq is None for batch in originals):
         wanted = ledger.custom_ids_at(run, seqs)
         picked = []
+        data = open_store(run.store, run.run_dir)  # on another host than the submit's: fetched to its spool
         for original in originals:
-            source = run.run_dir / original.request_file
+            source = data.fetch(original.request_file)
             count = sum(1 for custom_id in request_ids(source) if custom_id in wanted)
             if count:
                 name = attempt_name(attempt, original.shard)
                 dest = run.run_dir / name
-                dest.parent.mkdir(exist_ok=True, mode=0o700)
-                picked.append((original.shard, name, count, copy_lines_with_ids(source, wanted, dest)))
+                private_folder(dest.parent)
+                size = copy_lines_with_ids(source, wanted, dest)
+                data.publish(name, dest)
+                picked.append((original.shard, name, count, size))
         ledger.add_attempt(run, attempt, picked)
         return attempt
     shards = []

@@ -294,3 +294,46 @@ def test_object_store_credentials_leak_nowhere(
         tool.scan.check(bucket.url(key), bucket.read(key))
     assert len(bucket.read("out.jsonl").splitlines()) == 4 and orjson.loads(bucket.read("out.jsonl").splitlines()[0])["custom_id"] == "r-1"
     assert tool.scan.hits == [] and tool.scan.loose_modes == []
+
+
+def test_a_ledger_password_and_store_credentials_on_two_hosts_leak_nowhere(
+    tmp_path: Path, canary: str, server: EmulatorServer, make_job: Callable, pg_server: str, pg_ledger: str,
+    bucket: Bucket, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """PostgreSQL and S3 together, as the many-hosts CronJobs use them: one secret is both the
+    ledger's password (in --ledger) and the S3 secret key and session token. Host A submits,
+    host B (another home) watches and collects, under -v and the SDKs' debug logs: the secret is
+    in neither home, no temp file, no stream, no stored object and no ledger row."""
+    secret = f"CANARY-{secrets.token_hex(16)}"
+    role = f"runner_{secrets.token_hex(4)}"
+    database = pg_ledger.rpartition("/")[2]
+    with psycopg.connect(pg_server, autocommit=True) as admin:
+        admin.execute(f"CREATE ROLE {role} LOGIN PASSWORD '{secret}'".encode())
+        admin.execute(f'ALTER DATABASE "{database}" OWNER TO {role}'.encode())
+    url = f"postgresql://{role}:{secret}@{pg_ledger.partition('@')[2]}"
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", secret)
+    monkeypatch.setenv("AWS_SESSION_TOKEN", secret)
+    scan = Scan(secret.encode())
+    host_a, host_b = (Tool(tmp_path / name, canary, scan) for name in ("a", "b"))
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+    job = make_job(reviews(4), batch_size=2)
+    job.spec.write_text(job.spec.read_text().replace("output: out/results.jsonl", f"output: {bucket.url('out.jsonl')}"))
+    debug = {"BATCHRUNNER_DEBUG": "1", "ANTHROPIC_LOG": "debug"}
+
+    code, err = host_a("-v", "--ledger", url, "--store", bucket.url("runs"), "submit", job.spec, "--backend", "anthropic",
+                       "--run-id", "both", "--detach", env=host_a.env(server.base_url, **debug))
+    assert code == 4, err
+    code, err = host_b("-v", "--ledger", url, "watch", "both", env=host_b.env(server.base_url, **debug))
+    assert code == 0, err
+
+    host_a.final_scan([])
+    host_b.final_scan([])
+    for key in bucket.keys():
+        scan.check(bucket.url(key), bucket.read(key))
+    with psycopg.connect(pg_ledger) as db:
+        for (table,) in db.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public'").fetchall():
+            rows = db.execute(f"SELECT t::text FROM {table} t".encode()).fetchall()
+            scan.check(f"ledger table {table}", "\n".join(row[0] for row in rows).encode())
+    assert len(bucket.read("out.jsonl").splitlines()) == 4 and any(key.startswith("runs/both/results/") for key in bucket.keys())
+    assert scan.hits == [] and scan.loose_modes == []
