@@ -22,7 +22,7 @@ from typing import IO, TYPE_CHECKING, Any
 from batchrunner.client import DEFAULT_URL, ResolvedBackend, resolve_backend
 from batchrunner.errors import InputError
 from batchrunner.crashpoints import crashpoint
-from batchrunner.ledger import LEDGER_FILE, Ledger, PlannedRequest
+from batchrunner.ledger import Ledger, PlannedRequest, ledger_exists
 from batchrunner.ledger.cache import CACHED, LOOKUP_KEYS, SENT, SHARED
 from batchrunner.request_key import backend_scope, compiled_key
 
@@ -137,7 +137,7 @@ def read_plan(path: Path) -> Iterator[PlannedRequest]:
 
 def cache_stats(home: Path) -> list[dict[str, Any]]:
     """`batchrunner cache stats`: per backend scope, the answers kept and their size."""
-    if not (home / LEDGER_FILE).exists():
+    if not ledger_exists(home):
         return []
     with Ledger(home, read_only=True) as ledger:
         return ledger.cache_stats()
@@ -145,7 +145,7 @@ def cache_stats(home: Path) -> list[dict[str, Any]]:
 
 def clear_cache(home: Path, older_than: timedelta | None = None) -> int:
     """`batchrunner cache clear`: forget cached answers (older than an age, or all); how many went."""
-    if not (home / LEDGER_FILE).exists():
+    if not ledger_exists(home):
         return 0
     before = None
     if older_than is not None:
@@ -178,7 +178,7 @@ def validation_planner(spec: JobSpec, home: Path) -> Iterator[Planner | None]:
         yield None
         return
     policy = policy_for(spec, backend)
-    if not (home / LEDGER_FILE).exists():
+    if not ledger_exists(home):
         yield Planner(policy, None)
         return
     with Ledger(home, read_only=True) as ledger:
