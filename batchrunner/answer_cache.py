@@ -2,9 +2,10 @@
 
 While compile renders a new run's requests, a `Planner` looks each one up by its request key
 (request_key.py) in batches of keys, so memory stays flat in the number of rows: a cached
-request is answered from the ledger and not sent, a request identical to an earlier row's is
-sent once (the later rows share its result), and the rest go on to the request files. Its
-decisions are streamed to a plan file that registering the run reads back in one transaction.
+request is not sent, a request identical to an earlier row's is sent once (the later rows share
+its result), and the rest go on to the request files. Its decisions are streamed to a plan file
+that registering the run reads back in one transaction, which copies the cached answers inside
+the ledger: only keys pass through Python, never the answers.
 """
 
 from __future__ import annotations
@@ -21,8 +22,8 @@ from typing import IO, TYPE_CHECKING, Any
 from batchrunner.client import DEFAULT_URL, ResolvedBackend, resolve_backend
 from batchrunner.errors import InputError
 from batchrunner.crashpoints import crashpoint
-from batchrunner.ledger import LEDGER_FILE, CachedAnswer, Ledger, PlannedRequest
-from batchrunner.ledger.cache import LOOKUP_KEYS
+from batchrunner.ledger import Ledger, PlannedRequest, ledger_exists
+from batchrunner.ledger.cache import CACHED, LOOKUP_KEYS, SENT, SHARED
 from batchrunner.request_key import backend_scope, compiled_key
 
 if TYPE_CHECKING:
@@ -67,7 +68,6 @@ class Planner:
         self.pending: list[tuple[int, str, bytes, str]] = []
         self.first_seq: dict[str, int] = {}  # key -> the seq that sends it: one entry per distinct request sent
         self.sent = self.cached = self.duplicates = 0
-        self.cached_input_tokens = self.cached_output_tokens = 0
 
     @property
     def skipped(self) -> bool:
@@ -77,7 +77,7 @@ class Planner:
     def add(self, seq: int, custom_id: str, line: bytes) -> None:
         if not self.policy.store and not self.policy.lookup:
             self.emit(seq, line)
-            self._write(custom_id, None, None, None)
+            self._write(SENT, custom_id, b"")
             self.sent += 1
             return
         self.pending.append((seq, custom_id, line, compiled_key(line, custom_id, self.policy.api_version)))
@@ -85,27 +85,24 @@ class Planner:
             self.flush()
 
     def flush(self) -> None:
-        hits: dict[str, CachedAnswer] = {}
+        hits: set[str] = set()
         if self.policy.lookup and self.ledger is not None and self.pending:
-            hits = self.ledger.lookup_answers(self.policy.scope, [key for *_, key in self.pending], self.since)
+            hits = self.ledger.cached_keys(self.policy.scope, [key for *_, key in self.pending], self.since)
         for seq, custom_id, line, key in self.pending:
-            answer = hits.get(key)
-            if answer is not None:
+            if key in hits:
                 self.cached += 1
-                self.cached_input_tokens += answer.input_tokens
-                self.cached_output_tokens += answer.output_tokens
-                self._write(custom_id, None, None, answer)
+                self._write(CACHED, custom_id, key.encode())
                 continue
             if self.policy.lookup:
                 first = self.first_seq.get(key)
                 if first is not None:
                     self.duplicates += 1
-                    self._write(custom_id, None, first, None)
+                    self._write(SHARED, custom_id, b"%d" % first)
                     continue
                 self.first_seq[key] = seq
             self.sent += 1
             self.emit(seq, line)
-            self._write(custom_id, key if self.policy.store else None, None, None)
+            self._write(SENT, custom_id, key.encode() if self.policy.store else b"")
         self.pending.clear()
 
     def finish(self) -> None:
@@ -113,20 +110,12 @@ class Planner:
         self.first_seq.clear()
         crashpoint("cache.planned")
 
-    def _write(self, custom_id: str, key: str | None, first: int | None, answer: CachedAnswer | None) -> None:
-        """One plan line, tab-separated (no field can hold a tab or a newline: custom_ids are
-        [A-Za-z0-9_-], keys hex, and a fragment is JSON): sent, duplicate of `first`, or cached."""
-        if self.plan is None:
-            return
-        if answer is not None:
-            self.plan.write(b"C\t%s\t%d\t%d\t%d\t%d\t%d\t%s\t%s\n" % (
-                custom_id.encode(), answer.input_tokens, answer.output_tokens, answer.cache_write_tokens,
-                answer.cache_read_tokens, answer.attempt, answer.batch_id.encode(), answer.fragment,
-            ))
-        elif first is not None:
-            self.plan.write(b"D\t%s\t%d\n" % (custom_id.encode(), first))
-        else:
-            self.plan.write(b"S\t%s\t%s\n" % (custom_id.encode(), (key or "").encode()))
+    def _write(self, kind: bytes, custom_id: str, value: bytes) -> None:
+        """One plan line `kind<TAB>custom_id<TAB>value` (no field can hold a tab or a newline:
+        custom_ids are [A-Za-z0-9_-], keys hex): a sent or cached request's key, or the seq a
+        shared one is sent at."""
+        if self.plan is not None:
+            self.plan.write(b"%s\t%s\t%s\n" % (kind, custom_id.encode(), value))
 
     def to_dict(self) -> dict[str, Any]:
         return {"sent": self.sent, "cached": self.cached, "duplicates": self.duplicates}
@@ -142,20 +131,13 @@ def read_plan(path: Path) -> Iterator[PlannedRequest]:
     """The planned requests of a run, in input order, as the Planner wrote them."""
     with path.open("rb", buffering=1 << 20) as handle:
         for line in handle:
-            kind, custom_id, rest = line[:-1].split(b"\t", 2)
-            if kind == b"S":
-                yield PlannedRequest(custom_id.decode(), rest.decode() or None)
-            elif kind == b"D":
-                yield PlannedRequest(custom_id.decode(), None, int(rest))
-            else:
-                inp, out, write, read, attempt, batch_id, fragment = rest.split(b"\t", 6)
-                answer = CachedAnswer(fragment, int(inp), int(out), int(write), int(read), batch_id.decode(), int(attempt))
-                yield PlannedRequest(custom_id.decode(), None, None, answer)
+            kind, custom_id, value = line[:-1].split(b"\t")
+            yield kind, custom_id.decode(), value.decode()
 
 
 def cache_stats(home: Path) -> list[dict[str, Any]]:
     """`batchrunner cache stats`: per backend scope, the answers kept and their size."""
-    if not (home / LEDGER_FILE).exists():
+    if not ledger_exists(home):
         return []
     with Ledger(home, read_only=True) as ledger:
         return ledger.cache_stats()
@@ -163,7 +145,7 @@ def cache_stats(home: Path) -> list[dict[str, Any]]:
 
 def clear_cache(home: Path, older_than: timedelta | None = None) -> int:
     """`batchrunner cache clear`: forget cached answers (older than an age, or all); how many went."""
-    if not (home / LEDGER_FILE).exists():
+    if not ledger_exists(home):
         return 0
     before = None
     if older_than is not None:
@@ -196,7 +178,7 @@ def validation_planner(spec: JobSpec, home: Path) -> Iterator[Planner | None]:
         yield None
         return
     policy = policy_for(spec, backend)
-    if not (home / LEDGER_FILE).exists():
+    if not ledger_exists(home):
         yield Planner(policy, None)
         return
     with Ledger(home, read_only=True) as ledger:

@@ -264,13 +264,13 @@ async def _check_spec_live(session: Session, spec: JobSpec, events: Events) -> N
 
 async def _prepare_run(
     session: Session, spec: JobSpec, run_id: str, force: bool, no_cache: bool, events: Events, store: str | None = None
-) -> Run:
+) -> tuple[Run, dict[str, int]]:
     """Check every row (and file) first, then the live model, then (with attachments: placeholder ids
     first, so nothing is sent if anything is wrong) upload the files the server does not have yet;
     compile into a scratch folder with their real ids, looking each request up in the answer cache
     on the way (answer_cache.py), and register the run in one step. With an object store, the
     compiled files are uploaded before the run is registered, so a run in the ledger always has
-    its data where any host can read it."""
+    its data where any host can read it. Returns the run and what the cache spared it (Planner.to_dict)."""
     from batchrunner.answer_cache import PLAN_NAME, Planner, open_plan, policy_for, read_plan
     from batchrunner.compile import compile_job
 
@@ -328,6 +328,7 @@ async def _prepare_run(
                 if s.path is not None
             ],
             planned=read_plan(run_dir / PLAN_NAME),
+            scope=planner.policy.scope,
             attachments=[] if uploaded is None else [(sha, uploaded.backend_key, id_) for sha, id_ in uploaded.file_ids.items()],
             keep_attachments=spec.keep_attachments,
         )
@@ -340,7 +341,7 @@ async def _prepare_run(
     crashpoint("run.registered")
     (run_dir / PLAN_NAME).unlink()
     session.run = run
-    return run
+    return run, planner.to_dict()
 
 
 def _remove_objects(location: str, spool: Path) -> None:
@@ -554,14 +555,12 @@ async def _submit_new(
     events: Events,
     store: str | None,
 ) -> Outcome:
-    run = await _prepare_run(session, spec, run_id, force, no_cache, events, store)
-    summary = session.ledger.summary(run)
-    spared = [f"{summary['cached']} answered from the cache"] if summary["cached"] else []
-    spared += [f"{summary['duplicates']} the same as an earlier row's"] if summary["duplicates"] else []
-    sent = run.requests - summary["cached"] - summary["duplicates"]
+    run, planned = await _prepare_run(session, spec, run_id, force, no_cache, events, store)
+    spared = [f"{planned['cached']} answered from the cache"] if planned["cached"] else []
+    spared += [f"{planned['duplicates']} the same as an earlier row's"] if planned["duplicates"] else []
     events.notice(
         f"run {run.id}: {run.requests} requests in {len(session.ledger.batches(run))} batch(es)"
-        + (f" ({sent} to send; {', '.join(spared)})" if spared else "")
+        + (f" ({planned['sent']} to send; {', '.join(spared)})" if spared else "")
     )
     await _drive(session, detach=detach, timeout=timeout, events=events)
     return await _finish(session, events)

@@ -29,8 +29,8 @@ import orjson
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_compile import SPEC, generate  # noqa: E402
 
-FRAGMENT = '{"text":"{\\"label\\":\\"positive\\"}","parsed":{"label":"positive"},"stop_reason":"end_turn",' \
-    '"usage":{"input_tokens":40,"output_tokens":5},"error":null}'
+FRAGMENT = b'{"text":"{\\"label\\":\\"positive\\"}","parsed":{"label":"positive"},"stop_reason":"end_turn",' \
+    b'"usage":{"input_tokens":40,"output_tokens":5},"error":null}'
 
 
 def fill_cache(folder: Path, home: Path) -> int:

@@ -36,8 +36,10 @@ def write_rows(path: Path, rows: list[dict[str, Any]]) -> None:
     path.write_bytes(b"".join(orjson.dumps(row) + b"\n" for row in rows))
 
 
-def test_an_unchanged_rerun_sends_nothing_and_writes_every_row_cached(make_job, run_cli, emulator, monkeypatch):
+def test_an_unchanged_rerun_sends_nothing_and_writes_every_row_cached(make_job, run_cli, emulator, monkeypatch, ledger_url):
     use_server(monkeypatch, emulator)
+    if ledger_url is not None:
+        monkeypatch.setenv("BATCHRUNNER_LEDGER", ledger_url)
     job = make_job(reviews(ROWS), batch_size=80)
     first = submit(run_cli, job.spec)
     answers = read_rows(job.output)
@@ -148,8 +150,10 @@ def test_max_age_sends_again_what_was_cached_too_long_ago(make_job, run_cli, emu
     assert sent(emulator) == 20
 
 
-def test_cache_stats_and_clear(make_job, run_cli, emulator, monkeypatch):
+def test_cache_stats_and_clear(make_job, run_cli, emulator, monkeypatch, ledger_url):
     use_server(monkeypatch, emulator)
+    if ledger_url is not None:
+        monkeypatch.setenv("BATCHRUNNER_LEDGER", ledger_url)
     job = make_job(reviews(12))
     submit(run_cli, job.spec)
 
@@ -164,6 +168,28 @@ def test_cache_stats_and_clear(make_job, run_cli, emulator, monkeypatch):
 
     submit(run_cli, job.spec)
     assert sent(emulator) == 24
+
+
+def test_answers_cleared_while_a_rerun_compiles_fail_it_before_anything_is_sent(make_job, run_cli, monkeypatch, ledger_url, isolated_env):
+    from batchrunner import answer_cache
+
+    if ledger_url is not None:
+        monkeypatch.setenv("BATCHRUNNER_LEDGER", ledger_url)
+    job = make_job(reviews(20))
+    submit(run_cli, job.spec, "--backend", "local", "--run-id", "first")
+    answers = job.output.read_bytes()
+    step = answer_cache.crashpoint
+    monkeypatch.setattr(answer_cache, "crashpoint", lambda name: answer_cache.clear_cache(isolated_env))  # `cache clear` meanwhile
+
+    raced = run_cli("submit", job.spec, "--backend", "local", "--run-id", "raced")
+
+    assert raced.exit_code == 1 and "20 cached answer(s) were removed" in raced.stderr and "submit again" in raced.stderr
+    assert "Traceback" not in raced.stderr
+    assert [run["id"] for run in orjson.loads(run_cli("--json", "runs").stdout)["runs"]] == ["first"], "the run is not registered"
+    assert job.output.read_bytes() == answers
+    monkeypatch.setattr(answer_cache, "crashpoint", step)
+    again = submit(run_cli, job.spec, "--backend", "local", "--run-id", "raced")
+    assert again["summary"]["cached"] == 0 and again["summary"]["counts"]["succeeded"] == 20
 
 
 def test_a_bad_max_age_names_its_line(make_job, run_cli):

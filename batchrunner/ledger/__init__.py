@@ -26,7 +26,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from batchrunner.ledger.attachments import AttachmentsTable
 from batchrunner.ledger.batches import Batch, BatchesTable
-from batchrunner.ledger.cache import CacheTable, CachedAnswer, PlannedRequest
+from batchrunner.ledger.cache import CacheTable, PlannedRequest
 from batchrunner.ledger.database import STORAGE_ERRORS
 from batchrunner.ledger.location import LEDGER_FILE, locate
 from batchrunner.ledger.lock import run_lock
@@ -35,7 +35,7 @@ from batchrunner.ledger.runs import Run, RunsTable
 from batchrunner.run_settings import RunSettings
 
 __all__ = [
-    "LEDGER_FILE", "RESULT_STATUSES", "STORAGE_ERRORS", "Batch", "CachedAnswer", "Ledger", "PlacedResult", "PlannedRequest",
+    "LEDGER_FILE", "RESULT_STATUSES", "STORAGE_ERRORS", "Batch", "Ledger", "PlacedResult", "PlannedRequest",
     "ResultRow", "Run", "known_run_ids", "ledger_exists", "run_lock",
 ]
 
@@ -59,14 +59,16 @@ class Ledger(RunsTable, BatchesTable, ResultsTable, AttachmentsTable, CacheTable
         shards: Iterable[tuple[int, int | None, str, int, int]],
         custom_ids: Iterable[str] = (),
         planned: Iterable[PlannedRequest] | None = None,
+        scope: str = "",
         attachments: Iterable[tuple[str, str, str]] = (),
         keep_attachments: bool = True,
         store: str | None = None,
     ) -> Run:
         """Register a compiled run, its first-attempt batches, every request (`custom_ids`, or
-        `planned` with their keys, shared requests and cached answers) and the files its requests
-        attach ((sha256, backend_key, file_id)), in one transaction. `store` is the URL of the
-        run's folder in an object store, recorded in place of `run_dir` (then only a spool)."""
+        `planned` with their keys and shared requests, the cached ones answered from the cache of
+        backend `scope`) and the files its requests attach ((sha256, backend_key, file_id)), in
+        one transaction. `store` is the URL of the run's folder in an object store, recorded in
+        place of `run_dir` (then only a spool)."""
         with self.transaction() as db:
             run_pk = self._insert_run(
                 db,
@@ -84,7 +86,7 @@ class Ledger(RunsTable, BatchesTable, ResultsTable, AttachmentsTable, CacheTable
             if planned is None:
                 total = self._insert_requests(db, run_pk, custom_ids)
             else:
-                total = self._insert_plan(db, run_pk, planned)
+                total = self._insert_plan(db, run_pk, scope, planned)
             self._insert_run_attachments(db, run_pk, attachments, keep_attachments)
             self._set_requests(db, run_pk, total)
         return self.run(run_id)

@@ -9,37 +9,24 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from itertools import islice
-from typing import Any, NamedTuple
+from typing import Any
 
+from batchrunner.errors import BatchrunnerError
 from batchrunner.ledger.batches import Batch
 from batchrunner.ledger.database import Database, utcnow
 from batchrunner.ledger.runs import Run
 
 LOOKUP_KEYS = 500  # keys per lookup query: well under every SQL engine's parameter limit
-INSERT_CHUNK = 5_000
+PLAN_CHUNK = 20_000  # planned requests registered per statement: a few MB of them in memory
 CACHED_BATCH_PK = 0  # a cached row's results.batch_pk: no batch of this run made its answer
 
+# What a planned request is: sent, the same as an earlier row's request, or answered from the cache.
+SENT, SHARED, CACHED = b"S", b"D", b"C"
 
-class CachedAnswer(NamedTuple):
-    """A cached answer: its output-ready fragment and the tokens, batch and attempt that produced it."""
-
-    fragment: bytes
-    input_tokens: int
-    output_tokens: int
-    cache_write_tokens: int
-    cache_read_tokens: int
-    batch_id: str
-    attempt: int
-
-
-class PlannedRequest(NamedTuple):
-    """One request of a new run, in input order: sent (with its key, to cache its answer), a
-    duplicate of an earlier row's request (`primary_seq`), or answered from the cache."""
-
-    custom_id: str
-    request_key: str | None = None
-    primary_seq: int | None = None
-    cached: CachedAnswer | None = None
+# One request of a new run, in input order: (kind, custom_id, value). A sent or cached request's
+# value is its key (empty when a sent one's answer is not to be cached); a shared one's, the seq of
+# the earlier row whose request is sent for it.
+PlannedRequest = tuple[bytes, str, str]
 
 
 def _chunks(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
@@ -49,44 +36,54 @@ def _chunks(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
 
 
 class CacheTable(Database):
-    def lookup_answers(self, scope: str, keys: list[str], since: str | None) -> dict[str, CachedAnswer]:
-        """The cached answers for these keys in this scope, stored at or after `since` (ISO time)."""
-        found: dict[str, CachedAnswer] = {}
+    def cached_keys(self, scope: str, keys: list[str], since: str | None) -> set[str]:
+        """Which of these keys have an answer in this scope, stored at or after `since` (ISO time).
+        Keys only: without `since` the cache's primary key answers, and no answer is read."""
+        found: set[str] = set()
+        age = "" if since is None else " AND created_at >= ?"
         for chunk in _chunks(dict.fromkeys(keys), LOOKUP_KEYS):
             marks = ",".join("?" * len(chunk))
             rows = self.db.execute(
-                "SELECT request_key, result, input_tokens, output_tokens, cache_write_tokens, cache_read_tokens,"
-                f" batch_id, attempt FROM answer_cache WHERE scope = ? AND created_at >= ? AND request_key IN ({marks})",
-                (scope, since or "", *chunk),
+                f"SELECT request_key FROM answer_cache WHERE scope = ?{age} AND request_key IN ({marks})",
+                (scope, *(() if since is None else (since,)), *chunk),
             )
             with self.checked():
-                for row in rows:
-                    found[row[0]] = CachedAnswer(bytes(row[1]), *row[2:])
+                found.update(row[0] for row in rows)
         return found
 
-    def _insert_plan(self, db: Any, run_pk: int, planned: Iterable[PlannedRequest]) -> int:
-        """Every request of a new run with its key, link or cached answer, streamed in chunks."""
+    def _insert_plan(self, db: Any, run_pk: int, scope: str, planned: Iterable[PlannedRequest]) -> int:
+        """Every request of a new run with its key or the row it shares a request with, and each
+        cached row's answer copied inside the database (it never passes through Python), streamed
+        in chunks. An answer gone since it was looked up (`cache clear` meanwhile) fails the
+        registration: that row would be neither sent nor answered."""
+        columns = ("seq", "custom_id", "request_key")
+        run = {"run_pk": run_pk}
         total = 0
-        for chunk in _chunks(planned, INSERT_CHUNK):
-            db.executemany(
-                "INSERT INTO requests (run_pk, seq, custom_id, request_key) VALUES (?, ?, ?, ?)",
-                ((run_pk, total + i, p.custom_id, p.request_key) for i, p in enumerate(chunk)),
-            )
-            db.executemany(
-                "INSERT INTO request_links (run_pk, seq, primary_seq) VALUES (?, ?, ?)",
-                ((run_pk, total + i, p.primary_seq) for i, p in enumerate(chunk) if p.primary_seq is not None),
-            )
-            db.executemany(
-                "INSERT INTO results (run_pk, seq, status, attempt, batch_pk, error_type, input_tokens, output_tokens,"
-                " result, cached_batch_id, cache_write_tokens, cache_read_tokens)"
-                f" VALUES (?, ?, 'succeeded', ?, {CACHED_BATCH_PK}, NULL, ?, ?, ?, ?, ?, ?)",
-                (
-                    (run_pk, total + i, a.attempt, a.input_tokens, a.output_tokens, a.fragment, a.batch_id,
-                     a.cache_write_tokens, a.cache_read_tokens)
-                    for i, p in enumerate(chunk)
-                    if (a := p.cached) is not None
-                ),
-            )
+        for chunk in _chunks(planned, PLAN_CHUNK):
+            cached = [(total + i, custom_id, key) for i, (kind, custom_id, key) in enumerate(chunk) if kind == CACHED]
+            if cached:
+                self.store.insert_many(db, "requests", columns, cached, constants=run)
+                copied = db.execute(
+                    "INSERT INTO results (run_pk, seq, status, attempt, batch_pk, error_type, input_tokens, output_tokens,"
+                    " result, cached_batch_id, cache_write_tokens, cache_read_tokens)"
+                    f" SELECT q.run_pk, q.seq, 'succeeded', a.attempt, {CACHED_BATCH_PK}, NULL, a.input_tokens,"
+                    " a.output_tokens, a.result, a.batch_id, a.cache_write_tokens, a.cache_read_tokens"
+                    " FROM requests q JOIN answer_cache a ON a.scope = ? AND a.request_key = q.request_key"
+                    " WHERE q.run_pk = ? AND q.seq >= ? AND q.seq < ?",
+                    (scope, run_pk, total, total + len(chunk)),
+                ).rowcount
+                if copied != len(cached):
+                    raise BatchrunnerError(
+                        f"{len(cached) - copied} cached answer(s) were removed from the cache while this run was "
+                        "compiled (`batchrunner cache clear`?); nothing was sent: submit again"
+                    )
+            if len(cached) < len(chunk):
+                rest = [(total + i, custom_id, key if kind == SENT and key else None)
+                        for i, (kind, custom_id, key) in enumerate(chunk) if kind != CACHED]
+                self.store.insert_many(db, "requests", columns, rest, constants=run)
+                links = [(total + i, int(first)) for i, (kind, _, first) in enumerate(chunk) if kind == SHARED]
+                if links:
+                    self.store.insert_many(db, "request_links", ("seq", "primary_seq"), links, constants=run)
             total += len(chunk)
         return total
 
