@@ -17,6 +17,7 @@ from typing import Any
 
 import orjson
 
+from batchrunner import settings
 from batchrunner.atomic import atomic_writer
 from batchrunner.errors import InputError, Problem
 from batchrunner.inputs.parquet import json_value
@@ -52,11 +53,14 @@ def run(
     detach: bool = False,
     timeout: float | None = None,
     events: Events | None = None,
+    store: str | None = None,
 ) -> Outcome:
     """Run a job over `rows` (any iterable of dicts, a pandas or polars DataFrame, a pyarrow Table;
-    None: the job's `input` file) and wait for its results, like `batchrunner submit`."""
+    None: the job's `input` file) and wait for its results, like `batchrunner submit`. `home` and
+    `store` default to `BATCHRUNNER_HOME` and `BATCHRUNNER_STORE`, as on the command line."""
     return run_loop(run_async(
-        job, rows, home=home, backend=backend, output=output, run_id=run_id, detach=detach, timeout=timeout, events=events
+        job, rows, home=home, backend=backend, output=output, run_id=run_id, detach=detach, timeout=timeout, events=events,
+        store=store,
     ))
 
 
@@ -71,11 +75,15 @@ async def run_async(
     detach: bool = False,
     timeout: float | None = None,
     events: Events | None = None,
+    store: str | None = None,
 ) -> Outcome:
     """`run` in the caller's event loop (an Airflow or Dagster task, a notebook)."""
-    state_home = Path(home or os.environ.get("BATCHRUNNER_HOME") or ".batchrunner")
+    state_home = Path(home or os.environ.get(settings.HOME) or ".batchrunner")
     spec = with_paths(job, output=Path(output) if output is not None else None)
-    options: dict[str, Any] = {"run_id": run_id, "backend": backend, "detach": detach, "timeout": timeout, "events": events}
+    options: dict[str, Any] = {
+        "run_id": run_id, "backend": backend, "detach": detach, "timeout": timeout, "events": events,
+        "store": store or os.environ.get(settings.STORE) or None,
+    }  # fmt: skip
     if rows is None:
         return await submit_job_async(spec, home=state_home, **options)
     rows_file = _write_rows(state_home, spec.name, rows)

@@ -47,6 +47,17 @@ def test_run_over_a_list_of_dicts_returns_every_row_in_input_order(isolated_env:
     assert not list((isolated_env / "inputs").iterdir())  # the rows were compiled into the run folder
 
 
+def test_run_keeps_its_run_data_in_the_store_it_is_given_or_the_environment_names(tmp_path: Path, monkeypatch):
+    given, named = tmp_path / "given", tmp_path / "named"
+    outcome = batchrunner.run(job(), reviews(5), backend="local", store=str(given))
+    assert outcome.exit_code == 0
+    assert (given / outcome.run.id / "rows.jsonl").exists()
+    monkeypatch.setenv("BATCHRUNNER_STORE", str(named))
+    again = batchrunner.run(job(name="lib2"), reviews(5), backend="local")
+    assert again.exit_code == 0 and (named / again.run.id / "rows.jsonl").exists()
+    assert [r["row"] for r in again.rows()] == reviews(5)
+
+
 def test_run_over_a_pandas_frame_or_arrow_table_writes_the_output_it_is_given(tmp_path: Path):
     frame = pd.DataFrame({"id": [f"p-{i}" for i in range(1, 31)], "text": [f"fine #{i}" for i in range(1, 31)],
                           "stars": [i % 5 for i in range(1, 31)]})  # fmt: skip
