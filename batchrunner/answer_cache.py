@@ -14,7 +14,7 @@ import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
@@ -24,6 +24,7 @@ from batchrunner.errors import InputError
 from batchrunner.crashpoints import crashpoint
 from batchrunner.ledger import Ledger, PlannedRequest, ledger_exists
 from batchrunner.ledger.cache import CACHED, LOOKUP_KEYS, SENT, SHARED
+from batchrunner.ledger.database import utcnow
 from batchrunner.request_key import backend_scope, compiled_key
 
 if TYPE_CHECKING:
@@ -49,7 +50,7 @@ class CachePolicy:
     def since(self) -> str | None:
         if self.max_age is None:
             return None
-        return (datetime.now(UTC) - self.max_age).isoformat(timespec="microseconds").replace("+00:00", "Z")
+        return utcnow(self.max_age)
 
 
 class Planner:
@@ -147,9 +148,7 @@ def clear_cache(home: Path, older_than: timedelta | None = None) -> int:
     """`batchrunner cache clear`: forget cached answers (older than an age, or all); how many went."""
     if not ledger_exists(home):
         return 0
-    before = None
-    if older_than is not None:
-        before = (datetime.now(UTC) - older_than).isoformat(timespec="microseconds").replace("+00:00", "Z")
+    before = None if older_than is None else utcnow(older_than)
     with Ledger(home) as ledger:
         return ledger.clear_cache(before)
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Protocol, Self
 
@@ -21,8 +21,10 @@ from batchrunner.ledger.location import Location, locate
 STORAGE_ERRORS: tuple[type[Exception], ...] = (sqlite3.Error,)  # what the ledger's storage raises, for callers that may not import it
 
 
-def utcnow() -> str:
-    return datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+def utcnow(ago: timedelta = timedelta()) -> str:
+    """The ledger's timestamp (ISO, UTC, `Z`) of now, or of `ago` before now: one format, so
+    stored times compare as text."""
+    return (datetime.now(UTC) - ago).isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
 class Store(Protocol):
