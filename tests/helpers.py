@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import importlib
+import re
+import subprocess
 import sys
+import time
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -27,3 +30,14 @@ def benchmark(name: str) -> ModuleType:
     if str(BENCHMARKS) not in sys.path:
         sys.path.insert(0, str(BENCHMARKS))
     return importlib.import_module(name)
+
+
+def announced_url(log: Path, process: subprocess.Popen[Any], pattern: str, *, within: float = 30) -> re.Match[str]:
+    """Wait (`within` seconds at most) for the line a starting `serve` prints on stderr, and match it."""
+    found = None
+    deadline = time.monotonic() + within
+    while found is None and time.monotonic() < deadline and process.poll() is None:
+        found = re.search(pattern, log.read_text())
+        time.sleep(0.05)
+    assert found, log.read_text()
+    return found

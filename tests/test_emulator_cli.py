@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 import signal
 import subprocess
 import sys
@@ -12,6 +11,7 @@ from pathlib import Path
 import anthropic
 import pytest
 from click.testing import CliRunner
+from helpers import announced_url
 
 from batchrunner.cli import cli
 
@@ -20,17 +20,6 @@ def ctrl_c_reaches_python() -> None:
     """A terminal delivers Ctrl-C; a harness that runs us in the background may have set SIGINT
     to ignored, which children inherit and which stops Python from raising KeyboardInterrupt."""
     signal.signal(signal.SIGINT, signal.SIG_DFL)
-
-
-def announced_url(log: Path, process: subprocess.Popen[str], pattern: str) -> re.Match[str]:
-    """Wait (30 s at most) for the line a starting `serve` prints on stderr, and match it."""
-    found = None
-    deadline = time.monotonic() + 30
-    while found is None and time.monotonic() < deadline and process.poll() is None:
-        found = re.search(pattern, log.read_text())
-        time.sleep(0.05)
-    assert found, log.read_text()
-    return found
 
 
 @pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import re
 import shutil
 import subprocess
 import sys
@@ -25,7 +24,7 @@ import orjson
 import psycopg
 import pytest
 from conftest import Bucket
-from helpers import reviews
+from helpers import announced_url, reviews
 
 from batchrunner import Job, pipeline
 
@@ -54,10 +53,7 @@ def serving(folder: Path, processing_seconds: float) -> Iterator[Api]:
     with log.open("w") as stderr:
         process = subprocess.Popen(command, stderr=stderr, env=_clean(os.environ))
     try:
-        deadline = time.monotonic() + 60
-        while not (found := re.search(r"ANTHROPIC_BASE_URL=(http://127\.0\.0\.1:\d+)", log.read_text())):
-            assert process.poll() is None and time.monotonic() < deadline, log.read_text()
-            time.sleep(0.05)
+        found = announced_url(log, process, r"ANTHROPIC_BASE_URL=(http://127\.0\.0\.1:\d+)", within=60)
         yield Api(found.group(1))
     finally:
         process.terminate()
@@ -102,6 +98,16 @@ def on_host(home: Path, env: dict[str, str], *args: str | Path) -> subprocess.Co
     return subprocess.run(command(home, *args), env=env, capture_output=True, text=True, timeout=120)
 
 
+def collect_once_ended(home: Path, env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    """`collect ARGS` on a host, again while it exits 4 (batches still running), for 12 s at most."""
+    for _ in range(60):
+        collected = on_host(home, env, "collect", *args)
+        if collected.returncode != 4:
+            break
+        time.sleep(0.2)
+    return collected
+
+
 def to_bucket(job: Any, bucket: Bucket) -> str:
     url = bucket.url("out.jsonl")
     job.spec.write_text(job.spec.read_text().replace("output: out/results.jsonl", f"output: {url}"))
@@ -129,11 +135,7 @@ def test_host_b_with_nothing_local_collects_what_host_a_submitted_into_the_bucke
     assert submitted.returncode == 4, submitted.stderr
     assert api.created() == SHARDS
     shutil.rmtree(host_a)  # the pod is gone, with its spool
-    for _ in range(60):
-        collected = on_host(host_b, env, "collect", "nightly")
-        if collected.returncode != 4:
-            break
-        time.sleep(0.2)
+    collected = collect_once_ended(host_b, env, "nightly")
 
     assert collected.returncode == 3, collected.stderr
     assert output_ids(bucket) == [f"r-{i}" for i in range(1, ROWS + 1)]
@@ -228,11 +230,7 @@ def test_a_run_whose_data_is_on_another_hosts_disk_does_not_keep_collect_all_fro
                                                       store=bucket.url("runs")))
     assert submitted.exit_code == 4
     shutil.rmtree(host_a)
-    for _ in range(60):
-        collected = on_host(host_b, env, "collect", "--all")
-        if collected.returncode != 4:
-            break
-        time.sleep(0.2)
+    collected = collect_once_ended(host_b, env, "--all")
 
     assert collected.returncode == 1, collected.stderr
     assert f"skipped: run laptop keeps its data in {host_a / 'runs' / 'laptop'}, which this host does not have" in collected.stderr
