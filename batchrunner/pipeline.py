@@ -304,10 +304,10 @@ async def _prepare_run(
     except BaseException:
         shutil.rmtree(scratch, ignore_errors=True)
         raise
-    location = f"{runs_at}/{run_id}" if runs_at is not None and is_url(runs_at) else str(run_dir)
+    remote = f"{runs_at}/{run_id}" if runs_at is not None and is_url(runs_at) else None  # the run's folder in an object store
     try:
-        if is_url(location):
-            data = open_store(location, run_dir)
+        if remote is not None:
+            data = open_store(remote, run_dir)
             for count, name in enumerate((ROWS_NAME, *(s.path.name for s in report.shards if s.path is not None)), 1):
                 failpoint("store.publish", count)  # tests: the store failing after some of the files are up
                 await asyncio.to_thread(data.publish, name, run_dir / name)
@@ -315,9 +315,9 @@ async def _prepare_run(
             run_id=run_id,
             job_name=spec.name,
             spec_path=spec.path,
-            output_path=spec.output_path or (f"{location}/{OUTPUT_NAME}" if is_url(location) else run_dir / OUTPUT_NAME),
+            output_path=spec.output_path or (run_dir / OUTPUT_NAME if remote is None else f"{remote}/{OUTPUT_NAME}"),
             run_dir=run_dir,
-            store=location if is_url(location) else None,
+            store=remote,
             backend=session.backend.name,
             base_url=session.backend.base_url,
             model=spec.model,
@@ -335,8 +335,8 @@ async def _prepare_run(
     except BaseException:  # not registered (a full disk, a store unreachable): its folder would be an orphan
         if not ledger.has_run(run_id):  # a Ctrl-C just after the commit leaves a registered run
             shutil.rmtree(run_dir, ignore_errors=True)
-            if is_url(location):
-                _remove_objects(location, run_dir)
+            if remote is not None:
+                _remove_objects(remote, run_dir)
         raise
     crashpoint("run.registered")
     (run_dir / PLAN_NAME).unlink()
