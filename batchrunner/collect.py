@@ -34,7 +34,7 @@ from batchrunner.ledger import (
 from batchrunner.request_key import backend_scope
 from batchrunner.requestfile import READ_CHUNK, ROWS_NAME, count_lines, iter_lines, request_ids
 from batchrunner.states import BatchState
-from batchrunner.store import Store, open_store
+from batchrunner.store import Store, run_data
 
 if TYPE_CHECKING:
     from jsonschema import Draft202012Validator
@@ -135,7 +135,7 @@ def positions(ledger: Ledger, run: Run, batch: Batch) -> dict[str, int]:
     A first attempt's request file is a contiguous stretch of the input, so its positions
     follow from the line order alone; a retry's are looked up.
     """
-    ids = request_ids(open_store(run.store, run.run_dir).fetch(batch.request_file))
+    ids = request_ids(run_data(run).fetch(batch.request_file))
     if batch.first_seq is not None:
         return {custom_id: batch.first_seq + offset for offset, custom_id in enumerate(ids)}
     return ledger.positions(run, ids)
@@ -189,7 +189,7 @@ async def download_results(api: AsyncApi, run: Run, batch: Batch, on_event: Call
     """The batch's raw results file under the run folder (kept in the run's store), downloaded
     once and kept, and only once it holds exactly the batch's number of results."""
     assert batch.batch_id is not None and batch.request_counts is not None
-    data, name = open_store(run.store, run.run_dir), results_name(batch)
+    data, name = run_data(run), results_name(batch)
     dest = run.run_dir / name
     private_folder(dest.parent)
     kept = await _stored_results(data, name, dest)
@@ -250,7 +250,7 @@ async def collect_batch(
     """
     crashpoint("collect.start")
     name = results_name(batch)
-    if archived(batch) and await _stored_results(open_store(run.store, run.run_dir), name, run.run_dir / name) is None:
+    if archived(batch) and await _stored_results(run_data(run), name, run.run_dir / name) is None:
         why = f"its results were archived by the API at {batch.archived_at or 'created_at + 29 days'} before they were collected"
         ledger.mark_unrecoverable(batch, why)
         on_event(
@@ -295,7 +295,7 @@ def write_output(ledger: Ledger, run: Run, backend: str) -> Path | str:
     """One line per input row, in input order, as in DESIGN §5, in the format the output path
     names (output/); atomically replaces the old output."""
     path = run.output_path
-    rows_path = open_store(run.store, run.run_dir).fetch(ROWS_NAME)
+    rows_path = run_data(run).fetch(ROWS_NAME)
     with open_writer(path, rows_path=rows_path, schema=run.settings.output_schema, site="output.write") as out:
         out.write(_Output(ledger, run, backend, rows_path))
     crashpoint("output.written")
@@ -354,7 +354,7 @@ def output_parts(ledger: Ledger, run: Run, backend: str, rows_path: Path | None 
     }
     tails[None] = b',"batch_id":null,"attempt":null,"backend":%b,"cached":false}\n' % backend_json
     cached_tails: dict[tuple[str, int], bytes] = {}
-    rows_path = rows_path or open_store(run.store, run.run_dir).fetch(ROWS_NAME)  # a local copy of the store's
+    rows_path = rows_path or run_data(run).fetch(ROWS_NAME)  # a local copy of the store's
     with ledger.checked(), rows_path.open("rb", buffering=READ_CHUNK) as rows:
         for (custom_id, status, batch_pk, fragment, cached_from, attempt), row in zip(ledger.output_rows(run), rows, strict=True):
             if cached_from is None or attempt is None:

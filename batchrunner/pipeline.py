@@ -45,7 +45,7 @@ from batchrunner.requestfile import ROWS_NAME, first_params
 from batchrunner.retry import Selection, prepare_attempt, select
 from batchrunner.session import Guard, Session, run_loop, run_session
 from batchrunner.states import OPEN_STATES, BatchState, RunState
-from batchrunner.store import check_url, open_store, runs_location
+from batchrunner.store import check_url, open_store, run_data, runs_location
 from batchrunner.submit import SubmitSettings, submit_pending
 from batchrunner.uploads import Uploaded, delete_attachments, upload_attachments
 
@@ -97,7 +97,7 @@ class Outcome:
         """The output rows as one Arrow table, with the columns of a Parquet output."""
         from batchrunner.output.parquet import arrow_table
 
-        rows = open_store(self.run.store, self.run.run_dir).fetch(ROWS_NAME)  # on another host: to its spool
+        rows = run_data(self.run).fetch(ROWS_NAME)  # on another host: to its spool
         return arrow_table(self._parts(), rows, self.run.settings.output_schema)
 
     def to_pandas(self) -> pd.DataFrame:
@@ -366,7 +366,7 @@ async def _check_pending(session: Session, events: Events) -> None:
     run = session.current
     pending = session.ledger.batches(run, states=(BatchState.PREPARED,))
     if pending:  # every request of a run shares its model and params: any request file will do
-        await _live_check(session, open_store(run.store, run.run_dir).fetch(pending[0].request_file), events)
+        await _live_check(session, run_data(run).fetch(pending[0].request_file), events)
 
 
 async def _drive(session: Session, *, detach: bool, timeout: float | None, events: Events) -> None:
@@ -679,7 +679,7 @@ async def _retry(session: Session, selection: Selection, *, detach: bool, timeou
             f"run {run.id}'s attachments were deleted from the server when it finished (keep_attachments: false), "
             "so its requests cannot be sent again: submit the job as a new run, which uploads them again"
         )
-    await _live_check(session, open_store(run.store, run.run_dir).fetch(ledger.batches(run)[0].request_file), events)
+    await _live_check(session, run_data(run).fetch(ledger.batches(run)[0].request_file), events)
     attempt = prepare_attempt(ledger, run, seqs)
     events.notice(f"run {run.id}: attempt {attempt} sends {len(seqs)} request(s) again")
     await _drive(session, detach=detach, timeout=timeout, events=events)

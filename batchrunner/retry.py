@@ -15,7 +15,7 @@ from batchrunner.atomic import private_folder
 from batchrunner.errors import InputError, Problem
 from batchrunner.ledger import Ledger, Run
 from batchrunner.requestfile import attempt_name, copy_lines, copy_lines_with_ids, request_ids
-from batchrunner.store import open_store
+from batchrunner.store import run_data
 
 NEVER_RETRIED_BY_DEFAULT = ("invalid_request_error",)
 DEFAULT_STATUSES = ("errored", "expired")
@@ -94,7 +94,7 @@ def prepare_attempt(ledger: Ledger, run: Run, seqs: list[int]) -> int:
     if any(batch.first_seq is None for batch in originals):
         wanted = ledger.custom_ids_at(run, seqs)
         picked = []
-        data = open_store(run.store, run.run_dir)  # on another host than the submit's: fetched to its spool
+        data = run_data(run)  # on another host than the submit's: fetched to its spool
         for original in originals:
             source = data.fetch(original.request_file)
             count = sum(1 for custom_id in request_ids(source) if custom_id in wanted)
@@ -122,7 +122,7 @@ def prepare_attempt(ledger: Ledger, run: Run, seqs: list[int]) -> int:
             name = attempt_name(attempt, original.shard)
             dest = run.run_dir / name
             private_folder(dest.parent)
-            data = open_store(run.store, run.run_dir)
+            data = run_data(run)
             size = copy_lines(data.fetch(original.request_file), first_seq, chosen, dest)
             data.publish(name, dest)
             shards.append((original.shard, name, len(chosen), size))

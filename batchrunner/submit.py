@@ -23,7 +23,7 @@ from batchrunner.errors import ApiError, CreateAmbiguous, CreateRefused, SubmitU
 from batchrunner.ledger import Batch, Ledger, Run
 from batchrunner.requestfile import create_body
 from batchrunner.states import BatchState
-from batchrunner.store import open_store
+from batchrunner.store import run_data
 
 CLOCK_SKEW = timedelta(minutes=2)
 MAX_CREATES = 10  # definite refusals (429) wait with backoff: 10 tries span about five minutes
@@ -46,7 +46,7 @@ async def upload_request_file(api: AsyncApi, ledger: Ledger, run: Run, batch: Ba
     """
     if batch.file_id or not run.settings.upload_request_files:
         return batch
-    path = await asyncio.to_thread(open_store(run.store, run.run_dir).fetch, batch.request_file)
+    path = await asyncio.to_thread(run_data(run).fetch, batch.request_file)
     filename = f"{run.id}-{Path(batch.request_file).name}"
     meta = await api.upload_file(path, filename=filename, mime_type="application/jsonl", purpose="batch")
     ledger.record_upload(batch, meta["id"], meta["purpose_accepted"])
@@ -58,7 +58,7 @@ async def create_batch(api: AsyncApi, ledger: Ledger, run: Run, batch: Batch, se
     """Create the batch for one prepared request file: submitted, back to prepared (proven not made), or raise."""
     batch = ledger.record_intent(batch)
     crashpoint("submit.intent")
-    size, body = create_body(await asyncio.to_thread(open_store(run.store, run.run_dir).fetch, batch.request_file))
+    size, body = create_body(await asyncio.to_thread(run_data(run).fetch, batch.request_file))
     try:
         remote = await api.create_batch(body, size)
     except SubmitUncertain as exc:

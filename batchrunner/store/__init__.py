@@ -18,7 +18,7 @@ from batchrunner.paths import is_url
 from batchrunner.store.local import LocalStore
 from batchrunner.store.remote import RemoteStore, put_whole
 
-__all__ = ["LocalStore", "RemoteStore", "Store", "check_url", "open_store", "put_whole", "runs_location"]
+__all__ = ["LocalStore", "RemoteStore", "Store", "check_url", "open_store", "put_whole", "run_data", "runs_location"]
 
 
 class Store(Protocol):
@@ -47,6 +47,21 @@ def open_store(location: str, spool: Path) -> Store:
     if is_url(location):
         return RemoteStore(location, spool)
     return LocalStore(Path(location))
+
+
+class KeepsData(Protocol):
+    """What a run (ledger.Run) says of where its data is."""
+
+    @property
+    def store(self) -> str: ...
+
+    @property
+    def run_dir(self) -> Path: ...
+
+
+def run_data(run: KeepsData) -> Store:
+    """A run's data, wherever the run keeps it (this host's folder is the spool of a remote store)."""
+    return open_store(run.store, run.run_dir)
 
 
 def check_url(url: str) -> None:
