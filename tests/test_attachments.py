@@ -7,6 +7,7 @@ import os
 import sqlite3
 import subprocess
 import sys
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -57,9 +58,20 @@ def request_lines(home: Path, run_id: str) -> list[dict[str, Any]]:
             for line in path.read_bytes().splitlines()]
 
 
-def file_ids_by_name(server: EmulatorServer) -> dict[str, str]:
+def files_on(server: EmulatorServer) -> list[Any]:
+    """The job's attachments on the server, by the SDK (the request files are not among them)."""
     client = anthropic.Anthropic(base_url=server.base_url, api_key="sk-test-key")
-    return {meta.filename: meta.id for meta in client.files.list(limit=1000) if meta.filename.startswith("report-")}
+    return [meta for meta in client.files.list(limit=1000) if meta.filename.startswith("report-")]
+
+
+def file_ids_by_name(server: EmulatorServer) -> dict[str, str]:
+    return {meta.filename: meta.id for meta in files_on(server)}
+
+
+def recorded_uploads(home: Path) -> dict[str, str]:
+    """What the ledger says is on the server: file name -> file id."""
+    with sqlite3.connect(home / "ledger.sqlite3") as db:
+        return dict(db.execute("SELECT filename, file_id FROM uploads").fetchall())
 
 
 def test_fifty_rows_over_twenty_pdfs_upload_twenty_files_once_and_reuse_them(
@@ -277,13 +289,19 @@ def test_a_crash_between_uploads_then_the_same_submit_uploads_only_the_rest(
                              capture_output=True, text=True, timeout=120)
 
     assert crashed.returncode == -9, crashed.stderr
-    with sqlite3.connect(home / "ledger.sqlite3") as db:
-        recorded = db.execute("SELECT count(*) FROM uploads").fetchone()[0]
-    assert recorded >= 1
-    before = uploads(emulator)
+    recorded = recorded_uploads(home)
+    assert len(recorded) >= 1
 
     recovered = subprocess.run(command, check=False, env=env, capture_output=True, text=True, timeout=120)
 
     assert recovered.returncode == 0, recovered.stderr
-    assert uploads(emulator) - before == PDFS - recorded, "what was recorded is not uploaded again"
+    # Counted by name, not by call: an upload the killed process had in flight may reach the
+    # server after it died, and that orphan is uploaded again because nothing recorded it.
+    on_server = Counter(meta.filename for meta in files_on(emulator))
+    assert {name: on_server[name] for name in recorded} == dict.fromkeys(recorded, 1), "what was recorded is not uploaded again"
+    after = recorded_uploads(home)
+    assert len(after) == PDFS
+    assert {name: after[name] for name in recorded} == recorded, "and its file id is the one the requests use"
+    sent = {line["params"]["messages"][0]["content"][0]["source"]["file_id"] for line in request_lines(home, "nightly")}
+    assert sent == set(after.values())
     assert {row["status"] for row in read_rows(job.output)} == {"succeeded"}
