@@ -13,9 +13,10 @@ import os
 import re
 import shutil
 from collections.abc import Awaitable, Callable, Iterator
-from contextlib import suppress
+from contextlib import ExitStack, contextmanager, suppress
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
+from itertools import count
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -223,13 +224,29 @@ def summarize(ledger: Ledger, run: Run) -> Outcome:
 # preparing a run
 
 
-def _new_run_id(ledger: Ledger, name: str) -> str:
+@contextmanager
+def _locked_run_id(ledger: Ledger, run_id: str | None, name: str) -> Iterator[str]:
+    """The given run id, locked; or a new one, `<name>-<UTC time>` then `-2`, `-3`, ..., skipping
+    any that exists or is locked. Claimed by its lock, then checked, so two hosts submitting the
+    same job in the same second get two runs (neither exits 75 nor continues the other's run)."""
+    if run_id is not None:
+        with ledger.lock(run_id):
+            yield run_id
+        return
     base = f"{name}-{datetime.now(UTC).strftime('%Y%m%dT%H%M%SZ')}"
-    candidate, n = base, 1
-    while ledger.has_run(candidate):
-        n += 1
-        candidate = f"{base}-{n}"
-    return candidate
+    for n in count(1):
+        candidate = base if n == 1 else f"{base}-{n}"
+        if ledger.has_run(candidate):
+            continue
+        with ExitStack() as held:
+            try:
+                held.enter_context(ledger.lock(candidate))
+            except RunLocked:
+                continue
+            if ledger.has_run(candidate):
+                continue
+            yield candidate
+            return
 
 
 def _check_budget(spec: JobSpec, report: CompileReport, force: bool) -> None:
@@ -522,10 +539,10 @@ async def submit_job_async(
     if isinstance(spec.output_path, str):
         check_url(spec.output_path)
     with Guard(home) as guard, Ledger(home) as ledger:
-        guard.run_id = run_id = run_id or _new_run_id(ledger, spec.name)
-        if spec.attachments:
-            guard.before_run = "interrupted; no batch was created (attachments uploaded so far are reused next time)"
-        with ledger.lock(run_id):
+        with _locked_run_id(ledger, run_id, spec.name) as run_id:
+            guard.run_id = run_id
+            if spec.attachments:
+                guard.before_run = "interrupted; no batch was created (attachments uploaded so far are reused next time)"
             if ledger.has_run(run_id):
                 run = ledger.run(run_id)
                 if run.spec_path != spec.path:

@@ -8,9 +8,12 @@ import signal
 import subprocess
 import sys
 from collections.abc import Callable
+from contextlib import ExitStack
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import orjson
 from click.testing import Result
 from helpers import read_rows
 
@@ -75,6 +78,24 @@ def test_every_api_call_of_a_submit_passes_one_limiter(make_job, tmp_path, emula
     assert len(facades) == 1
     assert facades[0].acquired == calls
     assert calls >= 1 + PDFS + 1 + 1 + 1 + PDFS, "model, uploads, request file, create, poll(s), results, deletes"
+
+
+def test_a_generated_run_id_another_process_holds_gets_the_next_number(make_job, run_cli: Callable[..., Result], isolated_env):
+    """Two cron pods submitting one job in the same second: the second gets a run of its own
+    (`-2`), rather than exiting 75 on the first one's lock or continuing the first one's run."""
+    job = make_job([{"id": "r-1", "text": "fine"}], name="nightly")
+    now = datetime.now(UTC)
+    seconds = [(now + timedelta(seconds=k)).strftime("%Y%m%dT%H%M%SZ") for k in range(-1, 60)]
+
+    with ExitStack() as other_pod:
+        for second in seconds:
+            other_pod.enter_context(run_lock(isolated_env, f"nightly-{second}"))
+        result = run_cli("--json", "submit", job.spec, "--detach")
+
+    assert result.exit_code == 4, result.stderr
+    run_id = orjson.loads(result.stdout)["run"]["id"]
+    assert any(run_id == f"nightly-{second}-2" for second in seconds), run_id
+    assert "continuing" not in result.stderr
 
 
 def test_cancel_takes_the_runs_lock(make_job, run_cli: Callable[..., Result], tmp_path, monkeypatch):
