@@ -14,13 +14,15 @@ import difflib
 import os
 import re
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 import jsonschema
 import yaml
 from pydantic import (
+    Discriminator,
     Field,
     PrivateAttr,
+    Tag,
     ValidationError,
     ValidationInfo,
     field_validator,
@@ -83,6 +85,21 @@ class CacheSpec(_Strict):
         return value
 
 
+def _cache_tag(value: Any) -> str | None:
+    if isinstance(value, bool):
+        return "switch"
+    return "settings" if isinstance(value, dict | CacheSpec) else None
+
+
+# Told apart by shape, so a mistake in `{max_age: ...}` is reported once, not also as "not a boolean".
+CacheSetting = Annotated[
+    Annotated[bool, Tag("switch")] | Annotated[CacheSpec, Tag("settings")],
+    Discriminator(
+        _cache_tag, custom_error_type="cache_type", custom_error_message="should be true, false or {max_age: AGE}, such as {max_age: 7d}"
+    ),
+]
+
+
 def _resolve(value: Path, info: ValidationInfo) -> Path:
     base = info.data.get("path")
     value = value.expanduser()
@@ -117,7 +134,7 @@ class JobSpec(_Strict):
     pricing: Pricing | None = None
     retry: RetryPolicy = Field(default_factory=RetryPolicy)
     poll: PollSettings = Field(default_factory=PollSettings)
-    cache: bool | CacheSpec = True  # the answer cache (DESIGN §10)
+    cache: CacheSetting = True  # the answer cache (DESIGN §10)
     prompt_cache: Literal["auto", "off"] = "auto"  # mark the shared prefix with cache_control when long enough
 
     _lines: dict[tuple[str | int, ...], int] = PrivateAttr(default_factory=dict)

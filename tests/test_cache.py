@@ -197,6 +197,14 @@ def test_a_bad_max_age_names_its_line(make_job, run_cli):
     result = run_cli("validate", job.spec)
     assert result.exit_code == 2
     assert "job.yaml:" in result.stderr and "cache.max_age" in result.stderr and "7d" in result.stderr
+    assert "boolean" not in result.stderr, "one mistake, one message: a mapping is not also checked as true/false"
+
+
+def test_a_cache_setting_of_another_shape_says_what_it_takes(make_job, run_cli):
+    job = make_job(reviews(2), extra="cache: weekly\n")
+    result = run_cli("validate", job.spec)
+    assert result.exit_code == 2
+    assert "`cache` should be true, false or {max_age: AGE}" in result.stderr and "job.yaml:" in result.stderr
 
 
 def test_the_key_of_a_compiled_line_is_the_key_of_its_canonical_params(make_job, tmp_path):
