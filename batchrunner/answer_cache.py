@@ -23,8 +23,8 @@ from batchrunner.client import DEFAULT_URL, ResolvedBackend, resolve_backend
 from batchrunner.errors import InputError
 from batchrunner.crashpoints import crashpoint
 from batchrunner.ledger import Ledger, PlannedRequest, ledger_exists
-from batchrunner.ledger.cache import CACHED, LOOKUP_KEYS, SENT, SHARED
-from batchrunner.ledger.database import utcnow
+from batchrunner.ledger.cache import CACHED, SENT, SHARED
+from batchrunner.ledger.database import LOOKUP_KEYS, utcnow
 from batchrunner.request_key import backend_scope, compiled_key
 
 if TYPE_CHECKING:

@@ -7,16 +7,14 @@ types, `INSERT ... ON CONFLICT`, timestamps as ISO text computed in Python.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
-from itertools import islice
+from collections.abc import Iterable
 from typing import Any
 
 from batchrunner.errors import BatchrunnerError
 from batchrunner.ledger.batches import Batch
-from batchrunner.ledger.database import Database, utcnow
+from batchrunner.ledger.database import LOOKUP_KEYS, Database, chunks, utcnow
 from batchrunner.ledger.runs import Run
 
-LOOKUP_KEYS = 500  # keys per lookup query: well under every SQL engine's parameter limit
 PLAN_CHUNK = 20_000  # planned requests registered per statement: a few MB of them in memory
 CACHED_BATCH_PK = 0  # a cached row's results.batch_pk: no batch of this run made its answer
 
@@ -29,19 +27,13 @@ SENT, SHARED, CACHED = b"S", b"D", b"C"
 PlannedRequest = tuple[bytes, str, str]
 
 
-def _chunks(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
-    iterator = iter(items)
-    while chunk := list(islice(iterator, size)):
-        yield chunk
-
-
 class CacheTable(Database):
     def cached_keys(self, scope: str, keys: list[str], since: str | None) -> set[str]:
         """Which of these keys have an answer in this scope, stored at or after `since` (ISO time).
         Keys only: without `since` the cache's primary key answers, and no answer is read."""
         found: set[str] = set()
         age = "" if since is None else " AND created_at >= ?"
-        for chunk in _chunks(dict.fromkeys(keys), LOOKUP_KEYS):
+        for chunk in chunks(dict.fromkeys(keys), LOOKUP_KEYS):
             marks = ",".join("?" * len(chunk))
             rows = self.db.execute(
                 f"SELECT request_key FROM answer_cache WHERE scope = ?{age} AND request_key IN ({marks})",
@@ -59,7 +51,7 @@ class CacheTable(Database):
         columns = ("seq", "custom_id", "request_key")
         run = {"run_pk": run_pk}
         total = 0
-        for chunk in _chunks(planned, PLAN_CHUNK):
+        for chunk in chunks(planned, PLAN_CHUNK):
             cached = [(total + i, custom_id, key) for i, (kind, custom_id, key) in enumerate(chunk) if kind == CACHED]
             if cached:
                 self.store.insert_many(db, "requests", columns, cached, constants=run)

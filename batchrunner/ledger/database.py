@@ -12,6 +12,7 @@ import sqlite3
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from datetime import UTC, datetime, timedelta
+from itertools import islice
 from pathlib import Path
 from typing import Any, Protocol, Self
 
@@ -19,6 +20,16 @@ from batchrunner.crashpoints import failpoint
 from batchrunner.ledger.location import Location, locate
 
 STORAGE_ERRORS: tuple[type[Exception], ...] = (sqlite3.Error,)  # what the ledger's storage raises, for callers that may not import it
+
+
+LOOKUP_KEYS = 500  # values per `IN (...)` lookup: well under every SQL engine's parameter limit
+
+
+def chunks(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
+    """Lists of at most `size` items, in order: one statement each, memory bounded."""
+    iterator = iter(items)
+    while chunk := list(islice(iterator, size)):
+        yield chunk
 
 
 def utcnow(ago: timedelta = timedelta()) -> str:

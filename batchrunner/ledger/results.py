@@ -8,7 +8,7 @@ from operator import itemgetter
 from typing import Any, NamedTuple
 
 from batchrunner.ledger.batches import Batch
-from batchrunner.ledger.database import Database
+from batchrunner.ledger.database import LOOKUP_KEYS, Database, chunks
 from batchrunner.ledger.runs import Run
 
 RESULTS_CHUNK_ROWS = 100_000  # a whole batch
@@ -64,13 +64,7 @@ class ResultsTable(Database):
 
     def positions(self, run: Run, custom_ids: Iterable[str]) -> dict[str, int]:
         """Input positions (seq) of these custom_ids; unknown ids are left out."""
-        query = "SELECT seq FROM requests WHERE run_pk = ? AND custom_id = ?"
-        found = {}
-        for custom_id in custom_ids:
-            row = self.db.execute(query, (run.pk, custom_id)).fetchone()
-            if row is not None:
-                found[custom_id] = row[0]
-        return found
+        return {custom_id: seq for seq, custom_id in self._requests_by_custom_id(run, "q.seq, q.custom_id", "", custom_ids)}
 
     def apply_results(self, run: Run, batch: Batch, results: Iterable[PlacedResult]) -> None:
         """Join results into the run's results table; safe to repeat after a crash halfway.
@@ -198,16 +192,20 @@ class ResultsTable(Database):
         return picked
 
     def requests_by_custom_id(self, run: Run, custom_ids: Iterable[str]) -> list[tuple[int, str, str]]:
-        """(seq, custom_id, status) for the given ids, an unusable answer's status being its
-        error type (output_invalid); unknown ids are left out."""
-        query = (
-            "SELECT q.seq, q.custom_id, CASE WHEN r.status = 'succeeded' AND r.error_type IS NOT NULL"
-            " THEN r.error_type ELSE coalesce(r.status, 'pending') END FROM requests q"
-            " LEFT JOIN results r ON r.run_pk = q.run_pk AND r.seq = q.seq WHERE q.run_pk = ? AND q.custom_id = ?"
+        """(seq, custom_id, status) for the given ids in input order, an unusable answer's status
+        being its error type (output_invalid); unknown ids are left out."""
+        status = (
+            "CASE WHEN r.status = 'succeeded' AND r.error_type IS NOT NULL THEN r.error_type"
+            " ELSE coalesce(r.status, 'pending') END"
         )
-        found = []
-        for custom_id in custom_ids:
-            row = self.db.execute(query, (run.pk, custom_id)).fetchone()
-            if row is not None:
-                found.append((row[0], row[1], row[2]))
-        return sorted(found)
+        joined = " LEFT JOIN results r ON r.run_pk = q.run_pk AND r.seq = q.seq"
+        return sorted((row[0], row[1], row[2]) for row in self._requests_by_custom_id(run, f"q.seq, q.custom_id, {status}", joined, custom_ids))
+
+    def _requests_by_custom_id(self, run: Run, columns: str, joined: str, custom_ids: Iterable[str]) -> Iterator[Any]:
+        """The run's requests with these ids, LOOKUP_KEYS ids a query (a retry of 10,000 ids on a
+        remote PostgreSQL is 20 round trips, not 10,000)."""
+        for chunk in chunks(dict.fromkeys(custom_ids), LOOKUP_KEYS):
+            marks = ",".join("?" * len(chunk))
+            yield from self.db.execute(
+                f"SELECT {columns} FROM requests q{joined} WHERE q.run_pk = ? AND q.custom_id IN ({marks})", (run.pk, *chunk)
+            ).fetchall()
