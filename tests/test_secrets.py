@@ -205,19 +205,25 @@ def test_a_crash_with_a_traceback_leaks_nothing(tool: Tool, server: EmulatorServ
     assert tool.scan.hits == [] and tool.scan.loose_modes == []
 
 
+def ledger_owned_by_a_new_role(pg_server: str, pg_ledger: str, password: str) -> tuple[str, str, str]:
+    """A login role with this password that owns the test's ledger database: (its ledger URL, role, database)."""
+    role = f"runner_{secrets.token_hex(4)}"
+    database = pg_ledger.rpartition("/")[2]
+    with psycopg.connect(pg_server, autocommit=True) as admin:
+        admin.execute(f"CREATE ROLE {role} LOGIN PASSWORD '{password}'".encode())
+        admin.execute(f'ALTER DATABASE "{database}" OWNER TO {role}'.encode())
+    return f"postgresql://{role}:{password}@{pg_ledger.partition('@')[2]}", role, database
+
+
 def test_a_ledger_password_appears_in_no_output_file_or_ledger_row(
     tmp_path: Path, canary: str, server: EmulatorServer, make_job: Callable, pg_server: str, pg_ledger: str
 ) -> None:
     """The password of a postgresql:// ledger, given on the command line and in BATCHRUNNER_LEDGER,
     through a run under -v and the SDK's debug log, a refused password and an unreachable server."""
     password = f"pgpw-CANARY-{secrets.token_hex(16)}"
-    role = f"runner_{secrets.token_hex(4)}"
-    database = pg_ledger.rpartition("/")[2]
-    with psycopg.connect(pg_server, autocommit=True) as admin:
-        admin.execute(f"CREATE ROLE {role} LOGIN PASSWORD '{password}'".encode())
-        admin.execute(f'ALTER DATABASE "{database}" OWNER TO {role}'.encode())
+    url, role, database = ledger_owned_by_a_new_role(pg_server, pg_ledger, password)
     host_and_db = pg_ledger.partition("@")[2]
-    url, wrong = (f"postgresql://{role}:{secret}@{host_and_db}" for secret in (password, password + "-wrong"))
+    wrong = f"postgresql://{role}:{password}-wrong@{host_and_db}"
     tool = Tool(tmp_path, canary, Scan(password.encode()))
     job = make_job(reviews(6), batch_size=3)
     env = tool.env(server.base_url, BATCHRUNNER_DEBUG="1")
@@ -305,12 +311,7 @@ def test_a_ledger_password_and_store_credentials_on_two_hosts_leak_nowhere(
     host B (another home) watches and collects, under -v and the SDKs' debug logs: the secret is
     in neither home, no temp file, no stream, no stored object and no ledger row."""
     secret = f"CANARY-{secrets.token_hex(16)}"
-    role = f"runner_{secrets.token_hex(4)}"
-    database = pg_ledger.rpartition("/")[2]
-    with psycopg.connect(pg_server, autocommit=True) as admin:
-        admin.execute(f"CREATE ROLE {role} LOGIN PASSWORD '{secret}'".encode())
-        admin.execute(f'ALTER DATABASE "{database}" OWNER TO {role}'.encode())
-    url = f"postgresql://{role}:{secret}@{pg_ledger.partition('@')[2]}"
+    url, _, database = ledger_owned_by_a_new_role(pg_server, pg_ledger, secret)
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", secret)
     monkeypatch.setenv("AWS_SESSION_TOKEN", secret)
     scan = Scan(secret.encode())
