@@ -38,7 +38,7 @@ from batchrunner.errors import (
     RunLocked,
     StillRunning,
 )
-from batchrunner.ledger import Batch, Ledger, Run
+from batchrunner.ledger import Batch, Ledger, NewRun, Run
 from batchrunner.paths import is_url, masked, same_target, shown, shown_target
 from batchrunner.poll import Polled, wait_until_ended
 from batchrunner.pricing import batch_cost_usd
@@ -328,17 +328,19 @@ async def _prepare_run(
             for count, name in enumerate((ROWS_NAME, *(s.path.name for s in report.shards if s.path is not None)), 1):
                 failpoint("store.publish", count)  # tests: the store failing after some of the files are up
                 await asyncio.to_thread(data.publish, name, run_dir / name)
-        run = ledger.create_run(
+        new = NewRun(
             run_id=run_id,
             job_name=spec.name,
             spec_path=spec.path,
             output_path=spec.output_path or (run_dir / OUTPUT_NAME if remote is None else f"{remote}/{OUTPUT_NAME}"),
-            run_dir=run_dir,
-            store=remote,
+            store=remote or run_dir,
             backend=session.backend.name,
             base_url=session.backend.base_url,
             model=spec.model,
             settings=spec.run_settings(),
+        )
+        run = ledger.create_run(
+            new,
             shards=[
                 (s.index, None if planner.skipped else s.first_seq, s.path.name, s.requests, s.bytes)
                 for s in report.shards

@@ -64,7 +64,7 @@ def result_line(custom_id: str, rng: random.Random) -> bytes:
 
 def build(folder: Path, rows: int) -> None:
     """A run as compile + the API would leave it; every batch already ended and downloaded."""
-    from batchrunner.ledger import Ledger
+    from batchrunner.ledger import Ledger, NewRun
     from batchrunner.spec import RunSettings
 
     rng = random.Random(7)
@@ -85,15 +85,17 @@ def build(folder: Path, rows: int) -> None:
                 results.writelines(result_line(cid, rng) + b"\n" for cid in ids)
     with Ledger(folder / "home") as ledger:
         run = ledger.create_run(
-            run_id="bench",
-            job_name="bench",
-            spec_path=folder / "job.yaml",
-            output_path=folder / "out.jsonl",
-            run_dir=run_dir,
-            backend="local",
-            base_url=None,
-            model="claude-haiku-4-5",
-            settings=RunSettings(output_schema={"type": "object", "properties": {"label": {"enum": list(LABELS)}}}),
+            NewRun(
+                run_id="bench",
+                job_name="bench",
+                spec_path=folder / "job.yaml",
+                output_path=folder / "out.jsonl",
+                store=run_dir,
+                backend="local",
+                base_url=None,
+                model="claude-haiku-4-5",
+                settings=RunSettings(output_schema={"type": "object", "properties": {"label": {"enum": list(LABELS)}}}),
+            ),
             shards=shards,
             custom_ids=(f"r-{i}" for i in range(rows)),
         )
@@ -136,7 +138,7 @@ def sdk_comparison(n: int) -> None:
     from batchrunner.client import Api, AsyncApi, ResolvedBackend
     from batchrunner.collect import collect_batch
     from batchrunner.emulator import EmulatorConfig, start_in_thread
-    from batchrunner.ledger import Ledger
+    from batchrunner.ledger import Ledger, NewRun
     from batchrunner.spec import RunSettings
 
     with tempfile.TemporaryDirectory() as tmp, start_in_thread(
@@ -180,15 +182,17 @@ def sdk_comparison(n: int) -> None:
                 (run_dir / name).write_bytes((source / name).read_bytes())
             with Ledger(home) as ledger:
                 run = ledger.create_run(
-                    run_id=run_id,
-                    job_name="sdk",
-                    spec_path=folder / "job.yaml",
-                    output_path=home / "out.jsonl",
-                    run_dir=run_dir,
-                    backend="anthropic",
-                    base_url=server.base_url,
-                    model="claude-haiku-4-5",
-                    settings=RunSettings(),
+                    NewRun(
+                        run_id=run_id,
+                        job_name="sdk",
+                        spec_path=folder / "job.yaml",
+                        output_path=home / "out.jsonl",
+                        store=run_dir,
+                        backend="anthropic",
+                        base_url=server.base_url,
+                        model="claude-haiku-4-5",
+                        settings=RunSettings(),
+                    ),
                     shards=[(0, 0, "requests-000.jsonl", n, 0)],
                     custom_ids=(f"r-{i}" for i in range(n)),
                 )

@@ -13,7 +13,7 @@ from helpers import read_rows
 
 from batchrunner.collect import AnswerParser, archive_warning, collect_batch, positions, result_row, write_output
 from batchrunner.errors import BatchrunnerError
-from batchrunner.ledger import Batch, Ledger, Run
+from batchrunner.ledger import Batch, Ledger, NewRun, Run
 from batchrunner.spec import RunSettings
 
 REMOTE = {
@@ -74,15 +74,17 @@ def make_run(ledger: Ledger, tmp_path: Path, n: int, shards: int = 1) -> Run:
         (run_dir / name).write_bytes(body)
         shard_rows.append((index, index * per, name, len(part), len(body)))
     return ledger.create_run(
-        run_id="r1",
-        job_name="t",
-        spec_path=tmp_path / "job.yaml",
-        output_path=tmp_path / "out.jsonl",
-        run_dir=run_dir,
-        backend="local",
-        base_url=None,
-        model="claude-haiku-4-5",
-        settings=RunSettings(),
+        NewRun(
+            run_id="r1",
+            job_name="t",
+            spec_path=tmp_path / "job.yaml",
+            output_path=tmp_path / "out.jsonl",
+            store=run_dir,
+            backend="local",
+            base_url=None,
+            model="claude-haiku-4-5",
+            settings=RunSettings(),
+        ),
         shards=shard_rows,
         custom_ids=(r["id"] for r in rows),
     )

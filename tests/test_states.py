@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from batchrunner.errors import EXIT_ERROR, IllegalTransition
-from batchrunner.ledger import Batch, Ledger
+from batchrunner.ledger import Batch, Ledger, NewRun
 from batchrunner.spec import RunSettings
 from batchrunner.states import TRANSITIONS, BatchState, ProcessingStatus, RunState
 
@@ -76,15 +76,17 @@ def path_to(state: BatchState) -> list[BatchState]:
 
 def new_batch(home: Path, ledger: Ledger) -> Batch:
     run = ledger.create_run(
-        run_id="r1",
-        job_name="t",
-        spec_path=home / "job.yaml",
-        output_path=home / "out.jsonl",
-        run_dir=home / "runs" / "r1",
-        backend="local",
-        base_url=None,
-        model="claude-haiku-4-5",
-        settings=RunSettings(),
+        NewRun(
+            run_id="r1",
+            job_name="t",
+            spec_path=home / "job.yaml",
+            output_path=home / "out.jsonl",
+            store=home / "runs" / "r1",
+            backend="local",
+            base_url=None,
+            model="claude-haiku-4-5",
+            settings=RunSettings(),
+        ),
         shards=[(0, 0, "requests-000.jsonl", 2, 100)],
         custom_ids=["a", "b"],
     )

@@ -31,11 +31,10 @@ from batchrunner.ledger.database import STORAGE_ERRORS
 from batchrunner.ledger.location import LEDGER_FILE, locate
 from batchrunner.ledger.lock import run_lock
 from batchrunner.ledger.results import RESULT_STATUSES, PlacedResult, ResultRow, ResultsTable
-from batchrunner.ledger.runs import Run, RunsTable
-from batchrunner.run_settings import RunSettings
+from batchrunner.ledger.runs import NewRun, Run, RunsTable
 
 __all__ = [
-    "LEDGER_FILE", "RESULT_STATUSES", "STORAGE_ERRORS", "Batch", "Ledger", "PlacedResult", "PlannedRequest",
+    "LEDGER_FILE", "RESULT_STATUSES", "STORAGE_ERRORS", "Batch", "Ledger", "NewRun", "PlacedResult", "PlannedRequest",
     "ResultRow", "Run", "known_run_ids", "ledger_exists", "run_lock",
 ]
 
@@ -46,42 +45,21 @@ class Ledger(RunsTable, BatchesTable, ResultsTable, AttachmentsTable, CacheTable
 
     def create_run(
         self,
+        new: NewRun,
         *,
-        run_id: str,
-        job_name: str,
-        spec_path: Path,
-        output_path: Path | str,
-        run_dir: Path,
-        backend: str,
-        base_url: str | None,
-        model: str,
-        settings: RunSettings,
         shards: Iterable[tuple[int, int | None, str, int, int]],
         custom_ids: Iterable[str] = (),
         planned: Iterable[PlannedRequest] | None = None,
         scope: str = "",
         attachments: Iterable[tuple[str, str, str]] = (),
         keep_attachments: bool = True,
-        store: str | None = None,
     ) -> Run:
         """Register a compiled run, its first-attempt batches, every request (`custom_ids`, or
         `planned` with their keys and shared requests, the cached ones answered from the cache of
         backend `scope`) and the files its requests attach ((sha256, backend_key, file_id)), in
-        one transaction. `store` is the URL of the run's folder in an object store, recorded in
-        place of `run_dir` (then only a spool)."""
+        one transaction."""
         with self.transaction() as db:
-            run_pk = self._insert_run(
-                db,
-                run_id=run_id,
-                job_name=job_name,
-                spec_path=spec_path,
-                output_path=output_path,
-                store=store or str(run_dir),
-                backend=backend,
-                base_url=base_url,
-                model=model,
-                settings=settings,
-            )
+            run_pk = self._insert_run(db, new)
             self._insert_batches(db, run_pk, 1, shards)
             if planned is None:
                 total = self._insert_requests(db, run_pk, custom_ids)
@@ -89,7 +67,7 @@ class Ledger(RunsTable, BatchesTable, ResultsTable, AttachmentsTable, CacheTable
                 total = self._insert_plan(db, run_pk, scope, planned)
             self._insert_run_attachments(db, run_pk, attachments, keep_attachments)
             self._set_requests(db, run_pk, total)
-        return self.run(run_id)
+        return self.run(new.run_id)
 
 
 def known_run_ids(home: Path) -> list[str]:

@@ -30,6 +30,21 @@ class Run:
     output_written_at: str | None
 
 
+@dataclass(frozen=True)
+class NewRun:
+    """What a run is registered with, before it has a key, requests or batches."""
+
+    run_id: str
+    job_name: str
+    spec_path: Path
+    output_path: Path | str  # str: an object store URL
+    store: Path | str  # the run's local folder, or its object store URL (then run_dir is a spool)
+    backend: str
+    base_url: str | None
+    model: str
+    settings: RunSettings
+
+
 def _location(value: str) -> Path | str:
     """A local path, or an object store URL kept as written (a Path would fold its `//`)."""
     return value if is_url(value) else Path(value)
@@ -56,34 +71,21 @@ def _run(row: Any, home: Path) -> Run:
 
 
 class RunsTable(Database):
-    def _insert_run(
-        self,
-        db: Any,
-        *,
-        run_id: str,
-        job_name: str,
-        spec_path: Path,
-        output_path: Path | str,
-        store: str,
-        backend: str,
-        base_url: str | None,
-        model: str,
-        settings: RunSettings,
-    ) -> int:
+    def _insert_run(self, db: Any, new: NewRun) -> int:
         """A new run with no requests counted yet (`_set_requests` counts them once they are in)."""
         cursor = db.execute(
             "INSERT INTO runs (id, job_name, spec_path, output_path, run_dir, backend, base_url, model,"
             " requests, settings, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?) RETURNING pk",
             (
-                run_id,
-                job_name,
-                str(spec_path),
-                str(output_path),
-                store,
-                backend,
-                base_url,
-                model,
-                settings.encode(),
+                new.run_id,
+                new.job_name,
+                str(new.spec_path),
+                str(new.output_path),
+                str(new.store),
+                new.backend,
+                new.base_url,
+                new.model,
+                new.settings.encode(),
                 utcnow(),
             ),
         )
