@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import mimetypes
+import os
 from collections.abc import Awaitable, Callable
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any, BinaryIO
 
 from batchrunner.atomic import atomic_writer
-from batchrunner.client import Api, backoff
+from batchrunner.client import Api, backoff, connect as connect_backend, resolve_backend
 from batchrunner.errors import ApiError, InputError, NotDownloadable, NotFound, ServerDataLost, TooLarge
 
 MAX_UPLOAD_BYTES = 500 * 1024 * 1024  # the Files API's limit per file
@@ -25,6 +27,12 @@ DEFAULT_PURPOSE = "user_data"
 DEFAULT_LIMIT = 20
 # Types the standard table may not know; everything else comes from `mimetypes`.
 MIME_TYPES = {".jsonl": "application/jsonl", ".md": "text/markdown"}
+
+
+def connect(home: Path, *, backend: str | None = None) -> AbstractContextManager[Api]:
+    """An `Api` for these calls, closed on leaving: `backend` is "anthropic", "local" or None (auto,
+    as the CLI: anthropic when ANTHROPIC_API_KEY is set); `local` keeps its files under `home`."""
+    return connect_backend(resolve_backend(backend, None, os.environ), home)
 
 
 def mime_type(path: Path) -> str:

@@ -22,6 +22,8 @@ from pathlib import Path
 
 import pytest
 
+from batchrunner.catalog import Catalog
+
 REPO = Path(__file__).resolve().parent.parent
 BLOCK = re.compile(r"^```console\n(.*?)^```", re.S | re.M)
 EXIT = re.compile(r"#\s*exit (\d+)\s*$")
@@ -167,6 +169,25 @@ def test_the_readme_notebook_example_runs_as_written(clone):
     code, rows, counts = printed.split(" ", 2)
     assert (code, rows) == ("0", "40")
     assert sum(ast.literal_eval(counts).values()) == 40
+
+
+def test_every_model_the_readme_puts_in_a_job_is_one_the_api_still_serves():
+    readme = (REPO / "README.md").read_text()
+    named = set(re.findall(r"^\s*model[:=] ?\"?([a-z0-9.-]+)", "\n".join(re.findall(r"^```(?:yaml|python)\n(.*?)^```", readme, re.S | re.M)), re.M))
+    catalog = Catalog.default()
+
+    assert named and {model: getattr(catalog.resolve(model), "lifecycle", "unknown") for model in named} == dict.fromkeys(named, "active")
+
+
+def test_the_readme_files_example_runs_as_written(clone):
+    (block,) = [block for block in LIBRARY_BLOCK.findall((clone / "README.md").read_text()) if "files.connect(" in block]
+    (clone / "report.pdf").write_bytes(b"%PDF-1.4\n% a report\n%%EOF\n")
+
+    printed = run_python(clone, block + "print(meta['filename'], len(every))\n").splitlines()
+
+    assert printed[0].endswith("FileNotDownloadableError"), "an uploaded file cannot be downloaded, as on the API"
+    assert printed[1] == "report.pdf 1"
+    assert not (clone / "copy.pdf").exists()
 
 
 def test_the_readme_airflow_example_runs_and_a_retried_task_continues_its_run(clone, tmp_path):
