@@ -1051,11 +1051,13 @@ def retry(
     from batchrunner.retry import Selection, read_ids_file
 
     app: App = ctx.obj
-    ids = list(custom_ids) + (read_ids_file(ids_file) if ids_file else [])
+    lines = read_ids_file(ids_file) if ids_file else {}
     selection = Selection(
         statuses=None if statuses is None else tuple(part.strip() for part in statuses.split(",") if part.strip()),
         error_types=error_types or None,
-        custom_ids=tuple(ids),
+        custom_ids=tuple(dict.fromkeys((*custom_ids, *lines))),
+        ids_file=ids_file,
+        ids_file_lines=lines,
     )
     progress = Progress(app)
     try:

@@ -8,7 +8,8 @@ stays under the limits its original met.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from batchrunner.atomic import private_folder
@@ -33,11 +34,19 @@ class Selection:
     statuses: tuple[str, ...] | None = None
     error_types: tuple[str, ...] | None = None
     custom_ids: tuple[str, ...] = ()
+    ids_file: Path | None = None  # the --ids-file the ids in `ids_file_lines` were read from
+    ids_file_lines: Mapping[str, int] = field(default_factory=dict)  # custom_id -> its line there
+
+    def named_at(self, custom_id: str) -> tuple[Path | str, int | None]:
+        """Where the user named this id, for an error: its --ids-file line, or --custom-id."""
+        line = self.ids_file_lines.get(custom_id)
+        return ("--custom-id", None) if self.ids_file is None or line is None else (self.ids_file, line)
 
 
-def read_ids_file(path: Path) -> list[str]:
-    """One custom_id per line; blank lines, `#` comment lines and trailing `# comments` are skipped."""
-    ids = []
+def read_ids_file(path: Path) -> dict[str, int]:
+    """One custom_id per line, in order, each with the line it is first on; blank lines, `#`
+    comment lines and trailing `# comments` are skipped."""
+    ids: dict[str, int] = {}
     with path.open("rb") as handle:
         for number, raw in enumerate(handle, start=1):
             try:
@@ -45,7 +54,7 @@ def read_ids_file(path: Path) -> list[str]:
             except UnicodeDecodeError:
                 raise InputError([Problem(path, number, "is not UTF-8 text; write one custom_id per line")]) from None
             if line:
-                ids.append(line)
+                ids.setdefault(line, number)
     return ids
 
 
@@ -56,10 +65,10 @@ def select(ledger: Ledger, run: Run, selection: Selection) -> list[int]:
         problems = []
         for custom_id in selection.custom_ids:
             if custom_id not in found:
-                problems.append(Problem("--custom-id", None, f"{custom_id!r} is not a request of run {run.id}"))
+                problems.append(Problem(*selection.named_at(custom_id), f"{custom_id!r} is not a request of run {run.id}"))
             elif found[custom_id][1] == "succeeded":
                 problems.append(
-                    Problem("--custom-id", None, f"{custom_id!r} already succeeded; a retry never replaces a success")
+                    Problem(*selection.named_at(custom_id), f"{custom_id!r} already succeeded; a retry never replaces a success")
                 )
         if problems:
             raise InputError(problems[:20], more=max(0, len(problems) - 20))

@@ -75,6 +75,19 @@ def test_retry_refuses_unknown_or_succeeded_ids_with_exit_2(make_job, run_cli):
     assert "'r-1' already succeeded" in result.stderr
 
 
+def test_an_unknown_id_in_an_ids_file_is_named_at_its_line(make_job, run_cli, tmp_path):
+    job = make_job(mixed_rows())
+    run_id = orjson.loads(run_cli("--json", "submit", job.spec).stdout)["run"]["id"]
+    ids = tmp_path / "ids.txt"
+    ids.write_text("r-2\n# from yesterday's log\nr-99\n")
+
+    result = run_cli("retry", run_id, "--ids-file", ids, "--custom-id", "r-1")
+
+    assert result.exit_code == 2
+    assert f"{ids}:3: 'r-99' is not a request of run {run_id}" in result.stderr
+    assert "--custom-id: 'r-1' already succeeded" in result.stderr
+
+
 def test_the_spec_retry_policy_retries_on_its_own(make_job, run_cli):
     job = make_job(mixed_rows(), extra="retry: {max_attempts: 2}\n")
 
