@@ -163,7 +163,8 @@ def test_a_ledger_that_cannot_be_reached_exits_1_with_its_password_masked(tmp_pa
     done = host(tmp_path, env, "-v", "--ledger", url, "status")
 
     assert done.returncode == 1, done.stderr
-    assert "cannot open the ledger postgresql://runner:***@127.0.0.1:1/ledger" in done.stderr
+    (error,) = [line for line in done.stderr.splitlines() if line.startswith("error:")]
+    assert "cannot open the ledger postgresql://runner:***@127.0.0.1:1/ledger" in error and "Is the server running" in error, done.stderr
     assert "hunter2" not in done.stderr + done.stdout and "Traceback" not in done.stderr
 
 

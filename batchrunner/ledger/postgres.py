@@ -134,7 +134,7 @@ class PostgresStore:
         try:
             self.connection = psycopg.connect(location.url, autocommit=True, application_name="batchrunner")
         except psycopg.Error as exc:
-            reason = str(exc).strip()
+            reason = " ".join(part.strip() for part in str(exc).splitlines() if part.strip())  # one line, as every error
             if secret:
                 reason = reason.replace(secret, "***")
             raise BatchrunnerError(f"cannot open the ledger {location.shown}: {reason}") from None
