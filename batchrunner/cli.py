@@ -324,11 +324,9 @@ def _complete_run(ctx: click.Context, param: click.Parameter, incomplete: str) -
 # checking a job
 
 
-def _usd(amount: float) -> str:
-    return f"${amount:,.4f}" if amount < 1 else f"${amount:,.2f}"
-
-
 def _validate_text(job: Path, report: CompileReport) -> str:
+    from batchrunner.pricing import usd
+
     shards = report.shards
     lines = [f"{job}: valid · {report.requests:,} requests in {len(shards)} shard{'s' if len(shards) != 1 else ''}"]
     lines += [f"  shard {s.index:03d}: {s.requests:,} requests, {s.bytes:,} bytes" for s in shards[:10]]
@@ -337,7 +335,7 @@ def _validate_text(job: Path, report: CompileReport) -> str:
     if report.cost_low_usd is None or report.cost_high_usd is None:
         cost = f"cost unknown for {report.model} (the catalog has no price for it: add a pricing: block to the spec)"
     else:
-        cost = f"{_usd(report.cost_low_usd)} – {_usd(report.cost_high_usd)} at batch prices ({report.model})"
+        cost = f"{usd(report.cost_low_usd)} – {usd(report.cost_high_usd)} at batch prices ({report.model})"
     lines.append(f"bytes: {report.bytes:,} · estimated input tokens: ~{report.estimated_input_tokens:,}")
     if report.attachments is not None:
         files = report.attachments.distinct()
@@ -347,7 +345,7 @@ def _validate_text(job: Path, report: CompileReport) -> str:
     if report.cache is not None and (report.cache["cached"] or report.cache["duplicates"]):
         c = report.cache
         low, high = c["cost_low_usd"], c["cost_high_usd"]
-        to_send = "cost unknown" if low is None or high is None else f"{_usd(low)} – {_usd(high)}"
+        to_send = "cost unknown" if low is None or high is None else f"{usd(low)} – {usd(high)}"
         lines.append(f"cache: {c['sent']:,} request(s) would be sent ({to_send}); {c['cached']:,} answered from the "
                      f"cache, {c['duplicates']:,} the same as an earlier row's")
     lines += [f"warning: {warning}" for warning in report.warnings]
@@ -468,7 +466,7 @@ def _summary_text(outcome: Outcome) -> str:
     lines = [
         f"run {outcome.run.id}: {outcome.state} · {counts or 'no requests'}",
         f"tokens: {s['input_tokens']:,} in / {s['output_tokens']:,} out · {cost} · "
-        f"{s['polls']} status polls ({s['polls_per_batch']} per batch)",
+        f"{s['polls']} status poll{'s' if s['polls'] != 1 else ''} ({s['polls_per_batch']} per batch)",
     ]
     spared = []
     if s["cached"]:

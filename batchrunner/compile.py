@@ -31,7 +31,7 @@ from batchrunner.attachments import (
 from batchrunner.catalog import Catalog, ModelEntry
 from batchrunner.errors import BudgetExceeded, Problem, RowError, SpecError
 from batchrunner.inputs import SUFFIXES_TEXT, exact_row, input_suffix, read_rows_raw
-from batchrunner.pricing import batch_cost_usd, estimate_tokens
+from batchrunner.pricing import batch_cost_usd, estimate_tokens, usd
 from batchrunner.rules import Violation, check_request, dotted
 from batchrunner.spec import MAX_BATCH_SIZE, JobSpec, load_spec, shown
 from batchrunner.template import InexactNumber, Template, template_sources
@@ -749,7 +749,7 @@ def check_budget(spec: JobSpec, report: CompileReport) -> None:
         raise BudgetExceeded([Problem(
             shown(spec.path),
             line,
-            f"the worst case costs ${report.cost_high_usd:,.2f} at batch prices ({report.requests:,} requests × "
-            f"max_tokens {spec.max_tokens}), over `budget_usd` ${spec.budget_usd:,.2f}: raise the budget, "
+            f"the worst case costs {usd(report.cost_high_usd)} at batch prices ({report.requests:,} requests × "
+            f"max_tokens {spec.max_tokens}), over `budget_usd` {usd(spec.budget_usd)}: raise the budget, "
             "lower max_tokens or split the input",
         )])

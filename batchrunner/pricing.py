@@ -89,6 +89,11 @@ def standard_price(model: str) -> tuple[float, float] | None:
     return None if prices is None else (prices.input, prices.output)
 
 
+def usd(amount: float) -> str:
+    """Dollars as people read them: cents above a dollar, four decimals below (a test job costs $0.0012)."""
+    return f"${amount:,.4f}" if amount < 1 else f"${amount:,.2f}"
+
+
 def batch_cost_usd(
     model: str | ModelEntry,
     input_tokens: int,

@@ -139,7 +139,7 @@ async def submit_pending(api: AsyncApi, ledger: Ledger, run: Run, settings: Subm
                 f"{describe(batch)}: {MAX_CREATES} creates in a row failed without creating anything; "
                 "the API may be failing. Run `batchrunner resume` later"
             )
-        on_event(f"{describe(batch)}: created {batch.batch_id} with {batch.requests} requests")
+        on_event(f"{describe(batch)}: created {batch.batch_id} with {batch.requests} request{'s' if batch.requests != 1 else ''}")
 
 
 def describe(batch: Batch) -> str:

@@ -293,7 +293,7 @@ def test_budget(tmp_path: Path) -> None:
     report = compile_job(spec)
     with pytest.raises(BudgetExceeded) as caught:
         check_budget(spec, report)
-    assert caught.value.problems[0].line == 9 and "over `budget_usd` $0.00" in caught.value.message
+    assert caught.value.problems[0].line == 9 and "over `budget_usd` $0.0001:" in caught.value.message
     with pytest.raises(BudgetExceeded, match="add a `pricing:` block"):
         validate_job(job(tmp_path, reviews(1), SPEC.replace("claude-haiku-4-5", "mystery") + "budget_usd: 5\n").path)
     assert isinstance(validate_job(job(tmp_path, reviews(1), SPEC + "budget_usd: 5\n").path), CompileReport)

@@ -30,7 +30,7 @@ EXIT = re.compile(r"#\s*exit (\d+)\s*$")
 VOLATILE = re.compile(
     r"(?P<id>\b(?:msgbatch|file)_[A-Za-z0-9]+|\b[a-z0-9_-]+-\d{8}T\d{6}Z(?:-\d+)?)"
     r"|(?P<time>\d{4}-\d{2}-\d{2}[ T]\d{2}:\d{2}:\d{2})"
-    r"|(?P<polls>\d+ status polls \([\d.]+ per batch\))"
+    r"|(?P<polls>\d+ status polls? \([\d.]+ per batch\))"
 )
 
 
@@ -71,7 +71,7 @@ class Ids:
             elif m["time"]:
                 parts.append(r"\d{4}-\d{2}-\d{2}[ T]\d{2}:\d{2}:\d{2}")
             else:
-                parts.append(r"\d+ status polls \([\d.]+ per batch\)")
+                parts.append(r"\d+ status polls? \([\d.]+ per batch\)")
             at = m.end()
         parts.append(_literal(promised[at:]))
         return re.compile("".join(parts)), binds
