@@ -8,6 +8,7 @@ reading (`| head -1`) ends the output quietly, never the command.
 
 from __future__ import annotations
 
+import errno
 import math
 import os
 import sys
@@ -978,7 +979,12 @@ def serve(
         app.notice(f"emulator on {base_url} (data in {config.data_dir}); use it with "
                    f"ANTHROPIC_BASE_URL={base_url} ANTHROPIC_API_KEY=anything")
 
-    serve_forever(config, on_ready=ready)
+    try:
+        serve_forever(config, on_ready=ready)
+    except OSError as exc:
+        if exc.errno not in (errno.EADDRINUSE, errno.EADDRNOTAVAIL):  # the port is taken, or the host is not this machine's
+            raise
+        raise BatchrunnerError(f"cannot listen on {host}:{port}: {exc.strerror or exc}; pick another --port (0 takes a free one)") from None
 
 
 @cli.command()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -46,6 +47,18 @@ def test_serve_prints_how_to_use_it_serves_the_sdk_and_stops_cleanly(tmp_path: P
     assert code == 0, log.read_text()
     assert (home / "emulator" / "emulator.sqlite3").exists()
     assert "Traceback" not in log.read_text()
+
+
+def test_serve_on_a_port_in_use_names_the_port_and_exits_1(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = subprocess.run([sys.executable, "-m", "batchrunner", "--home", str(tmp_path), "serve", "--port", str(port)],
+                              capture_output=True, text=True, timeout=60, check=False)  # fmt: skip
+
+    assert done.returncode == 1
+    assert f"error: cannot listen on 127.0.0.1:{port}: Address already in use; pick another --port" in done.stderr
 
 
 @pytest.mark.parametrize(
