@@ -993,12 +993,15 @@ def serve(
 @click.option("--detach", is_flag=True, help="Only reconcile and submit; do not wait (exit 4).")
 @click.pass_context
 def resume(ctx: click.Context, run_id: str | None, all_runs: bool, detach: bool) -> None:
-    """Finish whatever was interrupted: reconcile uncertain creates, submit, wait, collect."""
+    """Finish whatever was interrupted (RUN, default: the latest; or --all): reconcile uncertain
+    creates, submit, wait, collect."""
     from batchrunner import pipeline
 
     app: App = ctx.obj
-    if bool(run_id) == all_runs:
-        raise click.UsageError("name one RUN, or pass --all")
+    if run_id and all_runs:
+        raise click.UsageError("name one RUN, or pass --all, not both")
+    if not run_id and not all_runs:
+        run_id = pipeline.status(None, home=app.home).run.id  # the latest run, as `status` shows
     progress = Progress(app)
     try:
         if run_id:

@@ -107,6 +107,19 @@ def test_keep_request_files_keeps_the_upload_with_its_purpose(make_job, run_cli,
     assert meta.filename.endswith("requests-000.jsonl")
 
 
+def test_resume_without_a_run_finishes_the_latest_one(make_job, run_cli):
+    first, latest = make_job(reviews(2), name="first"), make_job(reviews(3), name="latest")
+    assert run_cli("submit", first.spec, "--detach").exit_code == 4
+    detached = run_cli("--json", "submit", latest.spec, "--detach")
+
+    resumed = run_cli("--json", "resume")
+
+    assert resumed.exit_code == 0, resumed.stderr
+    assert orjson.loads(resumed.stdout)["run"]["id"] == orjson.loads(detached.stdout)["run"]["id"]
+    assert len(read_rows(latest.output)) == 3 and not first.output.exists()
+    assert run_cli("resume", "some-run", "--all").exit_code == 2
+
+
 def test_detach_returns_4_and_a_later_collect_finishes_the_output(make_job, run_cli):
     job = make_job(reviews(12), batch_size=5)
 
