@@ -31,7 +31,7 @@ from batchrunner.errors import (
     Detached,
     Interrupted,
 )
-from batchrunner.states import FINISHED_STATES, RunState
+from batchrunner.states import FINISHED_STATES, BatchState, RunState
 
 if TYPE_CHECKING:
     from batchrunner.compile import CompileReport
@@ -625,12 +625,17 @@ def status(ctx: click.Context, run_id: str | None) -> None:
     app: App = ctx.obj
     outcome = pipeline.status(run_id, home=app.home)
     rows = [
-        f"  attempt {b.attempt} batch {b.shard + 1}: {b.state:<11} {b.batch_id or '-':<34} "
+        f"  attempt {b.attempt} batch {b.shard + 1}: {_batch_state(b):<11} {b.batch_id or '-':<34} "
         + " ".join(f"{k}={v}" for k, v in (b.request_counts or {}).items() if v)
         for b in outcome.batches
     ]
     app.emit(outcome.to_dict(), _summary_text(outcome) + ("\n" + "\n".join(rows) if rows else ""))
     ctx.exit(outcome.exit_code)
+
+
+def _batch_state(batch: Batch) -> str:
+    """A submitted batch being canceled says so (the API's `canceling`); the ledger's state otherwise."""
+    return "canceling" if batch.state == BatchState.SUBMITTED and batch.processing_status == "canceling" else str(batch.state)
 
 
 @cli.command()

@@ -792,8 +792,11 @@ async def cancel_async(run_id: str, *, home: Path, events: Events | None = None)
 
 async def _cancel(session: Session, events: Events) -> Outcome:
     ledger, run = session.ledger, session.current
-    for batch in ledger.batches(run, states=(BatchState.SUBMITTED,)):
+    running = ledger.batches(run, states=(BatchState.SUBMITTED,))
+    for batch in running:
         assert batch.batch_id is not None
         ledger.record_status(batch, await session.api.cancel_batch(batch.batch_id))
         events.notice(f"{batch.batch_id}: cancel requested")
+    if not running:
+        events.notice(f"run {run.id} has no running batch: nothing to cancel")
     return summarize(ledger, run)

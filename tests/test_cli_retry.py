@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import time
@@ -108,8 +109,11 @@ def test_cancel_ends_the_batch_with_partial_results_collected(make_job, run_cli,
 
     assert canceled.exit_code == 0
     assert orjson.loads(canceled.stdout)["batches"][0]["processing_status"] == "canceling"
+    assert re.search(r"attempt 1 batch 1: canceling +msgbatch_", run_cli("status", run_id).stdout)
     watched = run_cli("watch", run_id, "--timeout", "30")
     assert watched.exit_code == 3
+    again = run_cli("cancel", run_id)
+    assert again.exit_code == 0 and f"run {run_id} has no running batch: nothing to cancel" in again.stderr
     assert set(statuses(job.output).values()) <= {"canceled", "succeeded"}
     assert "canceled" in statuses(job.output).values()
 
