@@ -50,7 +50,9 @@ def _aliases(catalog: Catalog, model_id: str) -> tuple[str, ...]:
     return entry.aliases if entry is not None else ()
 
 
-async def live_model(api: AsyncApi, model_id: str, spec_path: Path, notice: Notify) -> ModelEntry | None:
+async def live_model(
+    api: AsyncApi, model_id: str, spec_path: Path, notice: Notify, *, line: int | None = None
+) -> ModelEntry | None:
     """The model as the backend describes it now, with the catalog's prices and extras.
 
     Unknown to the backend: InputError naming the closest ids. Backend unreachable: the catalog's
@@ -63,7 +65,7 @@ async def live_model(api: AsyncApi, model_id: str, spec_path: Path, notice: Noti
     except NotFound:
         closest = await _closest(api, model_id, catalog)
         hint = f"the closest it offers: {', '.join(closest)}" if closest else "see `batchrunner models` for what it offers"
-        raise InputError([Problem(spec_path, None, (
+        raise InputError([Problem(spec_path, line, (
             f"`model: {model_id}`: the backend's Models API does not know this model (404); {hint}. "
             "Nothing was created"
         ))]) from None
@@ -81,11 +83,13 @@ async def live_model(api: AsyncApi, model_id: str, spec_path: Path, notice: Noti
         return known
 
 
-async def live_catalog(api: AsyncApi, model_id: str, spec_path: Path, notice: Notify) -> Catalog:
-    """A catalog of the one model as the backend describes it now, found by the name the spec uses;
-    the packaged catalog if the backend cannot be reached."""
+async def live_catalog(
+    api: AsyncApi, model_id: str, spec_path: Path, notice: Notify, *, line: int | None = None
+) -> Catalog:
+    """A catalog of the one model as the backend describes it now, found by the name the spec uses
+    (at `line` of the spec); the packaged catalog if the backend cannot be reached."""
     catalog = Catalog.default()
-    model = await live_model(api, model_id, spec_path, notice)
+    model = await live_model(api, model_id, spec_path, notice, line=line)
     if model is None or model is catalog.resolve(model_id):
         return catalog
     if model_id != model.id and model_id not in model.aliases:

@@ -276,7 +276,8 @@ async def _check_spec_live(session: Session, spec: JobSpec, events: Events) -> N
     from batchrunner.compile import check_spec_request
     from batchrunner.models import live_catalog
 
-    check_spec_request(spec, await live_catalog(session.api, spec.model, shown(spec.path), events.notice))
+    catalog = await live_catalog(session.api, spec.model, shown(spec.path), events.notice, line=spec.key_line("model"))
+    check_spec_request(spec, catalog)
 
 
 async def _prepare_run(

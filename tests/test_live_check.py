@@ -59,7 +59,7 @@ def test_an_unknown_model_exits_2_naming_the_closest_ids_and_creates_nothing(mak
     result = run_cli("submit", job.spec)
 
     assert result.exit_code == 2, result.output
-    assert "`model: claude-sonnet-5-9`: the backend's Models API does not know this model (404)" in result.stderr
+    assert "job.yaml:2: `model: claude-sonnet-5-9`: the backend's Models API does not know this model (404)" in result.stderr
     assert "the closest it offers: claude-sonnet-5-5, claude-sonnet-5" in result.stderr
     stats = emulator.stats()
     assert (stats["create_attempts"], stats["batches_created"], stats["files_stored"]) == (0, 0, 0)
