@@ -551,6 +551,12 @@ async def submit_job_async(
                 if run.spec_path != spec.path:
                     raise InputError(f"--run-id {run_id} belongs to {run.spec_path}, not {spec.path}")
                 events.notice(f"run {run_id} exists; continuing it")
+                edited = _edited_since(spec, run)
+                if edited:
+                    events.warning(
+                        f"{' and '.join(edited)} changed after run {run_id} was compiled: continuing it sends the "
+                        "requests compiled then; to send the edited job, submit it with another --run-id (or none)"
+                    )
                 with Session.of_run(home, ledger, run) as session:
                     return await _continue(session, detach=detach, timeout=timeout, events=events)
             _warn_about_other_runs(ledger, spec, events)
@@ -584,6 +590,13 @@ async def _submit_new(
     )
     await _drive(session, detach=detach, timeout=timeout, events=events)
     return await _finish(session, events)
+
+
+def _edited_since(spec: JobSpec, run: Run) -> list[str]:
+    """The job's files (spec, input rows) modified after the run was registered from them."""
+    registered = datetime.fromisoformat(run.created_at.replace("Z", "+00:00")).timestamp()
+    files = [path for path in (spec.path, spec.input_path) if path is not None]
+    return [str(shown(path)) for path in files if path.is_file() and path.stat().st_mtime > registered]
 
 
 def _warn_about_other_runs(ledger: Ledger, spec: JobSpec, events: Events) -> None:

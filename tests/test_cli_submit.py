@@ -186,8 +186,22 @@ def test_submitting_again_with_the_same_run_id_continues_instead_of_paying_twice
     again = run_cli("submit", job.spec, "--run-id", "nightly-1")
 
     assert again.exit_code == 0
-    assert "exists; continuing" in again.stderr
+    assert "exists; continuing" in again.stderr and "changed after" not in again.stderr
     assert emulator.stats()["batches_created"] == 1
+
+
+def test_continuing_a_run_whose_spec_was_edited_since_says_the_edit_is_not_sent(make_job, run_cli):
+    job = make_job(reviews(3))
+    assert run_cli("submit", job.spec, "--run-id", "nightly-1").exit_code == 0
+    job.spec.write_text(job.spec.read_text().replace("max_tokens: 32", "max_tokens: 64"))
+    later = time.time() + 5  # as if edited a few seconds after the run, whatever the clock's resolution
+    os.utime(job.spec, (later, later))
+
+    again = run_cli("submit", job.spec, "--run-id", "nightly-1")
+
+    assert again.exit_code == 0
+    assert "job.yaml changed after run nightly-1 was compiled: continuing it sends the requests compiled then" in again.stderr
+    assert "another --run-id" in again.stderr
 
 
 def test_a_budget_below_the_worst_case_stops_before_anything_is_sent(make_job, run_cli, emulator, monkeypatch, isolated_env):
