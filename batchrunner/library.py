@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,7 @@ from batchrunner import settings
 from batchrunner.atomic import atomic_writer
 from batchrunner.errors import InputError, Problem
 from batchrunner.inputs.parquet import json_value
+from batchrunner.paths import shown
 from batchrunner.pipeline import Events, Outcome, submit_job_async
 from batchrunner.session import run_loop
 from batchrunner.spec import JobSpec, validated, with_paths
@@ -89,8 +91,20 @@ async def run_async(
     rows_file = _write_rows(state_home, spec.name, rows)
     try:
         return await submit_job_async(with_paths(spec, input=rows_file), home=state_home, **options)
+    except InputError as exc:
+        raise _as_given_rows(exc, rows_file) from None
     finally:
         rows_file.unlink(missing_ok=True)  # compiled into the run folder, or refused
+
+
+def _as_given_rows(error: InputError, rows_file: Path) -> InputError:
+    """A problem found in the spooled rows file, named as the caller's `rows` (row N, from 1, is
+    its line N) rather than as a temporary file they never wrote."""
+    spooled = {str(rows_file), str(shown(rows_file))}
+    if not any(str(problem.path) in spooled for problem in error.problems):
+        return error
+    problems = [replace(problem, path="rows") if str(problem.path) in spooled else problem for problem in error.problems]
+    return type(error)(problems, more=error.more)
 
 
 def _write_rows(home: Path, name: str, rows: Any) -> Path:

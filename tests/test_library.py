@@ -91,6 +91,17 @@ def test_rows_that_are_not_dicts_are_refused_naming_the_row(isolated_env: Path):
     assert not list((isolated_env / "inputs").iterdir())
 
 
+@pytest.mark.parametrize("as_frame", [False, True], ids=["dicts", "dataframe"])
+def test_a_bad_row_is_named_as_a_row_of_the_rows_given_not_a_temporary_file(isolated_env: Path, as_frame: bool):
+    rows = [{"id": "a", "text": "fine"}, {"id": "b c", "text": "a space in its id"}]
+
+    with pytest.raises(InputError) as caught:
+        batchrunner.run(job(), pd.DataFrame(rows) if as_frame else rows, backend="local")
+
+    assert str(caught.value.problems[0]).startswith("rows:2: "), caught.value.message
+    assert "inputs" not in caught.value.message and ".jsonl" not in caught.value.message
+
+
 def test_a_detached_run_from_memory_is_resumed_from_its_run_folder(isolated_env: Path):
     rows = reviews(15)
     started = batchrunner.run(job(), rows, backend="local", detach=True)
