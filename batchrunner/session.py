@@ -32,6 +32,7 @@ from batchrunner import settings
 from batchrunner.client import AsyncApi, ResolvedBackend, connect, resolve_backend
 from batchrunner.errors import BatchrunnerError, Detached, EventLoopRunning, InputError, Interrupted
 from batchrunner.ledger import STORAGE_ERRORS, Ledger, Run, ledger_exists
+from batchrunner.states import UNSENT_STATES, BatchState
 
 T = TypeVar("T")
 
@@ -159,7 +160,10 @@ def _run(main: Coroutine[Any, Any, T]) -> T:
                 raise KeyboardInterrupt from None
 
 
-def detached_message(run: Run) -> str:
+def detached_message(ledger: Ledger, run: Run) -> str:
+    """What Ctrl-C left: batches the API still works on, or only results to gather."""
+    if not ledger.batches(run, states=(*UNSENT_STATES, BatchState.SUBMITTED)):
+        return f"detached from run {run.id}; its batches have ended. `batchrunner collect {run.id}` writes its output"
     return (
         f"detached from run {run.id}; its batches keep running. Come back with `batchrunner watch {run.id}` "
         f"(or `batchrunner resume {run.id}`), which also submits any batch not sent yet"
@@ -196,5 +200,5 @@ class Guard:
         if self.run_id is not None and ledger_exists(self.home):
             with Ledger(self.home) as ledger:
                 if ledger.has_run(self.run_id):
-                    return Detached(detached_message(ledger.run(self.run_id)))
+                    return Detached(detached_message(ledger, ledger.run(self.run_id)))
         return Interrupted(self.before_run)
