@@ -462,6 +462,7 @@ def _compose(path: Path, text: str) -> tuple[Any, Lines]:
         if node is None:
             raise SpecError([Problem(path, 1, "the spec is empty: start with `name:`, `model:`, `max_tokens:`, ...")])
         composer = _Composer(path, loader)
+        composer.lines[()] = node.start_mark.line + 1  # a missing key is named where the spec's keys begin, past any comments
         data = composer.value(node, ())
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark

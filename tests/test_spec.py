@@ -154,6 +154,7 @@ def test_problems_name_the_line_of_the_key(tmp_path: Path, extra: str, line: int
     ("old", "new", "line", "fragment"),
     [
         ("model: claude-haiku-4-5\n", "", 1, "missing required key `model` (for example `model: claude-haiku-4-5`)"),
+        ("name: demo\nmodel: claude-haiku-4-5\n", "# tonight's labels\n\nname: demo\n", 3, "missing required key `model`"),
         ("max_tokens: 64", "max_tokens: 0", 3, "`max_tokens` should be greater than or equal to 1 (got 0)"),
         ("max_tokens: 64", "max_tokens: lots", 3, "`max_tokens` should be a valid integer (got 'lots')"),
         ("max_tokens: 64", "max_tokens: true", 3, "`max_tokens` should be a valid integer"),
