@@ -168,6 +168,8 @@ CORPUS = [
          files={"rows.txt": ROWS}),
     Case("missing-input-file", edit("rows.jsonl", "nowhere.jsonl"), "job.yaml", 4, "`input` file not found"),
     Case("output-is-input", edit("out/results.jsonl", "rows.jsonl"), "job.yaml", 7, "would overwrite the rows"),
+    Case("output-where-no-folder-can-be-made", edit("out/results.jsonl", "/proc/x/results.jsonl"), "job.yaml", 7,
+         "cannot write the output /proc/x/results.jsonl: /proc is on a system filesystem"),  # root passes os.access there
     # -- the input file: JSONL
     Case("invalid-utf8", BASE, "rows.jsonl", 2, "invalid UTF-8 at byte 24 of the line (byte offset 53",
          files=rows(b'{"id": "r-1", "text": "good"}', b'{"id": "r-2", "text": "\xff"}')),
