@@ -170,6 +170,23 @@ def test_credentials_in_a_store_url_are_refused_and_never_shown(
     assert not (isolated_env / LEDGER_FILE).exists()
 
 
+def test_credentials_in_an_output_url_are_refused_on_its_spec_line_by_validate_and_submit(
+    make_job: Callable[..., Any], run_cli: Callable[..., Result], isolated_env: Path
+) -> None:
+    job = make_job(reviews(2))
+    secret = "wJalrXUtnFEMI-K7MDENG-bPxRfiCYEXAMPLEKEY"
+
+    for url in (f"s3://AKIDEXAMPLE:{secret}@bucket/out.jsonl", f"s3://bucket/out.jsonl?secret_key={secret}"):
+        job.spec.write_text(job.spec.read_text().replace("output: out/results.jsonl", f"output: {url}"))
+        for command in (("validate", job.spec), ("submit", job.spec, "--backend", "local")):
+            refused = run_cli(*command)
+            assert refused.exit_code == 2, refused.stderr
+            assert "job.yaml:7: `output` s3://" in refused.stderr and "credentials do not go in the URL" in refused.stderr
+            assert "***" in refused.stderr and secret not in refused.stdout + refused.stderr
+        job.spec.write_text(job.spec.read_text().replace(f"output: {url}", "output: out/results.jsonl"))
+    assert not (isolated_env / LEDGER_FILE).exists()
+
+
 def test_a_local_store_folder_holds_the_run_folders(
     make_job: Callable[..., Any], run_cli: Callable[..., Result], tmp_path: Path, isolated_env: Path
 ) -> None:

@@ -18,10 +18,10 @@ from typing import Any
 from batchrunner.atomic import atomic_writer, private_folder
 from batchrunner.crashpoints import crashpoint, failpoint
 from batchrunner.errors import BatchrunnerError, InputError
-from batchrunner.paths import has_secret, masked
+from batchrunner.extras import store_url_problem
+from batchrunner.paths import masked
 
 CHUNK = 8 << 20  # S3's multipart parts must be 5 MB or more
-EXTRAS = {"s3": "s3", "s3a": "s3", "gs": "gcs", "gcs": "gcs", "az": "azure", "abfs": "azure", "abfss": "azure"}
 
 
 def _scheme(url: str) -> str:
@@ -29,27 +29,13 @@ def _scheme(url: str) -> str:
 
 
 def _filesystem(url: str) -> Any:
-    """The fsspec filesystem for `url`; a scheme without its extra installed is the user's to fix."""
-    scheme = _scheme(url)
-    extra = EXTRAS.get(scheme)
-    if extra is None:
-        raise InputError(
-            f"{masked(url)}: batchrunner stores run data and output in a local folder or at "
-            f"s3://, gs:// or az:// URLs, not {scheme}://"
-        )
-    if has_secret(url):
-        raise InputError(
-            f"{masked(url)}: credentials do not go in the URL, where logs and the ledger would keep them; "
-            "use the cloud SDK's own configuration (for S3: AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, a profile or a role)"
-        )
-    try:
-        import fsspec
+    """The fsspec filesystem for `url`; an unknown scheme, credentials in it or a missing extra is the user's to fix."""
+    problem = store_url_problem(url)
+    if problem is not None:
+        raise InputError(problem)
+    import fsspec
 
-        return fsspec.filesystem(scheme)  # botocore reads AWS_ENDPOINT_URL itself
-    except ImportError:
-        raise InputError(
-            f"{masked(url)}: needs the {extra} extra: pip install 'batchrunner[{extra}]'"
-        ) from None
+    return fsspec.filesystem(_scheme(url))  # botocore reads AWS_ENDPOINT_URL itself
 
 
 @contextmanager
