@@ -187,6 +187,44 @@ def test_credentials_in_an_output_url_are_refused_on_its_spec_line_by_validate_a
     assert not (isolated_env / LEDGER_FILE).exists()
 
 
+def test_a_missing_bucket_is_refused_by_submit_before_any_batch_is_created(
+    make_job: Callable[..., Any], run_cli: Callable[..., Result], bucket: Bucket, isolated_env: Path
+) -> None:
+    """Found at the end, a missing bucket would fail a run whose batches are paid for; `validate`
+    makes no network call, so it is `submit` that asks (one call: does the bucket exist?)."""
+    job = make_job(reviews(2))
+    missing = f"{bucket.name}-missing"
+    job.spec.write_text(job.spec.read_text().replace("output: out/results.jsonl", f"output: s3://{missing}/out.jsonl"))
+    assert run_cli("validate", job.spec).exit_code == 0
+
+    refused = run_cli("submit", job.spec, "--backend", "local")
+
+    assert refused.exit_code == 2, refused.stderr
+    assert f"job.yaml:7: `output` s3://{missing}/out.jsonl: the bucket {missing} does not exist or cannot be reached" in refused.stderr
+    assert not (isolated_env / LEDGER_FILE).exists(), "no run, no batch"
+    job.spec.write_text(job.spec.read_text().replace(f"output: s3://{missing}/out.jsonl", "output: out/results.jsonl"))
+
+    refused = run_cli("--store", f"s3://{missing}/runs", "submit", job.spec, "--backend", "local")
+
+    assert refused.exit_code == 2, refused.stderr
+    assert f"--store s3://{missing}/runs: the bucket {missing} does not exist or cannot be reached" in refused.stderr
+    assert not (isolated_env / LEDGER_FILE).exists() and not job.output.exists()
+
+
+def test_an_output_bucket_deleted_during_a_run_is_named_as_missing(
+    make_job: Callable[..., Any], run_cli: Callable[..., Result], bucket: Bucket
+) -> None:
+    job = make_job(reviews(2))
+    url = to_bucket(job, bucket)
+    assert run_cli("submit", job.spec, "--backend", "local", "--run-id", "gone", "--detach").exit_code == 4
+    bucket.fs.rmdir(bucket.name)
+
+    failed = run_cli("watch", "gone")
+
+    assert failed.exit_code == 1
+    assert f"upload to {url}: the bucket {bucket.name} does not exist" in failed.stderr, failed.stderr
+
+
 def test_a_local_store_folder_holds_the_run_folders(
     make_job: Callable[..., Any], run_cli: Callable[..., Result], tmp_path: Path, isolated_env: Path
 ) -> None:

@@ -46,11 +46,41 @@ def speaking(url: str, doing: str) -> Iterator[None]:
         yield
     except (BatchrunnerError, KeyboardInterrupt):
         raise
-    except FileNotFoundError:
-        raise BatchrunnerError(f"{doing} {masked(url)}: no such object") from None
+    except FileNotFoundError as exc:
+        raise BatchrunnerError(f"{doing} {masked(url)}: {_what_is_missing(url, exc)}") from None
     except Exception as exc:  # botocore, gcsfs and adlfs each raise their own kinds
         reason = str(exc).replace(url, masked(url)) or type(exc).__name__
         raise BatchrunnerError(f"{doing} {masked(url)}: {reason}") from None
+
+
+def _bucket_of(url: str) -> str:
+    """The bucket (or container) a URL names: `s3://bucket/prefix/key` -> `bucket`."""
+    return url.split("://", 1)[1].split("/", 1)[0].split("?", 1)[0]
+
+
+def _what_is_missing(url: str, exc: FileNotFoundError) -> str:
+    """A missing bucket said as such (s3fs: "The specified bucket does not exist"; adlfs:
+    ContainerNotFound), so a user fixes the bucket rather than hunts for an object."""
+    text = str(exc).lower()
+    if "bucket" in text or "container" in text:
+        return f"the bucket {_bucket_of(url)} does not exist"
+    return "no such object"
+
+
+def missing_bucket(url: str) -> str | None:
+    """Why the bucket of `url` cannot be used, or None: one cheap call (does the bucket exist?)
+    before a batch is paid for, rather than a failed upload after it ends. fsspec's `exists`
+    answers False for a bucket that is missing, forbidden or unreachable alike."""
+    fs = _filesystem(url)
+    bucket = _bucket_of(url)
+    with speaking(url, "look up"):
+        fs.invalidate_cache()
+        if fs.exists(bucket):
+            return None
+    return (
+        f"{masked(url)}: the bucket {bucket} does not exist or cannot be reached with this host's credentials: "
+        "create it, or correct the URL or the cloud SDK's configuration (for S3: AWS_ENDPOINT_URL, AWS_PROFILE, the keys)"
+    )
 
 
 def put_whole(local: Path, url: str, *, site: str = "store.upload") -> None:
