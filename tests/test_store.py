@@ -214,6 +214,7 @@ def test_a_missing_bucket_is_refused_by_submit_before_any_batch_is_created(
 def test_an_output_bucket_deleted_during_a_run_is_named_as_missing(
     make_job: Callable[..., Any], run_cli: Callable[..., Result], bucket: Bucket
 ) -> None:
+    """Not "no such object": the user is to make the bucket again, and collect then writes the output."""
     job = make_job(reviews(2))
     url = to_bucket(job, bucket)
     assert run_cli("submit", job.spec, "--backend", "local", "--run-id", "gone", "--detach").exit_code == 4
@@ -223,6 +224,9 @@ def test_an_output_bucket_deleted_during_a_run_is_named_as_missing(
 
     assert failed.exit_code == 1
     assert f"upload to {url}: the bucket {bucket.name} does not exist" in failed.stderr, failed.stderr
+    bucket.fs.mkdir(bucket.name)
+    assert run_cli("collect", "gone").exit_code == 0
+    assert [row["custom_id"] for row in rows_of(bucket.read("out.jsonl"))] == ["r-1", "r-2"]
 
 
 def test_a_local_store_folder_holds_the_run_folders(
