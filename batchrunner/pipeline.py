@@ -37,7 +37,6 @@ from batchrunner.errors import (
     InputError,
     Problem,
     RunLocked,
-    SpecError,
     StillRunning,
 )
 from batchrunner.ledger import Batch, Ledger, NewRun, Run
@@ -565,11 +564,13 @@ async def submit_job_async(
 
 def _check_buckets(spec: JobSpec, runs_at: str | None) -> None:
     """Refuse a missing or unreachable bucket for the output or `--store` before a batch is
-    created: found at the end, it would fail a run already paid for."""
+    created: found at the end, it would fail a run already paid for. Exit 1, as for an API's
+    "not found": whether a bucket exists is the world's state, not the spec's (and a store that
+    cannot be reached looks the same)."""
     if isinstance(spec.output_path, str) and (problem := missing_bucket(spec.output_path)) is not None:
-        raise SpecError([Problem(shown(spec.path), spec.key_line("output"), f"`output` {problem}")])
+        raise BatchrunnerError(str(Problem(shown(spec.path), spec.key_line("output"), f"`output` {problem}")))
     if runs_at is not None and is_url(runs_at) and (problem := missing_bucket(runs_at)) is not None:
-        raise InputError(f"--store {problem}")
+        raise BatchrunnerError(f"--store {problem}")
 
 
 async def _submit_new(

@@ -199,14 +199,14 @@ def test_a_missing_bucket_is_refused_by_submit_before_any_batch_is_created(
 
     refused = run_cli("submit", job.spec, "--backend", "local")
 
-    assert refused.exit_code == 2, refused.stderr
+    assert refused.exit_code == 1, refused.stderr
     assert f"job.yaml:7: `output` s3://{missing}/out.jsonl: the bucket {missing} does not exist or cannot be reached" in refused.stderr
     assert not (isolated_env / LEDGER_FILE).exists(), "no run, no batch"
     job.spec.write_text(job.spec.read_text().replace(f"output: s3://{missing}/out.jsonl", "output: out/results.jsonl"))
 
     refused = run_cli("--store", f"s3://{missing}/runs", "submit", job.spec, "--backend", "local")
 
-    assert refused.exit_code == 2, refused.stderr
+    assert refused.exit_code == 1, refused.stderr
     assert f"--store s3://{missing}/runs: the bucket {missing} does not exist or cannot be reached" in refused.stderr
     assert not (isolated_env / LEDGER_FILE).exists() and not job.output.exists()
 
