@@ -719,6 +719,19 @@ def check_output_writable(spec: JobSpec) -> None:
         parent = parent.parent
     if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
         raise SpecError([Problem(*where, f"cannot write the output {shown(out)}: {shown(parent)} is not a writable folder")])
+    if _holds_no_files(parent):
+        raise SpecError([Problem(*where, (
+            f"cannot write the output {shown(out)}: {shown(parent)} is on a system filesystem (such as /proc or /sys) "
+            "where no file or folder can be made: write the output to a folder on a disk"
+        ))])
+
+
+def _holds_no_files(folder: Path) -> bool:
+    """Whether `folder` is on a filesystem with no blocks and no inodes (proc, sysfs, cgroup):
+    it takes no new file whatever the permission bits say, which for root say yes. Asked of the
+    filesystem, so `validate` still writes nothing."""
+    stats = os.statvfs(folder)
+    return stats.f_blocks == 0 and stats.f_files == 0
 
 
 def check_output_outside(spec: JobSpec, home: Path) -> None:

@@ -35,6 +35,7 @@ from batchrunner.errors import (
     BatchrunnerError,
     BudgetExceeded,
     InputError,
+    Problem,
     RunLocked,
     StillRunning,
 )
@@ -46,7 +47,7 @@ from batchrunner.requestfile import ROWS_NAME, first_params
 from batchrunner.retry import Selection, prepare_attempt, select
 from batchrunner.session import Guard, Session, run_loop, run_session
 from batchrunner.states import OPEN_STATES, BatchState, RunState
-from batchrunner.store import check_url, open_store, run_data, runs_location
+from batchrunner.store import missing_bucket, open_store, run_data, runs_location
 from batchrunner.submit import SubmitSettings, submit_pending
 from batchrunner.uploads import Uploaded, delete_attachments, upload_attachments
 
@@ -538,9 +539,8 @@ async def submit_job_async(
         raise InputError(f"--run-id {run_id!r}: use letters, digits, '_', '-' and '.', at most 100 characters")
     check_output_writable(spec)
     check_output_outside(spec, home)
-    runs_location(store, home)  # a store URL without its extra is refused before anything is written
-    if isinstance(spec.output_path, str):
-        check_url(spec.output_path)
+    runs_at = runs_location(store, home)  # a store URL without its extra is refused before anything is written
+    _check_buckets(spec, runs_at)
     with Guard(home) as guard, Ledger(home) as ledger:
         with _locked_run_id(ledger, run_id, spec.name) as run_id:
             guard.run_id = run_id
@@ -567,6 +567,17 @@ async def submit_job_async(
                     session, spec, run_id, force=force, no_cache=no_cache, detach=detach, timeout=timeout, events=events,
                     store=store,
                 )
+
+
+def _check_buckets(spec: JobSpec, runs_at: str | None) -> None:
+    """Refuse a missing or unreachable bucket for the output or `--store` before a batch is
+    created: found at the end, it would fail a run already paid for. Exit 1, as for an API's
+    "not found": whether a bucket exists is the world's state, not the spec's (and a store that
+    cannot be reached looks the same)."""
+    if isinstance(spec.output_path, str) and (problem := missing_bucket(spec.output_path)) is not None:
+        raise BatchrunnerError(str(Problem(shown(spec.path), spec.key_line("output"), f"`output` {problem}")))
+    if runs_at is not None and is_url(runs_at) and (problem := missing_bucket(runs_at)) is not None:
+        raise BatchrunnerError(f"--store {problem}")
 
 
 async def _submit_new(

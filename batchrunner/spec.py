@@ -31,7 +31,7 @@ from pydantic_core import PydanticCustomError
 
 from batchrunner.durations import parse_age
 from batchrunner.errors import Problem, SpecError
-from batchrunner.extras import PARQUET_INSTALL, has_pyarrow, is_parquet
+from batchrunner.extras import PARQUET_INSTALL, has_pyarrow, is_parquet, store_url_problem
 from batchrunner.output import SUFFIXES as OUTPUT_SUFFIXES
 from batchrunner.output import output_suffix
 from batchrunner.paths import is_url, same_file as same_file
@@ -199,7 +199,9 @@ class JobSpec(_Strict):
     @classmethod
     def _not_the_input(cls, value: Path | str, info: ValidationInfo) -> Path | str:
         if isinstance(value, str) and is_url(value):
-            return _known_output(value)  # an object store URL: the store checks it (and its extra) before the run starts
+            if (problem := store_url_problem(value)) is not None:  # the rules `submit` holds a store URL to, offline
+                raise PydanticCustomError("store_url", "{problem}", {"problem": problem})
+            return _known_output(value)
         value = _resolve(Path(value), info)
         if same_file(value, info.data.get("input_path")):
             raise ValueError("is the same file as `input`: the results would overwrite the rows")
@@ -537,14 +539,14 @@ def _problem_for(path: Path, data: dict[str, Any], lines: Lines, error: Any) -> 
     if isinstance(got, dict) and kind in ("string_type", "content_type", "system_type"):
         hint = " (a bare {...} in YAML is a mapping: quote the text)"
     label = f"`{_dotted(where)}` " if where else ""
-    if len(where) == 1 and where[0] in _EXAMPLES and "for example" not in message:
+    if len(where) == 1 and where[0] in _EXAMPLES and "for example" not in message and kind != "store_url":  # it says how to fix it
         hint += f" (for example `{_EXAMPLES[str(where[0])]}`)"
     return Problem(path, _line_for(lines, where), f"{label}{message}{shown}{hint}")
 
 
 _SAYS_ENOUGH = (
     "refused", "prompt_or_messages", "json_schema", "thinking_budget", "output_format", "api_version",
-    "attachments_with_messages", "documents_only", "output_suffix", "parquet_extra",
+    "attachments_with_messages", "documents_only", "output_suffix", "parquet_extra", "store_url",
 )
 _SUBJECT = re.compile(r"^(Input|String|List|Dictionary|Value|Object) should")
 

@@ -168,6 +168,17 @@ CORPUS = [
          files={"rows.txt": ROWS}),
     Case("missing-input-file", edit("rows.jsonl", "nowhere.jsonl"), "job.yaml", 4, "`input` file not found"),
     Case("output-is-input", edit("out/results.jsonl", "rows.jsonl"), "job.yaml", 7, "would overwrite the rows"),
+    Case("output-where-no-folder-can-be-made", edit("out/results.jsonl", "/proc/x/results.jsonl"), "job.yaml", 7,
+         "cannot write the output /proc/x/results.jsonl: /proc is on a system filesystem"),  # root passes os.access there
+    # -- the spec file: an output at a URL, held to the rules `submit` holds it to, with no network call
+    Case("output-url-with-credentials", edit("out/results.jsonl", "s3://AKID:wJalrXUtnFEMI@bucket/results.jsonl"), "job.yaml", 7,
+         "`output` s3://***@bucket/results.jsonl: credentials do not go in the URL"),
+    Case("output-url-with-a-signature", edit("out/results.jsonl", "s3://bucket/results.jsonl?X-Amz-Signature=f00d"), "job.yaml", 7,
+         "`output` s3://bucket/results.jsonl?X-Amz-Signature=***: credentials do not go in the URL"),
+    Case("output-http-url", edit("out/results.jsonl", "http://example.com/results.jsonl"), "job.yaml", 7,
+         "at s3://, gs:// or az:// URLs, not http://"),
+    Case("output-url-without-its-extra", edit("out/results.jsonl", "gs://bucket/results.jsonl"), "job.yaml", 7,
+         "`output` gs://bucket/results.jsonl: needs the gcs extra: pip install 'batchrunner[gcs]'"),  # the test install has no gcsfs
     # -- the input file: JSONL
     Case("invalid-utf8", BASE, "rows.jsonl", 2, "invalid UTF-8 at byte 24 of the line (byte offset 53",
          files=rows(b'{"id": "r-1", "text": "good"}', b'{"id": "r-2", "text": "\xff"}')),

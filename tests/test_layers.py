@@ -36,7 +36,7 @@ ALLOWED: dict[str, set[str]] = {
         "template",
     },
     "requestfile": {"atomic", "crashpoints"},
-    "store": {"atomic", "crashpoints", "errors", "paths"},
+    "store": {"atomic", "crashpoints", "errors", "extras", "paths"},  # extras: the URL rules spec.py holds `output:` to
     "ledger": {"atomic", "crashpoints", "errors", "paths", "run_settings", "settings", "states"},  # the run's frozen RunSettings; BATCHRUNNER_LEDGER
     "client": {"errors", "settings", "emulator"},
     "session": {"client", "errors", "ledger", "settings"},

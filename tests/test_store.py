@@ -170,6 +170,65 @@ def test_credentials_in_a_store_url_are_refused_and_never_shown(
     assert not (isolated_env / LEDGER_FILE).exists()
 
 
+def test_credentials_in_an_output_url_are_refused_on_its_spec_line_by_validate_and_submit(
+    make_job: Callable[..., Any], run_cli: Callable[..., Result], isolated_env: Path
+) -> None:
+    job = make_job(reviews(2))
+    secret = "wJalrXUtnFEMI-K7MDENG-bPxRfiCYEXAMPLEKEY"
+
+    for url in (f"s3://AKIDEXAMPLE:{secret}@bucket/out.jsonl", f"s3://bucket/out.jsonl?secret_key={secret}"):
+        job.spec.write_text(job.spec.read_text().replace("output: out/results.jsonl", f"output: {url}"))
+        for command in (("validate", job.spec), ("submit", job.spec, "--backend", "local")):
+            refused = run_cli(*command)
+            assert refused.exit_code == 2, refused.stderr
+            assert "job.yaml:7: `output` s3://" in refused.stderr and "credentials do not go in the URL" in refused.stderr
+            assert "***" in refused.stderr and secret not in refused.stdout + refused.stderr
+        job.spec.write_text(job.spec.read_text().replace(f"output: {url}", "output: out/results.jsonl"))
+    assert not (isolated_env / LEDGER_FILE).exists()
+
+
+def test_a_missing_bucket_is_refused_by_submit_before_any_batch_is_created(
+    make_job: Callable[..., Any], run_cli: Callable[..., Result], bucket: Bucket, isolated_env: Path
+) -> None:
+    """Found at the end, a missing bucket would fail a run whose batches are paid for; `validate`
+    makes no network call, so it is `submit` that asks (one call: does the bucket exist?)."""
+    job = make_job(reviews(2))
+    missing = f"{bucket.name}-missing"
+    job.spec.write_text(job.spec.read_text().replace("output: out/results.jsonl", f"output: s3://{missing}/out.jsonl"))
+    assert run_cli("validate", job.spec).exit_code == 0
+
+    refused = run_cli("submit", job.spec, "--backend", "local")
+
+    assert refused.exit_code == 1, refused.stderr
+    assert f"job.yaml:7: `output` s3://{missing}/out.jsonl: the bucket {missing} does not exist or cannot be reached" in refused.stderr
+    assert not (isolated_env / LEDGER_FILE).exists(), "no run, no batch"
+    job.spec.write_text(job.spec.read_text().replace(f"output: s3://{missing}/out.jsonl", "output: out/results.jsonl"))
+
+    refused = run_cli("--store", f"s3://{missing}/runs", "submit", job.spec, "--backend", "local")
+
+    assert refused.exit_code == 1, refused.stderr
+    assert f"--store s3://{missing}/runs: the bucket {missing} does not exist or cannot be reached" in refused.stderr
+    assert not (isolated_env / LEDGER_FILE).exists() and not job.output.exists()
+
+
+def test_an_output_bucket_deleted_during_a_run_is_named_as_missing(
+    make_job: Callable[..., Any], run_cli: Callable[..., Result], bucket: Bucket
+) -> None:
+    """Not "no such object": the user is to make the bucket again, and collect then writes the output."""
+    job = make_job(reviews(2))
+    url = to_bucket(job, bucket)
+    assert run_cli("submit", job.spec, "--backend", "local", "--run-id", "gone", "--detach").exit_code == 4
+    bucket.fs.rmdir(bucket.name)
+
+    failed = run_cli("watch", "gone")
+
+    assert failed.exit_code == 1
+    assert f"upload to {url}: the bucket {bucket.name} does not exist" in failed.stderr, failed.stderr
+    bucket.fs.mkdir(bucket.name)
+    assert run_cli("collect", "gone").exit_code == 0
+    assert [row["custom_id"] for row in rows_of(bucket.read("out.jsonl"))] == ["r-1", "r-2"]
+
+
 def test_a_local_store_folder_holds_the_run_folders(
     make_job: Callable[..., Any], run_cli: Callable[..., Result], tmp_path: Path, isolated_env: Path
 ) -> None:

@@ -16,9 +16,11 @@ from typing import Protocol
 
 from batchrunner.paths import is_url
 from batchrunner.store.local import LocalStore
-from batchrunner.store.remote import RemoteStore, put_whole
+from batchrunner.store.remote import RemoteStore, missing_bucket, put_whole
 
-__all__ = ["LocalStore", "RemoteStore", "Store", "check_url", "open_store", "put_whole", "run_data", "runs_location"]
+__all__ = [
+    "LocalStore", "RemoteStore", "Store", "check_url", "missing_bucket", "open_store", "put_whole", "run_data", "runs_location",
+]
 
 
 class Store(Protocol):

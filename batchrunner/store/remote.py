@@ -18,10 +18,10 @@ from typing import Any
 from batchrunner.atomic import atomic_writer, private_folder
 from batchrunner.crashpoints import crashpoint, failpoint
 from batchrunner.errors import BatchrunnerError, InputError
-from batchrunner.paths import has_secret, masked
+from batchrunner.extras import store_url_problem
+from batchrunner.paths import masked
 
 CHUNK = 8 << 20  # S3's multipart parts must be 5 MB or more
-EXTRAS = {"s3": "s3", "s3a": "s3", "gs": "gcs", "gcs": "gcs", "az": "azure", "abfs": "azure", "abfss": "azure"}
 
 
 def _scheme(url: str) -> str:
@@ -29,27 +29,13 @@ def _scheme(url: str) -> str:
 
 
 def _filesystem(url: str) -> Any:
-    """The fsspec filesystem for `url`; a scheme without its extra installed is the user's to fix."""
-    scheme = _scheme(url)
-    extra = EXTRAS.get(scheme)
-    if extra is None:
-        raise InputError(
-            f"{masked(url)}: batchrunner stores run data and output in a local folder or at "
-            f"s3://, gs:// or az:// URLs, not {scheme}://"
-        )
-    if has_secret(url):
-        raise InputError(
-            f"{masked(url)}: credentials do not go in the URL, where logs and the ledger would keep them; "
-            "use the cloud SDK's own configuration (for S3: AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, a profile or a role)"
-        )
-    try:
-        import fsspec
+    """The fsspec filesystem for `url`; an unknown scheme, credentials in it or a missing extra is the user's to fix."""
+    problem = store_url_problem(url)
+    if problem is not None:
+        raise InputError(problem)
+    import fsspec
 
-        return fsspec.filesystem(scheme)  # botocore reads AWS_ENDPOINT_URL itself
-    except ImportError:
-        raise InputError(
-            f"{masked(url)}: needs the {extra} extra: pip install 'batchrunner[{extra}]'"
-        ) from None
+    return fsspec.filesystem(_scheme(url))  # botocore reads AWS_ENDPOINT_URL itself
 
 
 @contextmanager
@@ -60,11 +46,41 @@ def speaking(url: str, doing: str) -> Iterator[None]:
         yield
     except (BatchrunnerError, KeyboardInterrupt):
         raise
-    except FileNotFoundError:
-        raise BatchrunnerError(f"{doing} {masked(url)}: no such object") from None
+    except FileNotFoundError as exc:
+        raise BatchrunnerError(f"{doing} {masked(url)}: {_what_is_missing(url, exc)}") from None
     except Exception as exc:  # botocore, gcsfs and adlfs each raise their own kinds
         reason = str(exc).replace(url, masked(url)) or type(exc).__name__
         raise BatchrunnerError(f"{doing} {masked(url)}: {reason}") from None
+
+
+def _bucket_of(url: str) -> str:
+    """The bucket (or container) a URL names: `s3://bucket/prefix/key` -> `bucket`."""
+    return url.split("://", 1)[1].split("/", 1)[0].split("?", 1)[0]
+
+
+def _what_is_missing(url: str, exc: FileNotFoundError) -> str:
+    """A missing bucket said as such (s3fs: "The specified bucket does not exist"; adlfs:
+    ContainerNotFound), so a user fixes the bucket rather than hunts for an object."""
+    text = str(exc).lower()
+    if "bucket" in text or "container" in text:
+        return f"the bucket {_bucket_of(url)} does not exist"
+    return "no such object"
+
+
+def missing_bucket(url: str) -> str | None:
+    """Why the bucket of `url` cannot be used, or None: one cheap call (does the bucket exist?)
+    before a batch is paid for, rather than a failed upload after it ends. fsspec's `exists`
+    answers False for a bucket that is missing, forbidden or unreachable alike."""
+    fs = _filesystem(url)
+    bucket = _bucket_of(url)
+    with speaking(url, "look up"):
+        fs.invalidate_cache()
+        if fs.exists(bucket):
+            return None
+    return (
+        f"{masked(url)}: the bucket {bucket} does not exist or cannot be reached with this host's credentials: "
+        "create it, or correct the URL or the cloud SDK's configuration (for S3: AWS_ENDPOINT_URL, AWS_PROFILE, the keys)"
+    )
 
 
 def put_whole(local: Path, url: str, *, site: str = "store.upload") -> None:
