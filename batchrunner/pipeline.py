@@ -533,14 +533,14 @@ async def submit_job_async(
     events = events or Events()
     settings.check_numbers()
     resolved = resolve_backend(backend, spec.backend, os.environ)
-    if resolved.simulated:
-        events.notice(simulated_notice(home))
     if run_id is not None and not RUN_ID.match(run_id):
         raise InputError(f"--run-id {run_id!r}: use letters, digits, '_', '-' and '.', at most 100 characters")
     check_output_writable(spec)
     check_output_outside(spec, home)
     runs_at = runs_location(store, home)  # a store URL without its extra is refused before anything is written
     _check_buckets(spec, runs_at)
+    if resolved.simulated:  # said once the command goes ahead, not before a refusal
+        events.notice(simulated_notice(home))
     with Guard(home) as guard, Ledger(home) as ledger:
         with _locked_run_id(ledger, run_id, spec.name) as run_id:
             guard.run_id = run_id

@@ -229,6 +229,15 @@ def test_an_output_path_that_is_a_folder_is_refused_before_sending(make_job, run
     assert emulator.stats()["batches_created"] == 0
 
 
+def test_a_run_id_of_other_characters_is_refused_before_anything(make_job, run_cli, isolated_env):
+    result = run_cli("submit", make_job(reviews(2)).spec, "--run-id", "tonight's run")
+
+    assert result.exit_code == 2
+    assert "--run-id \"tonight's run\": use letters, digits, '_', '-' and '.'" in result.stderr
+    assert "simulated" not in result.stderr, "no notice about a backend that is not going to be used"
+    assert not (isolated_env / "ledger.sqlite3").exists()
+
+
 def test_unknown_run_is_a_clear_error(run_cli):
     result = run_cli("status", "nope")
     assert result.exit_code == 2
