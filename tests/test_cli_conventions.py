@@ -184,6 +184,15 @@ def test_an_unknown_run_is_a_usage_error(command, make_job, run_cli, isolated_en
     assert not (isolated_env / "locks" / "nope.lock").exists(), "nothing is written for a mistyped id"
 
 
+@pytest.mark.parametrize("command", ["watch", "collect", "resume", "retry", "cancel"])
+def test_an_unknown_run_where_there_is_no_ledger_creates_no_state_home(command, run_cli, isolated_env):
+    result = run_cli(command, "nope")
+
+    assert result.exit_code == 2
+    assert "no run 'nope'" in result.stderr
+    assert not isolated_env.exists()
+
+
 def test_validate_refuses_an_output_that_is_a_folder_at_its_line(make_job, run_cli):
     job = make_job(reviews(2))
     job.output.mkdir(parents=True)
