@@ -968,6 +968,7 @@ def serve(
     models_file: Path | None, keep_order: bool, requests_per_minute: int, reject_unknown_fields: bool,
 ) -> None:
     """Run the local Anthropic API emulator in the foreground until Ctrl-C."""
+    from batchrunner.atomic import private_folder
     from batchrunner.emulator import (  # only this command pays for loading it
         EmulatorConfig,
         serve_forever,
@@ -979,6 +980,7 @@ def serve(
         fault_rate=fault_rate, truncate_rate=truncate_rate, models_file=models_file, keep_order=keep_order,
         reject_unknown_fields=reject_unknown_fields, requests_per_minute=requests_per_minute,
     )
+    private_folder(config.data_dir)  # and the state home it is in, 0700 like every folder there
 
     def ready(base_url: str) -> None:
         app.notice(f"emulator on {base_url} (data in {config.data_dir}); use it with "

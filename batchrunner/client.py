@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, TypeVar
 
 from batchrunner import settings
+from batchrunner.atomic import private_folder
 from batchrunner.errors import (
     ApiError,
     InputError,
@@ -125,6 +126,7 @@ def connect(backend: ResolvedBackend, home: Path, *, api_version: str | None = N
     from batchrunner.emulator import EmulatorConfig, start_in_thread
 
     config = EmulatorConfig(data_dir=home / "emulator", processing_seconds=settings.seconds(settings.LOCAL_PROCESSING_SECONDS, 3.0))
+    private_folder(config.data_dir)  # a `files` or `models` command may be the first to make the state home
     server = start_in_thread(config)
     try:
         api = Api(backend, server.base_url, api_version=api_version, known_limit=config.requests_per_minute)

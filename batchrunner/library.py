@@ -19,7 +19,7 @@ from typing import Any
 import orjson
 
 from batchrunner import settings
-from batchrunner.atomic import atomic_writer
+from batchrunner.atomic import atomic_writer, private_folder
 from batchrunner.errors import InputError, Problem
 from batchrunner.inputs.parquet import json_value
 from batchrunner.paths import shown
@@ -109,7 +109,7 @@ def _as_given_rows(error: InputError, rows_file: Path) -> InputError:
 
 def _write_rows(home: Path, name: str, rows: Any) -> Path:
     folder = home / "inputs"
-    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+    private_folder(folder)  # the first thing a run from memory writes: it may make the state home
     path = folder / f"{name}-{uuid.uuid4().hex[:12]}.jsonl"
     with atomic_writer(path, site="rows.write") as out:
         for line in json_lines(rows):

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from batchrunner import settings
+from batchrunner.atomic import private_folder
 from batchrunner.client import resolve_backend, simulated_notice
 from batchrunner.collect import archive_warning, collect_batch, write_output
 from batchrunner.crashpoints import crashpoint, failpoint
@@ -303,7 +304,7 @@ async def _prepare_run(
     ledger = session.ledger
     runs_at = runs_location(store, ledger.home)
     runs = ledger.home / "runs" if runs_at is None or is_url(runs_at) else Path(runs_at)
-    runs.mkdir(parents=True, exist_ok=True, mode=0o700)
+    private_folder(runs)  # with a ledger elsewhere, the state home may not exist yet
     scratch, run_dir = runs / f".{run_id}.compiling", runs / run_id
     for stale in (scratch, run_dir):
         shutil.rmtree(stale, ignore_errors=True)
@@ -760,7 +761,7 @@ async def collect_all_async(*, home: Path, events: Events | None = None) -> list
 
 
 def _unfinished(home: Path) -> list[str]:
-    with Ledger(home) as ledger:
+    with Ledger(home, read_only=True) as ledger:  # only looks: nothing to collect creates nothing
         return [run.id for run in ledger.runs() if run_state(run, ledger.batches(run)) != RunState.DONE]
 
 

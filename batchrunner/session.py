@@ -86,7 +86,7 @@ def run_session(home: Path, run_id: str) -> Iterator[Session]:
     """Lock an existing run and open its backend under its anthropic-version and rate limit:
     what every command that talks to the API about a run opens, once."""
     settings.check_numbers()
-    with Guard(home) as guard, Ledger(home) as ledger:
+    with Guard(home) as guard, Ledger(home, read_only=not ledger_exists(home)) as ledger:  # no ledger: nothing made to say so
         ledger.run(run_id)  # an unknown id is refused before a lock file is made in its name
         guard.run_id = run_id
         with ledger.lock(run_id):

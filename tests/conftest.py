@@ -18,6 +18,7 @@ from click.testing import CliRunner, Result
 
 from batchrunner.cli import cli
 from batchrunner.emulator import EmulatorConfig, EmulatorServer, start_in_thread
+from batchrunner.ledger import location
 
 
 @pytest.fixture(autouse=True)
@@ -29,6 +30,7 @@ def isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
                  "BATCHRUNNER_LEDGER"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("BATCHRUNNER_LOCAL_PROCESSING_SECONDS", "0.3")
+    monkeypatch.setattr(location, "_selected", None)  # the ledger an earlier test's CLI call selected in this process
     return home
 
 

@@ -12,7 +12,9 @@ from pathlib import Path
 
 import orjson
 import pytest
-from helpers import reviews
+from helpers import read_rows, reviews
+
+from batchrunner.ledger import Ledger
 
 
 def batchrunner(
@@ -37,6 +39,51 @@ def test_global_options_after_the_command_each_print_one_json_document(make_job,
         result = run_cli(*args)
         assert result.exit_code == 0, (args, result.stderr)
         assert isinstance(orjson.loads(result.stdout), dict), args  # one document, nothing else on stdout
+
+
+def test_a_relative_home_is_recorded_absolute_so_its_runs_work_from_any_folder(make_job, run_cli, tmp_path, monkeypatch, ledger_url):
+    """`--home h9` records <cwd>/h9/runs/RUN, so another folder (or, on PostgreSQL, another host)
+    is told where the data really is. A run an older version recorded as h9/runs/RUN still works
+    from the folder it was made in: reading takes the stored path as it is."""
+    if ledger_url:
+        monkeypatch.setenv("BATCHRUNNER_LEDGER", ledger_url)
+    work, elsewhere = tmp_path / "work", tmp_path / "elsewhere"
+    work.mkdir()
+    elsewhere.mkdir()
+    jobs = {run_id: make_job(reviews(2), name=run_id.replace("-", "_")) for run_id in ("mid-2", "old")}
+    monkeypatch.chdir(work)
+    for run_id, job in jobs.items():
+        assert run_cli("--home", "h9", "-q", "submit", job.spec, "--run-id", run_id, "--detach").exit_code == 4
+    home = Path.cwd() / "h9"
+    with Ledger(home) as opened, opened.transaction() as db:
+        db.execute("UPDATE runs SET run_dir = ? WHERE id = ?", ("h9/runs/old", "old"))  # as older versions wrote it
+
+    monkeypatch.chdir(elsewhere)
+    status = run_cli("--home", home, "--json", "status", "mid-2")
+    watched = run_cli("--home", home, "-q", "watch", "mid-2")
+    monkeypatch.chdir(work)
+    old = run_cli("--home", "h9", "-q", "watch", "old")
+
+    assert orjson.loads(status.stdout)["run"]["store"] == str(home / "runs" / "mid-2")
+    assert watched.exit_code == 0, watched.stderr
+    assert old.exit_code == 0, old.stderr
+    assert [len(read_rows(job.output)) for job in jobs.values()] == [2, 2]
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "says"),
+    [
+        (["status"], 2, "there are no runs in"),
+        (["runs"], 0, "no runs yet"),
+        (["collect", "--all"], 0, "nothing to collect"),
+    ],
+)
+def test_commands_that_only_look_create_no_state_home(args, code, says, run_cli, isolated_env):
+    result = run_cli(*args)
+
+    assert result.exit_code == code, result.stderr
+    assert says in result.stdout + result.stderr
+    assert not isolated_env.exists()
 
 
 def test_home_after_the_command_wins_over_the_one_before(make_job, run_cli, tmp_path):
@@ -137,6 +184,15 @@ def test_an_unknown_run_is_a_usage_error(command, make_job, run_cli, isolated_en
     assert not (isolated_env / "locks" / "nope.lock").exists(), "nothing is written for a mistyped id"
 
 
+@pytest.mark.parametrize("command", ["watch", "collect", "resume", "retry", "cancel"])
+def test_an_unknown_run_where_there_is_no_ledger_creates_no_state_home(command, run_cli, isolated_env):
+    result = run_cli(command, "nope")
+
+    assert result.exit_code == 2
+    assert "no run 'nope'" in result.stderr
+    assert not isolated_env.exists()
+
+
 def test_validate_refuses_an_output_that_is_a_folder_at_its_line(make_job, run_cli):
     job = make_job(reviews(2))
     job.output.mkdir(parents=True)
@@ -178,3 +234,16 @@ def test_shell_completion_offers_the_run_ids_newest_first(make_job, run_cli):
 
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["plain,second", "plain,first"]
+
+
+def test_on_postgresql_collect_all_and_completion_create_no_state_home(isolated_env, pg_ledger, run_cli, monkeypatch):
+    """The run folders of a PostgreSQL ledger live in the state home: looking must not make it."""
+    monkeypatch.setenv("BATCHRUNNER_LEDGER", pg_ledger)
+    env = os.environ | {"_BATCHRUNNER_COMPLETE": "bash_complete", "COMP_WORDS": "batchrunner status ", "COMP_CWORD": "2"}
+
+    collected = run_cli("collect", "--all")
+    completed = batchrunner(env=env)
+
+    assert (collected.exit_code, collected.stdout.strip()) == (0, "nothing to collect")
+    assert (completed.returncode, completed.stdout.split(), completed.stderr) == (0, [], "")
+    assert not isolated_env.exists()

@@ -38,7 +38,7 @@ ALLOWED: dict[str, set[str]] = {
     "requestfile": {"atomic", "crashpoints"},
     "store": {"atomic", "crashpoints", "errors", "extras", "paths"},  # extras: the URL rules spec.py holds `output:` to
     "ledger": {"atomic", "crashpoints", "errors", "paths", "run_settings", "settings", "states"},  # the run's frozen RunSettings; BATCHRUNNER_LEDGER
-    "client": {"errors", "settings", "emulator"},
+    "client": {"atomic", "errors", "settings", "emulator"},  # atomic: the state home, made private
     "session": {"client", "errors", "ledger", "settings"},
     "files": {"atomic", "client", "errors", "ledger"},
     "uploads": {"attachments", "client", "crashpoints", "errors", "files", "ledger"},

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 from pathlib import Path
 
 import pandas as pd
@@ -73,6 +74,20 @@ def test_run_over_a_pandas_frame_or_arrow_table_writes_the_output_it_is_given(tm
     again = batchrunner.run(job(name="lib-arrow"), arrow, backend="local")
     assert [r["custom_id"] for r in again.rows()] == list(frame["id"][:12])
     assert again.to_arrow().num_rows == 12
+
+
+def test_a_run_from_memory_makes_its_state_home_0700_whatever_the_umask(tmp_path: Path):
+    home = tmp_path / "fresh"
+    umask = os.umask(0)
+    try:
+        outcome = batchrunner.run(job(), reviews(2), backend="local", home=home)
+    finally:
+        os.umask(umask)
+    assert outcome.exit_code == 0
+    folders = [home, *(p for p in home.rglob("*") if p.is_dir())]
+    assert {str(p.relative_to(tmp_path)): oct(p.stat().st_mode & 0o777) for p in folders} == {
+        str(p.relative_to(tmp_path)): oct(0o700) for p in folders
+    }
 
 
 def test_a_job_is_validated_like_the_yaml_naming_each_key():

@@ -259,6 +259,23 @@ def test_the_local_backend_never_sends_the_key_and_keeps_its_emulator_private(to
     assert tool.scan.hits == [] and tool.scan.loose_modes == []
 
 
+@pytest.mark.parametrize("first", ["files list", "submit with the ledger elsewhere"])
+def test_the_state_home_is_0700_whichever_command_makes_it(first: str, tool: Tool, make_job: Callable, tmp_path: Path) -> None:
+    """Not only the ledger makes the home: the local emulator of a `files` command does, and with
+    the ledger in another folder so does the first run folder. Umask 000, so no umask hides it."""
+    env = tool.env("http://127.0.0.1:9", BATCHRUNNER_LOCAL_PROCESSING_SECONDS="0.3")
+    elsewhere = f"sqlite:///{tmp_path / 'elsewhere' / 'ledger.sqlite3'}"
+    args = ("files", "list", "--backend", "local") if first == "files list" else (
+        "--ledger", elsewhere, "submit", make_job(reviews(2)).spec, "--backend", "local"
+    )
+
+    code, stderr = tool(*args, env=env)
+
+    assert code == 0, stderr
+    tool.final_scan([])
+    assert tool.scan.loose_modes == []
+
+
 def test_batchrunner_has_no_way_to_start_a_child_process() -> None:
     """So no argv or environment (with the key in it) is ever handed on."""
     for path in sorted(PACKAGE.rglob("*.py")):

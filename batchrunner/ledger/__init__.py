@@ -75,7 +75,7 @@ def known_run_ids(home: Path) -> list[str]:
     has none, and is not created by asking."""
     if not ledger_exists(home):
         return []
-    with Ledger(home) as ledger:
+    with Ledger(home, read_only=True) as ledger:
         return [run.id for run in reversed(ledger.runs())]
 
 

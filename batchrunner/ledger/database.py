@@ -8,6 +8,7 @@ the action it enables.
 
 from __future__ import annotations
 
+import os
 import sqlite3
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
@@ -16,6 +17,7 @@ from itertools import islice
 from pathlib import Path
 from typing import Any, Protocol, Self
 
+from batchrunner.atomic import private_folder
 from batchrunner.crashpoints import failpoint
 from batchrunner.ledger.location import Location, locate
 
@@ -77,12 +79,12 @@ class Database:
     """
 
     def __init__(self, home: Path, *, read_only: bool = False, location: Location | None = None) -> None:
-        self.home = home
-        self.location = location or locate(home)
+        self.home = Path(os.path.abspath(home))  # absolute, so the run folders it records mean the same from any folder
+        self.location = location or locate(self.home)
         self.commits = 0  # transactions committed (or tried) by this instance; BATCHRUNNER_FAIL_WRITE_AT counts them
         if self.location.is_postgres and not read_only:
-            home.mkdir(parents=True, exist_ok=True, mode=0o700)  # the run folders stay here, private, until --store
-        self.store = open_store(home, self.location, before_commit=self._committing, read_only=read_only)
+            private_folder(self.home)  # the run folders stay here, private, until --store
+        self.store = open_store(self.home, self.location, before_commit=self._committing, read_only=read_only)
         self.db = self.store.db
 
     @property

@@ -14,7 +14,7 @@ from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Any, NoReturn
 
-from batchrunner.atomic import naming
+from batchrunner.atomic import naming, private_folder
 from batchrunner.errors import LedgerUnusable
 from batchrunner.ledger.lock import run_lock
 from batchrunner.ledger.schema import MIGRATIONS, statements
@@ -90,13 +90,16 @@ class SqliteStore:
         self.path = path
         self.db: sqlite3.Connection
         self._refuse_emptied()
-        if read_only and self.path.is_file():
+        if read_only:
+            if not self.path.is_file():
+                self._open_empty()
+                return
             if self._open_read_only() == len(MIGRATIONS):
                 return
             self.db.close()  # an older ledger: migrating it needs write access
         folder = path.parent
         try:
-            folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+            private_folder(folder)
             old_umask = os.umask(0o077)
             try:
                 self.db = sqlite3.connect(self.path, isolation_level=None, timeout=30.0, factory=_Connection)
@@ -147,6 +150,15 @@ class SqliteStore:
                 if exc.sqlite_errorcode & 0xFF != sqlite3.SQLITE_CANTOPEN or number == len(queries):
                     raise
         raise AssertionError("unreachable")
+
+    def _open_empty(self) -> None:
+        """Where there is no ledger yet, an empty one in memory: a command that only looks finds no
+        runs, and creates neither the file nor the state home by looking."""
+        self.db = sqlite3.connect(":memory:", isolation_level=None, factory=_Connection)
+        self._setup()
+        for script in MIGRATIONS:
+            for statement in statements(script):
+                self.db.execute(statement)
 
     def _setup(self) -> None:
         assert isinstance(self.db, _Connection)
