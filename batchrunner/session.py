@@ -163,7 +163,7 @@ def _run(main: Coroutine[Any, Any, T]) -> T:
 def detached_message(ledger: Ledger, run: Run) -> str:
     """What Ctrl-C left: batches the API still works on, or only results to gather."""
     if not ledger.batches(run, states=(*UNSENT_STATES, BatchState.SUBMITTED)):
-        return f"detached from run {run.id}; its batches have ended. `batchrunner collect {run.id}` writes its output"
+        return f"detached from run {run.id}; its batches have ended. `batchrunner collect {run.id}` finishes it"
     return (
         f"detached from run {run.id}; its batches keep running. Come back with `batchrunner watch {run.id}` "
         f"(or `batchrunner resume {run.id}`), which also submits any batch not sent yet"

@@ -63,7 +63,7 @@ def test_ctrl_c_at_each_step_detaches_and_resume_finishes_every_row_once(point, 
     else:
         assert stopped.returncode == 4, stopped.stderr
         assert "detached from run nightly" in stopped.stderr
-        came_back = ("Come back with `batchrunner watch nightly`", "its batches have ended. `batchrunner collect nightly`")
+        came_back = ("Come back with `batchrunner watch nightly`", "its batches have ended. `batchrunner collect nightly` finishes it")
         assert any(how in stopped.stderr for how in came_back), stopped.stderr
         if point.startswith("output."):
             assert came_back[1] in stopped.stderr, "every batch has ended by the time the output is written"

@@ -39,7 +39,7 @@ ALLOWED: dict[str, set[str]] = {
     "store": {"atomic", "crashpoints", "errors", "extras", "paths"},  # extras: the URL rules spec.py holds `output:` to
     "ledger": {"atomic", "crashpoints", "errors", "paths", "run_settings", "settings", "states"},  # the run's frozen RunSettings; BATCHRUNNER_LEDGER
     "client": {"atomic", "errors", "settings", "emulator"},  # atomic: the state home, made private
-    "session": {"client", "errors", "ledger", "settings"},
+    "session": {"client", "errors", "ledger", "settings", "states"},
     "files": {"atomic", "client", "errors", "ledger"},
     "uploads": {"attachments", "client", "crashpoints", "errors", "files", "ledger"},
     "submit": {"client", "crashpoints", "errors", "ledger", "requestfile", "states", "store"},

@@ -129,7 +129,7 @@ def test_ctrl_c_while_attachments_are_deleted_detaches_and_collect_deletes_the_r
     stopped = batchrunner("submit", job.spec, "--run-id", "tidy", BATCHRUNNER_INTERRUPT_AT="attachments.deleted")
 
     assert stopped.returncode == 4, stopped.stderr
-    assert "detached from run tidy; its batches keep running. Come back with `batchrunner watch tidy`" in stopped.stderr
+    assert "detached from run tidy; its batches have ended. `batchrunner collect tidy` finishes it" in stopped.stderr
     assert "Traceback" not in stopped.stderr and "error:" not in stopped.stderr
     assert {row["status"] for row in read_rows(job.output)} == {"succeeded"}, "the output was written before"
 
