@@ -12,7 +12,7 @@ import array
 import queue
 import threading
 from collections.abc import Callable, Iterable, Iterator
-from itertools import accumulate, islice
+from itertools import accumulate, chain, islice
 from operator import itemgetter
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -112,9 +112,8 @@ class ArrowRows:
                 raise ValueError(f"{self.rows_path} has more rows than the run has requests")
 
     def table(self, block: list[Result], rows: list[bytes]) -> pa.Table:
-        keys = list(map(_SHARED, block))
-        index = {key: i for i, key in enumerate(dict.fromkeys(keys))}
-        at = _int64s(array.array("q", map(index.__getitem__, keys)))
+        index: dict[Shared, int] = {}  # each distinct Shared value, numbered as it first appears
+        at = _int64s(array.array("q", [index.setdefault(key, len(index)) for key in map(_SHARED, block)]))
         shared = list(map(self.shared, index))
         read_rows = _read(b"".join(rows), self.row_schema)
         read_shared = _read(b"".join(shared), self.shared_schema)
@@ -281,9 +280,36 @@ class ParquetWriter:
 
     def _write(self, blocks: Iterator[list[Result]], shared: Callable[[Shared], bytes]) -> None:
         rows = ArrowRows(self.rows_path, self.schema, shared)  # here, so the rows' kinds are found while the reading starts
-        with pq.ParquetWriter(self.out, rows.schema) as file:
-            for table in rows.tables(blocks):
+        tables = rows.tables(blocks)
+        first = next(tables, None)
+        dictionary = _dictionary_columns(first) if first is not None else True
+        with pq.ParquetWriter(self.out, rows.schema, use_dictionary=dictionary) as file:
+            for table in chain([first] if first is not None else [], tables):
                 file.write_table(table)
+
+
+def _dictionary_columns(table: pa.Table) -> list[str]:
+    """The Parquet columns (leaf paths) to dictionary-encode: all but the top-level scalar ones
+    whose values in `table`, the first row group, are mostly distinct (a custom_id, a row's
+    text), where a dictionary is only work and then bytes."""
+    chosen: list[str] = []
+    for field, column in zip(table.schema, table.columns, strict=True):
+        if pa.types.is_nested(field.type):
+            chosen.extend(_leaves(field.name, field.type))
+        elif pc.count_distinct(column).as_py() <= len(column) // 2:
+            chosen.append(field.name)
+    return chosen
+
+
+def _leaves(path: str, kind: pa.DataType) -> Iterator[str]:
+    """The leaf columns' paths Parquet stores a nested column as (`parsed.label`, `tags.list.element`)."""
+    if pa.types.is_struct(kind):
+        for child in kind:
+            yield from _leaves(f"{path}.{child.name}", child.type)
+    elif pa.types.is_list(kind):
+        yield from _leaves(f"{path}.list.element", kind.value_type)
+    else:
+        yield path
 
 
 def arrow_table(output: Output, rows_path: Path, schema: dict[str, Any] | None) -> pa.Table:
