@@ -12,7 +12,8 @@ import array
 import queue
 import threading
 from collections.abc import Callable, Iterable, Iterator
-from itertools import accumulate, chain, islice
+from contextlib import ExitStack
+from itertools import accumulate, islice
 from operator import itemgetter
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -280,12 +281,14 @@ class ParquetWriter:
 
     def _write(self, blocks: Iterator[list[Result]], shared: Callable[[Shared], bytes]) -> None:
         rows = ArrowRows(self.rows_path, self.schema, shared)  # here, so the rows' kinds are found while the reading starts
-        tables = rows.tables(blocks)
-        first = next(tables, None)
-        dictionary = _dictionary_columns(first) if first is not None else True
-        with pq.ParquetWriter(self.out, rows.schema, use_dictionary=dictionary) as file:
-            for table in chain([first] if first is not None else [], tables):
+        with ExitStack() as stack:
+            file = None
+            for table in rows.tables(blocks):
+                if file is None:  # the first row group tells which columns repeat
+                    file = stack.enter_context(pq.ParquetWriter(self.out, rows.schema, use_dictionary=_dictionary_columns(table)))
                 file.write_table(table)
+            if file is None:
+                pq.ParquetWriter(self.out, rows.schema).close()  # no rows: the columns alone
 
 
 def _dictionary_columns(table: pa.Table) -> list[str]:
