@@ -12,6 +12,7 @@ import asyncio
 from collections.abc import Callable, Iterator
 from contextlib import suppress
 from datetime import UTC, datetime, timedelta
+from itertools import islice
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -22,7 +23,7 @@ from batchrunner.files import stream_to_file
 from batchrunner.client import DEFAULT_URL, AsyncApi
 from batchrunner.crashpoints import crashpoint
 from batchrunner.errors import ApiError, BatchrunnerError, NotFound
-from batchrunner.output import Part, open_writer
+from batchrunner.output import Result, Shared, open_writer
 from batchrunner.ledger import (
     RESULT_STATUSES,
     Batch,
@@ -297,23 +298,39 @@ def write_output(ledger: Ledger, run: Run, backend: str) -> Path | str:
     path = run.output_path
     rows_path = run_data(run).fetch(ROWS_NAME)
     with open_writer(path, rows_path=rows_path, schema=run.settings.output_schema, site="output.write") as out:
-        out.write(_Output(ledger, run, backend, rows_path))
+        out.write(LedgerOutput(ledger, run, backend, rows_path, started=_writing))
     crashpoint("output.written")
     ledger.mark_output_written(run)
     return path
 
 
-class _Output:
-    """The output as a writer reads it: JSON lines (JSONL) or their parts (the flat formats)."""
+class LedgerOutput:
+    """The output as a writer reads it: JSON lines (JSONL), or blocks of the ledger's ordered
+    scan with the part of each line they share (the flat formats, which read the rows file
+    themselves). `started` is called once the first line or block is out."""
 
-    def __init__(self, ledger: Ledger, run: Run, backend: str, rows_path: Path) -> None:
-        self.ledger, self.run, self.backend, self.rows_path = ledger, run, backend, rows_path
+    def __init__(self, ledger: Ledger, run: Run, backend: str, rows_path: Path | None = None,
+                 *, started: Callable[[], None] = lambda: None) -> None:  # fmt: skip
+        self.ledger, self.run, self.backend, self.rows_path, self.started = ledger, run, backend, rows_path, started
+        self.tails = Tails(ledger, run, backend)
 
     def lines(self) -> Iterator[bytes]:
-        return _after_the_first(output_lines(self.ledger, self.run, self.backend, self.rows_path), _writing)
+        return _after_the_first(output_lines(self.ledger, self.run, self.backend, self.rows_path), self.started)
 
-    def parts(self) -> Iterator[Part]:
-        return _after_the_first(output_parts(self.ledger, self.run, self.backend, self.rows_path), _writing)
+    def results(self, size: int) -> Iterator[list[Result]]:
+        return _after_the_first(_blocks(self.ledger, self.run, size), self.started)
+
+    def shared(self, key: Shared) -> bytes:
+        status, batch_pk, fragment, cached_from, attempt = key
+        return b'{"status":"%b",%b%b' % (status.encode(), fragment or PENDING_FRAGMENT, self.tails.of(batch_pk, cached_from, attempt))
+
+
+def _blocks(ledger: Ledger, run: Run, size: int) -> Iterator[list[Result]]:
+    """The ledger's ordered scan, `size` rows at a time: no Python runs per row."""
+    with ledger.checked():
+        scan = ledger.output_rows(run)
+        while block := list(islice(scan, size)):
+            yield block
 
 
 def _writing() -> None:
@@ -328,40 +345,45 @@ def _after_the_first(items: Iterator[_Item], then: Callable[[], None]) -> Iterat
     yield from items
 
 
+class Tails:
+    """The end of each output line: `,` the fields from `batch_id` on, `}` and the newline. The
+    same for every row of a batch, or of the batch and attempt a cached answer came from."""
+
+    def __init__(self, ledger: Ledger, run: Run, backend: str) -> None:
+        self.backend = orjson.dumps(backend)
+        self.batches: dict[int | None, bytes] = {
+            batch.pk: b',"batch_id":%b,"attempt":%d,"backend":%b,"cached":false}\n'
+            % (orjson.dumps(batch.batch_id), batch.attempt, self.backend)
+            for batch in ledger.batches(run)
+        }
+        self.batches[None] = b',"batch_id":null,"attempt":null,"backend":%b,"cached":false}\n' % self.backend
+        self.cached: dict[tuple[str, int], bytes] = {}
+
+    def of(self, batch_pk: int | None, cached_from: str | None, attempt: int | None) -> bytes:
+        if cached_from is None or attempt is None:
+            return self.batches[batch_pk]
+        found = self.cached.get((cached_from, attempt))
+        if found is None:
+            found = self.cached[(cached_from, attempt)] = (
+                b',"batch_id":%b,"attempt":%d,"backend":%b,"cached":true}\n' % (orjson.dumps(cached_from), attempt, self.backend)
+            )
+        return found
+
+
 def output_lines(ledger: Ledger, run: Run, backend: str, rows_path: Path | None = None) -> Iterator[bytes]:
     """The output's JSON lines (DESIGN §5), newline included: one ordered scan of the ledger
-    merged with the run's rows file, whatever format they are then written in.
+    merged with the run's rows file.
 
     Everything but the custom_id, the row and the stored fragment is the same for every row of
-    a batch (its id, its attempt, the backend), so each line is a join of ready-made bytes.
+    a batch (its id, its attempt, the backend), so each line is a join of ready-made bytes. A
+    row answered from the cache ends with the batch and attempt that produced its answer.
     """
     heads = {status: b'","status":"%b","row":' % status.encode() for status in ("pending", *RESULT_STATUSES)}
-    for custom_id, status, row, fragment, tail in output_parts(ledger, run, backend, rows_path):
-        yield b"".join((b'{"custom_id":"', custom_id.encode(), heads[status], row, b",", fragment, tail))
-
-
-def output_parts(ledger: Ledger, run: Run, backend: str, rows_path: Path | None = None) -> Iterator[Part]:
-    """Each output line's parts, in input order (see `Part`): what CSV and Parquet read, parsing
-    only the row and, once per distinct value, the fragment and the tail, never the whole line.
-
-    A row answered from the cache ends with the batch and attempt that produced its answer.
-    """
-    backend_json = orjson.dumps(backend)
-    tails: dict[int | None, bytes] = {
-        batch.pk: b',"batch_id":%b,"attempt":%d,"backend":%b,"cached":false}\n'
-        % (orjson.dumps(batch.batch_id), batch.attempt, backend_json)
-        for batch in ledger.batches(run)
-    }
-    tails[None] = b',"batch_id":null,"attempt":null,"backend":%b,"cached":false}\n' % backend_json
-    cached_tails: dict[tuple[str, int], bytes] = {}
+    tails = Tails(ledger, run, backend)
+    batches = tails.batches
     rows_path = rows_path or run_data(run).fetch(ROWS_NAME)  # a local copy of the store's
     with ledger.checked(), rows_path.open("rb", buffering=READ_CHUNK) as rows:
         for (custom_id, status, batch_pk, fragment, cached_from, attempt), row in zip(ledger.output_rows(run), rows, strict=True):
-            if cached_from is None or attempt is None:
-                tail = tails[batch_pk]
-            else:
-                tail = cached_tails.get((cached_from, attempt)) or cached_tails.setdefault(
-                    (cached_from, attempt),
-                    b',"batch_id":%b,"attempt":%d,"backend":%b,"cached":true}\n' % (orjson.dumps(cached_from), attempt, backend_json),
-                )
-            yield custom_id, status, row.rstrip(b"\r\n"), fragment or PENDING_FRAGMENT, tail
+            tail = batches[batch_pk] if cached_from is None else tails.of(batch_pk, cached_from, attempt)
+            yield b"".join((b'{"custom_id":"', custom_id.encode(), heads[status], row.rstrip(b"\r\n"), b",",
+                            fragment or PENDING_FRAGMENT, tail))  # fmt: skip

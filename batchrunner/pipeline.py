@@ -57,7 +57,6 @@ if TYPE_CHECKING:
     import pyarrow as pa
 
     from batchrunner.compile import CompileReport
-    from batchrunner.output import Part
     from batchrunner.spec import JobSpec
 
 # The spec, compile and the model check (pydantic models, YAML, JSON Schema) are imported by the
@@ -98,10 +97,14 @@ class Outcome:
 
     def to_arrow(self) -> pa.Table:
         """The output rows as one Arrow table, with the columns of a Parquet output."""
+        from batchrunner.collect import LedgerOutput
         from batchrunner.output.parquet import arrow_table
 
+        assert self.home is not None
         rows = run_data(self.run).fetch(ROWS_NAME)  # on another host: to its spool
-        return arrow_table(self._parts(), rows, self.run.settings.output_schema)
+        with Ledger(self.home, read_only=True) as ledger:
+            output = LedgerOutput(ledger, ledger.run(self.run.id), self.run.backend, rows)
+            return arrow_table(output, rows, self.run.settings.output_schema)
 
     def to_pandas(self) -> pd.DataFrame:
         """The output rows as a pandas DataFrame, one row per input row, columns as `to_arrow`."""
@@ -113,13 +116,6 @@ class Outcome:
         assert self.home is not None
         with Ledger(self.home, read_only=True) as ledger:
             yield from output_lines(ledger, ledger.run(self.run.id), self.run.backend)
-
-    def _parts(self) -> Iterator[Part]:
-        from batchrunner.collect import output_parts
-
-        assert self.home is not None
-        with Ledger(self.home, read_only=True) as ledger:
-            yield from output_parts(ledger, ledger.run(self.run.id), self.run.backend)
 
     def to_dict(self) -> dict[str, Any]:
         out = {

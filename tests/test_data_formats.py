@@ -250,3 +250,20 @@ def test_a_rerun_to_parquet_says_which_rows_came_from_the_cache_and_which_batch_
             assert (after["batch_id"], after["attempt"], after["parsed"]) == (before["batch_id"], before["attempt"], before["parsed"])
         else:
             assert after["batch_id"] != before["batch_id"] and after["attempt"] == 1
+
+
+def test_the_arrow_table_of_a_run_whose_batch_has_not_ended_has_every_row_pending(isolated_env):
+    import batchrunner
+
+    rows = reviews(30)
+    job = batchrunner.Job(name="early", model="claude-haiku-4-5", max_tokens=32, id_field="id", prompt="Review: {text}")
+    started = batchrunner.run(job, rows, backend="local", detach=True)
+    assert started.exit_code == 4
+    table = started.to_arrow()
+    assert table.column("custom_id").to_pylist() == [row["id"] for row in rows]
+    assert table.column("row.text").to_pylist() == [row["text"] for row in rows]
+    assert set(table.column("status").to_pylist()) == {"pending"}
+    assert {name: table.column(name).null_count for name in ("text", "input_tokens", "batch_id", "attempt")} == dict.fromkeys(
+        ("text", "input_tokens", "batch_id", "attempt"), 30
+    )
+    assert table.column("cached").to_pylist() == [False] * 30

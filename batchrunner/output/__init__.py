@@ -2,8 +2,8 @@
 
 Every format is fed the same output, one line of JSON per input row in input order, and writes
 it through `publish.publishing`, the one place a finished output becomes visible. JSONL writes
-the lines; CSV and Parquet flatten each into the columns of `columns.py`, reading the line's
-parts so they parse only what differs from row to row.
+the lines; CSV and Parquet build the columns of `columns.py` from blocks of the ledger's rows and
+of the rows file, parsing each distinct result once per block.
 """
 
 from __future__ import annotations
@@ -18,18 +18,28 @@ from batchrunner.paths import suffix_of
 SUFFIXES = (".jsonl", ".csv", ".parquet")
 
 
-Part = tuple[str, str, bytes, bytes, bytes]
-"""One output line in the pieces it is joined from: custom_id, status, the row (JSON), the
-result fragment (the line's fields from `text` to `error`, without braces) and the tail (`,`
-the fields from `batch_id` on, `}` and the newline). The fragment and the tail repeat across rows."""
+Result = tuple[str, str, int | None, bytes | None, str | None, int | None]
+"""One row of the ledger's ordered scan (`Ledger.output_rows`): custom_id, status, the batch's pk,
+the result fragment (the line's fields from `text` to `error`, without braces; None while
+pending), and the batch id and attempt a cached answer came from."""
+
+Shared = tuple[str, int | None, bytes | None, str | None, int | None]
+"""A `Result` without its custom_id: what rows with the same output but for the custom_id and the
+row have in common (a classification run has a few hundred, whatever its rows)."""
 
 
 class Output(Protocol):
-    """The output in input order, once: as JSON lines (newline included), or as their parts."""
+    """The output in input order, once: as JSON lines (newline included), or as blocks of the
+    ledger's rows, with the JSON of what each block's distinct `Shared` values hold."""
 
     def lines(self) -> Iterator[bytes]: ...
 
-    def parts(self) -> Iterator[Part]: ...
+    def results(self, size: int) -> Iterator[list[Result]]: ...
+
+    def shared(self, key: Shared) -> bytes:
+        """`{"status":...,` the fragment, the tail: the line's fields but custom_id and row, as a
+        JSON object and a newline."""
+        ...
 
 
 class Writer(Protocol):

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
 
 import orjson
 
-from batchrunner.output import Output, Part
+from batchrunner.output import Output, Result, Shared
 from batchrunner.output.columns import columns, reader, row_kinds
 
 
@@ -50,17 +50,17 @@ class ArrowCsvWriter:
     def write(self, output: Output) -> None:
         from batchrunner.output.parquet import write_beside
 
-        write_beside(output.parts(), self._write)
+        write_beside(output, lambda blocks: self._write(blocks, output.shared))
 
-    def _write(self, groups: Iterator[list[Part]]) -> None:
+    def _write(self, blocks: Iterator[list[Result]], shared: Callable[[Shared], bytes]) -> None:
         import pyarrow.csv
 
         from batchrunner.output.parquet import ArrowRows
 
-        rows = ArrowRows(self.rows_path, self.schema, flat=True)
+        rows = ArrowRows(self.rows_path, self.schema, shared, flat=True)
         with pyarrow.csv.CSVWriter(self.out, rows.schema) as file:
-            for group in groups:
-                file.write_table(rows.table(group))
+            for table in rows.tables(blocks):
+                file.write_table(table)
 
 
 def _cell(value: Any) -> Any:

@@ -12,6 +12,7 @@ import array
 import queue
 import threading
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import ExitStack
 from itertools import accumulate, islice
 from operator import itemgetter
 from pathlib import Path
@@ -23,8 +24,9 @@ import pyarrow.compute as pc
 import pyarrow.json as pj
 import pyarrow.parquet as pq
 
-from batchrunner.output import Output, Part
+from batchrunner.output import Output, Result, Shared
 from batchrunner.output.columns import Column, Kinds, columns, note_kinds
+from batchrunner.requestfile import READ_CHUNK
 
 ROW_GROUP = 32_768
 KINDS_CHUNK = 1 << 20  # bytes of rows whose types pyarrow infers at once
@@ -78,15 +80,17 @@ def _arrow(column: Column, flat: bool) -> tuple[pa.DataType, bool]:
 
 class ArrowRows:
     """Output rows gathered into Arrow tables of one row group each, typed as `columns.py` says
-    (`flat`: CSV's columns, nothing nested), from the parts of each output line (`Part`).
+    (`flat`: CSV's columns, nothing nested), from blocks of the ledger's rows (`Result`) and the
+    rows file's lines beside them.
 
-    pyarrow's JSON reader parses a row group's rows in one call, and the group's distinct
-    fragment-and-tail pairs in another (a classification run has a few hundred, whatever its
-    rows), which are then spread over the rows by index; only JSON-text columns (mixed or nested
-    values) are read value by value here.
+    pyarrow's JSON reader parses a block's rows in one call, and the JSON of the block's distinct
+    `Shared` values in another (a classification run has a few hundred, whatever its rows), which
+    are then spread over the rows by index; only JSON-text columns (mixed or nested values) are
+    read value by value here.
     """
 
-    def __init__(self, rows_path: Path, schema: dict[str, Any] | None, *, flat: bool = False) -> None:
+    def __init__(self, rows_path: Path, schema: dict[str, Any] | None, shared: Callable[[Shared], bytes], *, flat: bool = False) -> None:
+        self.rows_path, self.shared = rows_path, shared
         self.columns = columns(schema, row_kinds(rows_path), flat_parsed=flat)
         typed = [_arrow(column, flat) for column in self.columns]
         self.schema = pa.schema([pa.field(c.name, t) for c, (t, _) in zip(self.columns, typed, strict=True)])
@@ -97,19 +101,29 @@ class ArrowRows:
         self.rows_as_json = any(self.columns[i].field == "row" for i in self.as_json)
         self.shared_as_json = any(self.columns[i].field not in _PER_ROW for i in self.as_json)
 
-    def table(self, group: list[Part]) -> pa.Table:
-        ids, statuses, rows, fragments, tails = (list(map(itemgetter(n), group)) for n in range(5))
-        pairs: dict[tuple[bytes, bytes], int] = {}
-        at = _int64s([pairs.setdefault(pair, len(pairs)) for pair in zip(fragments, tails)])
-        shared = [b"{%b%b" % pair for pair in pairs]  # `{`, the fragment, the tail: a JSON line
-        read_rows = _read(b"\n".join(rows), self.row_schema)
+    def tables(self, blocks: Iterable[list[Result]]) -> Iterator[pa.Table]:
+        """One table per block, each joined to as many lines of the rows file."""
+        with self.rows_path.open("rb", buffering=READ_CHUNK) as rows:
+            for block in blocks:
+                lines = list(islice(rows, len(block)))
+                if len(lines) < len(block):
+                    raise ValueError(f"{self.rows_path} has fewer rows than the run has requests")
+                yield self.table(block, lines)
+            if rows.readline():
+                raise ValueError(f"{self.rows_path} has more rows than the run has requests")
+
+    def table(self, block: list[Result], rows: list[bytes]) -> pa.Table:
+        index: dict[Shared, int] = {}  # each distinct Shared value, numbered as it first appears
+        at = _int64s(array.array("q", [index.setdefault(key, len(index)) for key in map(_SHARED, block)]))
+        shared = list(map(self.shared, index))
+        read_rows = _read(b"".join(rows), self.row_schema)
         read_shared = _read(b"".join(shared), self.shared_schema)
-        row_values = [orjson.loads(row) for row in rows] if self.rows_as_json else []
-        shared_values = [orjson.loads(line) for line in shared] if self.shared_as_json else []
+        row_values = list(map(orjson.loads, rows)) if self.rows_as_json else []
+        shared_values = list(map(orjson.loads, shared)) if self.shared_as_json else []
         arrays: list[pa.Array | pa.ChunkedArray] = []
         for i, c in enumerate(self.columns):
-            if c.field == "custom_id" or c.field == "status":
-                arrays.append(_strings(ids if c.field == "custom_id" else statuses))
+            if c.field == "custom_id":
+                arrays.append(_strings(list(map(_CUSTOM_ID, block))))
             elif c.field == "row":
                 arrays.append(_json_array(row_values, None, c.inner) if i in self.as_json else read_rows.column(c.inner))
             elif i in self.as_json:
@@ -129,11 +143,13 @@ def _strings(values: list[str]) -> pa.Array:
     return pa.Array.from_buffers(pa.string(), len(values), [None, pa.py_buffer(offsets), pa.py_buffer(data)])
 
 
-def _int64s(values: list[int]) -> pa.Array:
-    return pa.Array.from_buffers(pa.int64(), len(values), [None, pa.py_buffer(array.array("q", values))])
+def _int64s(values: array.array[int]) -> pa.Array:
+    return pa.Array.from_buffers(pa.int64(), len(values), [None, pa.py_buffer(values)])
 
 
-_PER_ROW = ("custom_id", "status", "row")  # the parts of a line that differ from row to row
+_CUSTOM_ID = itemgetter(0)
+_SHARED = itemgetter(1, 2, 3, 4, 5)  # a Result's Shared part
+_PER_ROW = ("custom_id", "row")  # the parts of a line that differ from row to row
 _NOTHING: dict[str, Any] = {}
 
 
@@ -222,22 +238,15 @@ def _line_schema(typed: list[tuple[Column, pa.DataType]]) -> pa.Schema:
                       *(pa.field(name, pa.struct(fields)) for name, fields in inner.items())])  # fmt: skip
 
 
-def groups(parts: Iterable[Part]) -> Iterator[list[Part]]:
-    """The parts a row group at a time."""
-    source = iter(parts)
-    while group := list(islice(source, ROW_GROUP)):
-        yield group
-
-
-def write_beside(parts: Iterable[Part], write: Callable[[Iterator[list[Part]]], None]) -> None:
-    """`write(row groups)` in a second thread while this one reads them. Reading is Python (the
-    ledger's scan, whose connection is this thread's); typing and writing them is pyarrow's, which
-    lets go of the GIL, so the two overlap. One group waits between them: memory stays flat. A
-    failure on either side stops both and is raised here."""
-    handoff: queue.Queue[list[Part] | None] = queue.Queue(maxsize=1)
+def write_beside(output: Output, write: Callable[[Iterator[list[Result]]], None]) -> None:
+    """`write(blocks)` in a second thread while this one reads them, a row group at a time.
+    Reading is the ledger's scan (whose connection is this thread's); typing and writing them is
+    mostly pyarrow's, which lets go of the GIL, so the two overlap. One block waits between them:
+    memory stays flat. A failure on either side stops both and is raised here."""
+    handoff: queue.Queue[list[Result] | None] = queue.Queue(maxsize=1)
     failed: list[BaseException] = []
 
-    def handed() -> Iterator[list[Part]]:
+    def handed() -> Iterator[list[Result]]:
         while (group := handoff.get()) is not None:
             yield group
 
@@ -252,10 +261,10 @@ def write_beside(parts: Iterable[Part], write: Callable[[Iterator[list[Part]]], 
     worker = threading.Thread(target=work, name="output-writer")
     worker.start()
     try:
-        for group in groups(parts):
+        for block in output.results(ROW_GROUP):
             if failed:
                 break
-            handoff.put(group)
+            handoff.put(block)
     finally:
         handoff.put(None)
         worker.join()
@@ -268,17 +277,46 @@ class ParquetWriter:
         self.out, self.rows_path, self.schema = out, rows_path, schema
 
     def write(self, output: Output) -> None:
-        write_beside(output.parts(), self._write)
+        write_beside(output, lambda blocks: self._write(blocks, output.shared))
 
-    def _write(self, groups: Iterator[list[Part]]) -> None:
-        rows = ArrowRows(self.rows_path, self.schema)  # here, so the rows' kinds are found while the reading starts
-        with pq.ParquetWriter(self.out, rows.schema) as file:
-            for group in groups:
-                file.write_table(rows.table(group))
+    def _write(self, blocks: Iterator[list[Result]], shared: Callable[[Shared], bytes]) -> None:
+        rows = ArrowRows(self.rows_path, self.schema, shared)  # here, so the rows' kinds are found while the reading starts
+        with ExitStack() as stack:
+            file = None
+            for table in rows.tables(blocks):
+                if file is None:  # the first row group tells which columns repeat
+                    file = stack.enter_context(pq.ParquetWriter(self.out, rows.schema, use_dictionary=_dictionary_columns(table)))
+                file.write_table(table)
+            if file is None:
+                pq.ParquetWriter(self.out, rows.schema).close()  # no rows: the columns alone
 
 
-def arrow_table(parts: Iterable[Part], rows_path: Path, schema: dict[str, Any] | None) -> pa.Table:
+def _dictionary_columns(table: pa.Table) -> list[str]:
+    """The Parquet columns (leaf paths) to dictionary-encode: all but the top-level scalar ones
+    whose values in `table`, the first row group, are mostly distinct (a custom_id, a row's
+    text), where a dictionary is only work and then bytes."""
+    chosen: list[str] = []
+    for field, column in zip(table.schema, table.columns, strict=True):
+        if pa.types.is_nested(field.type):
+            chosen.extend(_leaves(field.name, field.type))
+        elif pc.count_distinct(column).as_py() <= len(column) // 2:
+            chosen.append(field.name)
+    return chosen
+
+
+def _leaves(path: str, kind: pa.DataType) -> Iterator[str]:
+    """The leaf columns' paths Parquet stores a nested column as (`parsed.label`, `tags.list.element`)."""
+    if pa.types.is_struct(kind):
+        for child in kind:
+            yield from _leaves(f"{path}.{child.name}", child.type)
+    elif pa.types.is_list(kind):
+        yield from _leaves(f"{path}.list.element", kind.value_type)
+    else:
+        yield path
+
+
+def arrow_table(output: Output, rows_path: Path, schema: dict[str, Any] | None) -> pa.Table:
     """The output as one Arrow table with the Parquet output's columns (for `Outcome.to_arrow`)."""
-    rows = ArrowRows(rows_path, schema)
-    tables = [rows.table(group) for group in groups(parts)]
+    rows = ArrowRows(rows_path, schema, output.shared)
+    tables = list(rows.tables(output.results(ROW_GROUP)))
     return pa.concat_tables(tables) if tables else rows.schema.empty_table()
