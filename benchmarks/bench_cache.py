@@ -29,8 +29,8 @@ import orjson
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_compile import SPEC, generate  # noqa: E402
 
-FRAGMENT = b'{"text":"{\\"label\\":\\"positive\\"}","parsed":{"label":"positive"},"stop_reason":"end_turn",' \
-    b'"usage":{"input_tokens":40,"output_tokens":5},"error":null}'
+FRAGMENT = b'"text":"{\\"label\\":\\"positive\\"}","parsed":{"label":"positive"},"stop_reason":"end_turn",' \
+    b'"usage":{"input_tokens":40,"output_tokens":5},"error":null'  # the middle of an output line, as collect stores it
 
 
 def fill_cache(folder: Path, home: Path) -> int:
@@ -51,7 +51,11 @@ def fill_cache(folder: Path, home: Path) -> int:
                 (LOCAL_SCOPE, line_key(line, spec.api_version), spec.model, FRAGMENT, 40, 5, 0, 0, "msgbatch_seed", 1, "seed", "2026-01-01T00:00:00Z")
                 for line in iter_lines(shard.path)
             ]
-            db.executemany("INSERT INTO answer_cache VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+            db.executemany(
+                "INSERT INTO answer_cache (scope, request_key, model, result, input_tokens, output_tokens,"
+                " cache_write_tokens, cache_read_tokens, batch_id, attempt, run_id, created_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows
+            )
             n += len(rows)
     return n
 

@@ -234,3 +234,44 @@ def test_retry_sends_a_shared_failed_request_once_and_never_reads_the_cache(make
     assert out[2]["text"] == out[3]["text"] and out[2]["attempt"] == out[3]["attempt"] == 2
     stats = orjson.loads(run_cli("--json", "cache", "stats").stdout)
     assert stats["entries"] == 3, "the retried answer is cached too; the expired one never was"
+
+
+def test_a_ledger_from_before_answer_ids_keeps_its_answers_for_the_next_run(make_job, run_cli, monkeypatch, ledger_url, isolated_env, tmp_path):
+    """A ledger at schema 4 (answers cached, no answer ids yet) is migrated when opened, and a re-run is answered from it."""
+    from batchrunner.compile import compile_job
+    from batchrunner.ledger import Ledger, postgres, schema, sqlite
+    from batchrunner.request_key import LOCAL_SCOPE, line_key
+    from batchrunner.requestfile import iter_lines
+    from batchrunner.spec import load_spec
+
+    if ledger_url is not None:
+        monkeypatch.setenv("BATCHRUNNER_LEDGER", ledger_url)
+    job = make_job(reviews(20))
+    spec = load_spec(job.spec)
+    lines = [line for shard in compile_job(spec, tmp_path / "seed").shards if shard.path for line in iter_lines(shard.path)]
+    with monkeypatch.context() as version_4:
+        for store in (sqlite, postgres):
+            version_4.setattr(store, "MIGRATIONS", schema.MIGRATIONS[:4])
+        with Ledger(isolated_env) as ledger, ledger.transaction() as db:
+            db.executemany(
+                "INSERT INTO answer_cache VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [(LOCAL_SCOPE, line_key(line, spec.api_version), spec.model,
+                  b'"text":"answer %d","parsed":null,"stop_reason":"end_turn","usage":{"input_tokens":40,"output_tokens":5},'
+                  b'"error":null' % i, 40, 5, 0, 0, "msgbatch_yesterday", 1, "yesterday", "2026-11-30T02:00:00.000000Z")
+                 for i, line in enumerate(lines)],
+            )
+
+    rerun = submit(run_cli, job.spec, "--backend", "local")
+
+    assert rerun["summary"]["cached"] == 20 and rerun["summary"]["counts"]["succeeded"] == 20
+    out = read_rows(job.output)
+    assert [row["text"] for row in out] == [f"answer {i}" for i in range(20)]
+    assert {(row["cached"], row["batch_id"], row["attempt"]) for row in out} == {(True, "msgbatch_yesterday", 1)}
+    rows = reviews(20)
+    write_rows(job.rows, [dict(row, text=row["text"] + " (edited)") if row["id"] == "r-3" else row for row in rows])
+    edited = submit(run_cli, job.spec, "--backend", "local")
+    assert edited["summary"]["cached"] == 19, "the edited row is sent, and its answer cached beside the old ones"
+    again = submit(run_cli, job.spec, "--backend", "local")
+    assert again["summary"]["cached"] == 20
+    stats = orjson.loads(run_cli("--json", "cache", "stats").stdout)
+    assert stats["entries"] == 21
