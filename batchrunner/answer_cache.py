@@ -68,6 +68,7 @@ class Planner:
         self.emit: Emit = lambda seq, line: None
         self.pending: list[tuple[int, str, bytes, str]] = []
         self.first_seq: dict[str, int] = {}  # key -> the seq that sends it: one entry per distinct request sent
+        self.near: int | None = None  # the id after the last answer found, where the next ones probably are
         self.sent = self.cached = self.duplicates = 0
 
     @property
@@ -88,11 +89,12 @@ class Planner:
     def flush(self) -> None:
         hits: dict[str, int] = {}
         if self.policy.lookup and self.ledger is not None and self.pending:
-            hits = self.ledger.cached_answers(self.policy.scope, [key for *_, key in self.pending], self.since)
+            hits = self.ledger.cached_answers(self.policy.scope, [key for *_, key in self.pending], self.since, self.near)
         for seq, custom_id, line, key in self.pending:
             answer = hits.get(key)
             if answer is not None:
                 self.cached += 1
+                self.near = answer + 1
                 self._write(CACHED, custom_id, b"%d" % answer)
                 continue
             if self.policy.lookup:

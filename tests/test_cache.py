@@ -130,6 +130,29 @@ def test_answers_cached_on_local_do_not_serve_another_backend(make_job, run_cli,
         assert sent(served) == 20, "the served backend's own answers are cached for it"
 
 
+def test_answers_read_in_the_order_they_were_stored_still_serve_only_their_own_backend(
+    make_job, run_cli, emulator, monkeypatch, ledger_url
+):
+    """More rows than one lookup asks for: after a hit, the answers stored next are read first, and
+    those cached on `local` among them (the same requests) do not answer a run on the server."""
+    use_server(monkeypatch, emulator)
+    if ledger_url is not None:
+        monkeypatch.setenv("BATCHRUNNER_LEDGER", ledger_url)
+    rows = reviews(1200)
+    job = make_job(rows[:500], batch_size=500)
+    submit(run_cli, job.spec)
+    write_rows(job.rows, rows)
+    submit(run_cli, job.spec, "--backend", "local")
+    assert sent(emulator) == 500
+
+    served = submit(run_cli, job.spec)
+
+    assert sent(emulator) == 500 + 700, "rows 501-1200 were answered only on local"
+    assert served["summary"]["cached"] == 500
+    again = submit(run_cli, job.spec, "--backend", "local")
+    assert again["summary"]["cached"] == 1200
+
+
 def test_cache_false_neither_uses_nor_keeps_answers(make_job, run_cli, emulator, monkeypatch):
     use_server(monkeypatch, emulator)
     rows = [{"id": f"r-{i}", "text": "same"} for i in range(10)]
@@ -148,6 +171,25 @@ def test_max_age_sends_again_what_was_cached_too_long_ago(make_job, run_cli, emu
     job.spec.write_text(job.spec.read_text() + "cache: {max_age: 0s}\n")
     submit(run_cli, job.spec)
     assert sent(emulator) == 20
+
+
+def test_max_age_holds_for_answers_read_in_the_order_they_were_stored(make_job, run_cli, emulator, monkeypatch, isolated_env):
+    from batchrunner.ledger import Ledger
+
+    use_server(monkeypatch, emulator)
+    rows = reviews(1200)
+    job = make_job(rows[:500], batch_size=500)
+    submit(run_cli, job.spec)
+    write_rows(job.rows, rows[500:])
+    submit(run_cli, job.spec)
+    with Ledger(isolated_env) as ledger, ledger.transaction() as db:
+        db.execute("UPDATE answer_cache SET created_at = '2020-01-01T00:00:00.000000Z' WHERE id > 500")
+    write_rows(job.rows, rows)
+    job.spec.write_text(job.spec.read_text() + "cache: {max_age: 7d}\n")
+
+    again = submit(run_cli, job.spec)
+
+    assert again["summary"]["cached"] == 500 and sent(emulator) == 1200 + 700
 
 
 def test_cache_stats_and_clear(make_job, run_cli, emulator, monkeypatch, ledger_url):

@@ -17,6 +17,7 @@ from batchrunner.ledger.database import Database, utcnow
 from batchrunner.ledger.runs import Run
 
 LOOKUP_KEYS = 500  # keys per lookup query: well under every SQL engine's parameter limit
+NEAR_SLACK = 64  # answers read past the expected ones, for rows added to the job since its last run
 PLAN_CHUNK = 20_000  # planned requests registered per statement: a few MB of them in memory
 CACHED_BATCH_PK = 0  # a cached row's results.batch_pk: no batch of this run made its answer
 
@@ -36,13 +37,27 @@ def _chunks(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
 
 
 class CacheTable(Database):
-    def cached_answers(self, scope: str, keys: list[str], since: str | None) -> dict[str, int]:
+    def cached_answers(self, scope: str, keys: list[str], since: str | None, near: int | None = None) -> dict[str, int]:
         """Which of these keys have an answer in this scope, stored at or after `since` (ISO time),
         and that answer's id. Without `since` the unique index on the key answers (it holds the id);
-        no answer is read."""
+        no answer is read.
+
+        `near` is the id where these answers probably begin: a re-run asks for its answers in the
+        order its last run stored them. The ids from there are read first, as one range (pages in
+        order, not a probe of the key index at random per key), and only the keys not among them
+        are looked up by key."""
+        wanted = dict.fromkeys(keys)
         found: dict[str, int] = {}
+        if near is not None:
+            rows = self.db.execute(
+                "SELECT request_key, id, scope, created_at FROM answer_cache WHERE id >= ? AND id < ?",
+                (near, near + len(wanted) + NEAR_SLACK),
+            )
+            with self.checked():
+                found = {key: id_ for key, id_, kept_for, created_at in rows
+                         if key in wanted and kept_for == scope and (since is None or created_at >= since)}
         age = "" if since is None else " AND created_at >= ?"
-        for chunk in _chunks(dict.fromkeys(keys), LOOKUP_KEYS):
+        for chunk in _chunks((key for key in wanted if key not in found), LOOKUP_KEYS):
             marks = ",".join("?" * len(chunk))
             rows = self.db.execute(
                 f"SELECT request_key, id FROM answer_cache WHERE scope = ?{age} AND request_key IN ({marks})",
