@@ -5,7 +5,7 @@ While compile renders a new run's requests, a `Planner` looks each one up by its
 request is not sent, a request identical to an earlier row's is sent once (the later rows share
 its result), and the rest go on to the request files. Its decisions are streamed to a plan file
 that registering the run reads back in one transaction, which copies the cached answers inside
-the ledger: only keys pass through Python, never the answers.
+the ledger by the ids the lookups found: only keys and ids pass through Python, never the answers.
 """
 
 from __future__ import annotations
@@ -68,6 +68,7 @@ class Planner:
         self.emit: Emit = lambda seq, line: None
         self.pending: list[tuple[int, str, bytes, str]] = []
         self.first_seq: dict[str, int] = {}  # key -> the seq that sends it: one entry per distinct request sent
+        self.near: int | None = None  # the id after the last answer found, where the next ones probably are
         self.sent = self.cached = self.duplicates = 0
 
     @property
@@ -86,13 +87,15 @@ class Planner:
             self.flush()
 
     def flush(self) -> None:
-        hits: set[str] = set()
+        hits: dict[str, int] = {}
         if self.policy.lookup and self.ledger is not None and self.pending:
-            hits = self.ledger.cached_keys(self.policy.scope, [key for *_, key in self.pending], self.since)
+            hits = self.ledger.cached_answers(self.policy.scope, [key for *_, key in self.pending], self.since, self.near)
         for seq, custom_id, line, key in self.pending:
-            if key in hits:
+            answer = hits.get(key)
+            if answer is not None:
                 self.cached += 1
-                self._write(CACHED, custom_id, key.encode())
+                self.near = answer + 1
+                self._write(CACHED, custom_id, b"%d" % answer)
                 continue
             if self.policy.lookup:
                 first = self.first_seq.get(key)
@@ -113,8 +116,8 @@ class Planner:
 
     def _write(self, kind: bytes, custom_id: str, value: bytes) -> None:
         """One plan line `kind<TAB>custom_id<TAB>value` (no field can hold a tab or a newline:
-        custom_ids are [A-Za-z0-9_-], keys hex): a sent or cached request's key, or the seq a
-        shared one is sent at."""
+        custom_ids are [A-Za-z0-9_-], keys hex): a sent request's key, a cached one's answer id,
+        or the seq a shared one is sent at."""
         if self.plan is not None:
             self.plan.write(b"%s\t%s\t%s\n" % (kind, custom_id.encode(), value))
 

@@ -346,7 +346,6 @@ async def _prepare_run(
                 if s.path is not None
             ],
             planned=read_plan(run_dir / PLAN_NAME),
-            scope=planner.policy.scope,
             attachments=[] if uploaded is None else [(sha, uploaded.backend_key, id_) for sha, id_ in uploaded.file_ids.items()],
             keep_attachments=spec.keep_attachments,
         )

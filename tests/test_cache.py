@@ -130,6 +130,29 @@ def test_answers_cached_on_local_do_not_serve_another_backend(make_job, run_cli,
         assert sent(served) == 20, "the served backend's own answers are cached for it"
 
 
+def test_answers_read_in_the_order_they_were_stored_still_serve_only_their_own_backend(
+    make_job, run_cli, emulator, monkeypatch, ledger_url
+):
+    """More rows than one lookup asks for: after a hit, the answers stored next are read first, and
+    those cached on `local` among them (the same requests) do not answer a run on the server."""
+    use_server(monkeypatch, emulator)
+    if ledger_url is not None:
+        monkeypatch.setenv("BATCHRUNNER_LEDGER", ledger_url)
+    rows = reviews(1200)
+    job = make_job(rows[:500], batch_size=500)
+    submit(run_cli, job.spec)
+    write_rows(job.rows, rows)
+    submit(run_cli, job.spec, "--backend", "local")
+    assert sent(emulator) == 500
+
+    served = submit(run_cli, job.spec)
+
+    assert sent(emulator) == 500 + 700, "rows 501-1200 were answered only on local"
+    assert served["summary"]["cached"] == 500
+    again = submit(run_cli, job.spec, "--backend", "local")
+    assert again["summary"]["cached"] == 1200
+
+
 def test_cache_false_neither_uses_nor_keeps_answers(make_job, run_cli, emulator, monkeypatch):
     use_server(monkeypatch, emulator)
     rows = [{"id": f"r-{i}", "text": "same"} for i in range(10)]
@@ -148,6 +171,25 @@ def test_max_age_sends_again_what_was_cached_too_long_ago(make_job, run_cli, emu
     job.spec.write_text(job.spec.read_text() + "cache: {max_age: 0s}\n")
     submit(run_cli, job.spec)
     assert sent(emulator) == 20
+
+
+def test_max_age_holds_for_answers_read_in_the_order_they_were_stored(make_job, run_cli, emulator, monkeypatch, isolated_env):
+    from batchrunner.ledger import Ledger
+
+    use_server(monkeypatch, emulator)
+    rows = reviews(1200)
+    job = make_job(rows[:500], batch_size=500)
+    submit(run_cli, job.spec)
+    write_rows(job.rows, rows[500:])
+    submit(run_cli, job.spec)
+    with Ledger(isolated_env) as ledger, ledger.transaction() as db:
+        db.execute("UPDATE answer_cache SET created_at = '2020-01-01T00:00:00.000000Z' WHERE id > 500")
+    write_rows(job.rows, rows)
+    job.spec.write_text(job.spec.read_text() + "cache: {max_age: 7d}\n")
+
+    again = submit(run_cli, job.spec)
+
+    assert again["summary"]["cached"] == 500 and sent(emulator) == 1200 + 700
 
 
 def test_cache_stats_and_clear(make_job, run_cli, emulator, monkeypatch, ledger_url):
@@ -242,3 +284,44 @@ def test_retry_sends_a_shared_failed_request_once_and_never_reads_the_cache(make
     assert out[2]["text"] == out[3]["text"] and out[2]["attempt"] == out[3]["attempt"] == 2
     stats = orjson.loads(run_cli("--json", "cache", "stats").stdout)
     assert stats["entries"] == 3, "the retried answer is cached too; the expired one never was"
+
+
+def test_a_ledger_from_before_answer_ids_keeps_its_answers_for_the_next_run(make_job, run_cli, monkeypatch, ledger_url, isolated_env, tmp_path):
+    """A ledger at schema 4 (answers cached, no answer ids yet) is migrated when opened, and a re-run is answered from it."""
+    from batchrunner.compile import compile_job
+    from batchrunner.ledger import Ledger, postgres, schema, sqlite
+    from batchrunner.request_key import LOCAL_SCOPE, line_key
+    from batchrunner.requestfile import iter_lines
+    from batchrunner.spec import load_spec
+
+    if ledger_url is not None:
+        monkeypatch.setenv("BATCHRUNNER_LEDGER", ledger_url)
+    job = make_job(reviews(20))
+    spec = load_spec(job.spec)
+    lines = [line for shard in compile_job(spec, tmp_path / "seed").shards if shard.path for line in iter_lines(shard.path)]
+    with monkeypatch.context() as version_4:
+        for store in (sqlite, postgres):
+            version_4.setattr(store, "MIGRATIONS", schema.MIGRATIONS[:4])
+        with Ledger(isolated_env) as ledger, ledger.transaction() as db:
+            db.executemany(
+                "INSERT INTO answer_cache VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [(LOCAL_SCOPE, line_key(line, spec.api_version), spec.model,
+                  b'"text":"answer %d","parsed":null,"stop_reason":"end_turn","usage":{"input_tokens":40,"output_tokens":5},'
+                  b'"error":null' % i, 40, 5, 0, 0, "msgbatch_yesterday", 1, "yesterday", "2026-11-30T02:00:00.000000Z")
+                 for i, line in enumerate(lines)],
+            )
+
+    rerun = submit(run_cli, job.spec, "--backend", "local")
+
+    assert rerun["summary"]["cached"] == 20 and rerun["summary"]["counts"]["succeeded"] == 20
+    out = read_rows(job.output)
+    assert [row["text"] for row in out] == [f"answer {i}" for i in range(20)]
+    assert {(row["cached"], row["batch_id"], row["attempt"]) for row in out} == {(True, "msgbatch_yesterday", 1)}
+    rows = reviews(20)
+    write_rows(job.rows, [dict(row, text=row["text"] + " (edited)") if row["id"] == "r-3" else row for row in rows])
+    edited = submit(run_cli, job.spec, "--backend", "local")
+    assert edited["summary"]["cached"] == 19, "the edited row is sent, and its answer cached beside the old ones"
+    again = submit(run_cli, job.spec, "--backend", "local")
+    assert again["summary"]["cached"] == 20
+    stats = orjson.loads(run_cli("--json", "cache", "stats").stdout)
+    assert stats["entries"] == 21

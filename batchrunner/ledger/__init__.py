@@ -50,13 +50,12 @@ class Ledger(RunsTable, BatchesTable, ResultsTable, AttachmentsTable, CacheTable
         shards: Iterable[tuple[int, int | None, str, int, int]],
         custom_ids: Iterable[str] = (),
         planned: Iterable[PlannedRequest] | None = None,
-        scope: str = "",
         attachments: Iterable[tuple[str, str, str]] = (),
         keep_attachments: bool = True,
     ) -> Run:
         """Register a compiled run, its first-attempt batches, every request (`custom_ids`, or
-        `planned` with their keys and shared requests, the cached ones answered from the cache of
-        backend `scope`) and the files its requests attach ((sha256, backend_key, file_id)), in
+        `planned` with their keys and shared requests, the cached ones answered by their answers'
+        ids in the cache) and the files its requests attach ((sha256, backend_key, file_id)), in
         one transaction."""
         with self.transaction() as db:
             run_pk = self._insert_run(db, new)
@@ -64,7 +63,7 @@ class Ledger(RunsTable, BatchesTable, ResultsTable, AttachmentsTable, CacheTable
             if planned is None:
                 total = self._insert_requests(db, run_pk, custom_ids)
             else:
-                total = self._insert_plan(db, run_pk, scope, planned)
+                total = self._insert_plan(db, run_pk, planned)
             self._insert_run_attachments(db, run_pk, attachments, keep_attachments)
             self._set_requests(db, run_pk, total)
         return self.run(new.run_id)

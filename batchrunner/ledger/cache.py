@@ -15,54 +15,69 @@ from batchrunner.ledger.batches import Batch
 from batchrunner.ledger.database import LOOKUP_KEYS, Database, chunks, utcnow
 from batchrunner.ledger.runs import Run
 
+NEAR_SLACK = 64  # answers read past the expected ones, for rows added to the job since its last run
 PLAN_CHUNK = 20_000  # planned requests registered per statement: a few MB of them in memory
 CACHED_BATCH_PK = 0  # a cached row's results.batch_pk: no batch of this run made its answer
 
 # What a planned request is: sent, the same as an earlier row's request, or answered from the cache.
 SENT, SHARED, CACHED = b"S", b"D", b"C"
 
-# One request of a new run, in input order: (kind, custom_id, value). A sent or cached request's
-# value is its key (empty when a sent one's answer is not to be cached); a shared one's, the seq of
-# the earlier row whose request is sent for it.
+# One request of a new run, in input order: (kind, custom_id, value). A sent request's value is its
+# key (empty when its answer is not to be cached); a cached one's, the id of its answer in the cache;
+# a shared one's, the seq of the earlier row whose request is sent for it.
 PlannedRequest = tuple[bytes, str, str]
 
 
 class CacheTable(Database):
-    def cached_keys(self, scope: str, keys: list[str], since: str | None) -> set[str]:
-        """Which of these keys have an answer in this scope, stored at or after `since` (ISO time).
-        Keys only: without `since` the cache's primary key answers, and no answer is read."""
-        found: set[str] = set()
+    def cached_answers(self, scope: str, keys: list[str], since: str | None, near: int | None = None) -> dict[str, int]:
+        """Which of these keys have an answer in this scope, stored at or after `since` (ISO time),
+        and that answer's id. Without `since` the unique index on the key answers (it holds the id);
+        no answer is read.
+
+        `near` is the id where these answers probably begin: a re-run asks for its answers in the
+        order its last run stored them. The ids from there are read first, as one range (pages in
+        order, not a probe of the key index at random per key), and only the keys not among them
+        are looked up by key."""
+        wanted = dict.fromkeys(keys)
+        found: dict[str, int] = {}
+        if near is not None:
+            rows = self.db.execute(
+                "SELECT request_key, id, scope, created_at FROM answer_cache WHERE id >= ? AND id < ?",
+                (near, near + len(wanted) + NEAR_SLACK),
+            )
+            with self.checked():
+                found = {key: id_ for key, id_, kept_for, created_at in rows
+                         if key in wanted and kept_for == scope and (since is None or created_at >= since)}
         age = "" if since is None else " AND created_at >= ?"
-        for chunk in chunks(dict.fromkeys(keys), LOOKUP_KEYS):
+        for chunk in chunks((key for key in wanted if key not in found), LOOKUP_KEYS):
             marks = ",".join("?" * len(chunk))
             rows = self.db.execute(
-                f"SELECT request_key FROM answer_cache WHERE scope = ?{age} AND request_key IN ({marks})",
+                f"SELECT request_key, id FROM answer_cache WHERE scope = ?{age} AND request_key IN ({marks})",
                 (scope, *(() if since is None else (since,)), *chunk),
             )
             with self.checked():
-                found.update(row[0] for row in rows)
+                found.update(rows)
         return found
 
-    def _insert_plan(self, db: Any, run_pk: int, scope: str, planned: Iterable[PlannedRequest]) -> int:
-        """Every request of a new run with its key or the row it shares a request with, and each
-        cached row's answer copied inside the database (it never passes through Python), streamed
-        in chunks. An answer gone since it was looked up (`cache clear` meanwhile) fails the
-        registration: that row would be neither sent nor answered."""
-        columns = ("seq", "custom_id", "request_key")
+    def _insert_plan(self, db: Any, run_pk: int, planned: Iterable[PlannedRequest]) -> int:
+        """Every request of a new run with its key, the row it shares a request with, or the id of
+        its cached answer, which is copied inside the database (it never passes through Python),
+        streamed in chunks. An answer gone since it was looked up (`cache clear` meanwhile) fails
+        the registration: that row would be neither sent nor answered."""
         run = {"run_pk": run_pk}
         total = 0
         for chunk in chunks(planned, PLAN_CHUNK):
-            cached = [(total + i, custom_id, key) for i, (kind, custom_id, key) in enumerate(chunk) if kind == CACHED]
+            cached = [(total + i, custom_id, int(answer)) for i, (kind, custom_id, answer) in enumerate(chunk) if kind == CACHED]
             if cached:
-                self.store.insert_many(db, "requests", columns, cached, constants=run)
+                self.store.insert_many(db, "requests", ("seq", "custom_id", "answer_id"), cached, constants=run)
                 copied = db.execute(
                     "INSERT INTO results (run_pk, seq, status, attempt, batch_pk, error_type, input_tokens, output_tokens,"
                     " result, cached_batch_id, cache_write_tokens, cache_read_tokens)"
                     f" SELECT q.run_pk, q.seq, 'succeeded', a.attempt, {CACHED_BATCH_PK}, NULL, a.input_tokens,"
                     " a.output_tokens, a.result, a.batch_id, a.cache_write_tokens, a.cache_read_tokens"
-                    " FROM requests q JOIN answer_cache a ON a.scope = ? AND a.request_key = q.request_key"
+                    " FROM requests q JOIN answer_cache a ON a.id = q.answer_id"
                     " WHERE q.run_pk = ? AND q.seq >= ? AND q.seq < ?",
-                    (scope, run_pk, total, total + len(chunk)),
+                    (run_pk, total, total + len(chunk)),
                 ).rowcount
                 if copied != len(cached):
                     raise BatchrunnerError(
@@ -72,7 +87,7 @@ class CacheTable(Database):
             if len(cached) < len(chunk):
                 rest = [(total + i, custom_id, key if kind == SENT and key else None)
                         for i, (kind, custom_id, key) in enumerate(chunk) if kind != CACHED]
-                self.store.insert_many(db, "requests", columns, rest, constants=run)
+                self.store.insert_many(db, "requests", ("seq", "custom_id", "request_key"), rest, constants=run)
                 links = [(total + i, int(first)) for i, (kind, _, first) in enumerate(chunk) if kind == SHARED]
                 if links:
                     self.store.insert_many(db, "request_links", ("seq", "primary_seq"), links, constants=run)

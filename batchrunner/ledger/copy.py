@@ -15,10 +15,14 @@ NOT_COPIED = frozenset({"run_locks"})  # who holds a lock now is no state to mov
 
 
 def tables() -> list[str]:
-    """The ledger's tables in the order the migrations create them (referenced before referencing)."""
-    return [
-        name for script in MIGRATIONS for name in re.findall(r"CREATE TABLE (\w+)", script) if name not in NOT_COPIED
-    ]
+    """The ledger's tables in the order the migrations create them (referenced before referencing),
+    under the names later migrations rename them to (a table rebuilt is created under another name)."""
+    names: list[str] = []
+    for script in MIGRATIONS:
+        names += re.findall(r"CREATE TABLE (\w+)", script)
+        for old, new in re.findall(r"ALTER TABLE (\w+) RENAME TO (\w+)", script):
+            names = [new if name == old else name for name in names]
+    return [name for name in dict.fromkeys(names) if name not in NOT_COPIED]
 
 
 def copy_ledger(home: Path, target_url: str) -> dict[str, int]:

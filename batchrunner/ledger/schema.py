@@ -135,6 +135,35 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX answer_cache_by_created_at ON answer_cache (created_at);
     """,
+    # Cached answers get an id in the order they were stored, which a run's cached rows record
+    # (requests.answer_id) when they are looked up: registering the run copies each answer by its
+    # id, near the one before it, instead of probing the key index again at random.
+    """
+    CREATE TABLE answers (
+        id INTEGER PRIMARY KEY,
+        scope TEXT NOT NULL,
+        request_key TEXT NOT NULL,
+        model TEXT NOT NULL,
+        result BLOB NOT NULL,
+        input_tokens INTEGER NOT NULL,
+        output_tokens INTEGER NOT NULL,
+        cache_write_tokens INTEGER NOT NULL,
+        cache_read_tokens INTEGER NOT NULL,
+        batch_id TEXT NOT NULL,
+        attempt INTEGER NOT NULL,
+        run_id TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        UNIQUE (scope, request_key)
+    );
+    INSERT INTO answers (scope, request_key, model, result, input_tokens, output_tokens, cache_write_tokens,
+        cache_read_tokens, batch_id, attempt, run_id, created_at)
+        SELECT scope, request_key, model, result, input_tokens, output_tokens, cache_write_tokens,
+        cache_read_tokens, batch_id, attempt, run_id, created_at FROM answer_cache;
+    DROP TABLE answer_cache;
+    ALTER TABLE answers RENAME TO answer_cache;
+    CREATE INDEX answer_cache_by_created_at ON answer_cache (created_at);
+    ALTER TABLE requests ADD COLUMN answer_id INTEGER;
+    """,
 ]
 
 
