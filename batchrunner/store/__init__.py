@@ -16,7 +16,7 @@ from typing import Protocol
 
 from batchrunner.paths import is_url
 from batchrunner.store.local import LocalStore
-from batchrunner.store.remote import RemoteStore, missing_bucket, put_whole
+from batchrunner.store.remote import RemoteStore, check_url, missing_bucket, put_whole
 
 __all__ = [
     "LocalStore", "RemoteStore", "Store", "check_url", "missing_bucket", "open_store", "put_whole", "run_data", "runs_location",
@@ -64,12 +64,6 @@ class KeepsData(Protocol):
 def run_data(run: KeepsData) -> Store:
     """A run's data, wherever the run keeps it (this host's folder is the spool of a remote store)."""
     return open_store(run.store, run.run_dir)
-
-
-def check_url(url: str) -> None:
-    """Refuse, before anything is written, a URL of an unknown scheme, with credentials in it, or
-    whose extra is not installed (exit 2)."""
-    RemoteStore.check(url)
 
 
 def runs_location(store: str | None, home: Path) -> str | None:

@@ -28,11 +28,17 @@ def _scheme(url: str) -> str:
     return url.split("://", 1)[0].lower()
 
 
-def _filesystem(url: str) -> Any:
-    """The fsspec filesystem for `url`; an unknown scheme, credentials in it or a missing extra is the user's to fix."""
+def check_url(url: str) -> None:
+    """Refuse, before anything is written, a URL of an unknown scheme, with credentials in it, or
+    whose extra is not installed (exit 2)."""
     problem = store_url_problem(url)
     if problem is not None:
         raise InputError(problem)
+
+
+def _filesystem(url: str) -> Any:
+    """The fsspec filesystem for `url`, once `check_url` lets it through."""
+    check_url(url)
     import fsspec
 
     return fsspec.filesystem(_scheme(url))  # botocore reads AWS_ENDPOINT_URL itself
@@ -110,11 +116,6 @@ class RemoteStore:
         self.spool = spool
         self.remote = True
         self.fs = _filesystem(location)
-
-    @staticmethod
-    def check(location: str) -> None:
-        """Refuse, before anything is written, a URL whose extra is missing."""
-        _filesystem(location)
 
     def _url(self, name: str) -> str:
         return f"{self.location}/{name}"
